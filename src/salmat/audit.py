@@ -1,0 +1,77 @@
+"""The run record (`--audit-json`): what ran, on what, with which settings, and how it went."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from importlib import metadata
+from typing import Any
+
+from .tables import sha256_file
+
+AUDIT_SCHEMA = "salmat.audit/v1"
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("salmat", "av", "numpy", "pyarrow", "onnxruntime", "opencv-python-headless", "scipy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        import av
+
+        versions["ffmpeg"] = ".".join(map(str, av.library_versions.get("libavcodec", ())))
+        versions["ffmpeg"] = f"libavcodec {versions['ffmpeg']}"
+    except Exception:  # noqa: BLE001 - versions are informative only
+        versions["ffmpeg"] = None
+    return versions
+
+
+def build_audit(opts, model, report, timings: dict[str, float], results: list, argv: list[str] | None) -> dict[str, Any]:
+    clips_ok = sum(1 for r in results if r.status == "ok")
+    compute = max(timings.get("compute", 0.0), 1e-9)
+    return {
+        "schema": AUDIT_SCHEMA,
+        "input": os.path.abspath(opts.input),
+        "input_sha256": sha256_file(opts.input),
+        "output": os.path.abspath(opts.output),
+        "config": opts.as_dict(),
+        "model": model.describe(),
+        "summary": {
+            "rows": report.total,
+            "ok": report.ok,
+            "skipped": report.skipped,
+            "failed": report.failed,
+            "by_status": report.counts,
+            "clips": report.clips,
+            "clips_ok": clips_ok,
+        },
+        "timings_s": {k: round(v, 6) for k, v in timings.items()},
+        "throughput": {
+            "clips_per_s": round(report.clips / compute, 3) if report.clips else None,
+            "rows_per_s": round(report.total / max(timings.get("total", 0.0), 1e-9), 1),
+        },
+        "versions": library_versions(),
+        "argv": list(argv) if argv is not None else None,
+        "platform": platform.platform(),
+    }
+
+
+def write_audit(path: str, record: dict[str, Any]) -> None:
+    """Atomic like the table: a temporary file in the same folder, then rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".salmat-audit-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

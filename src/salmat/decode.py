@@ -1,0 +1,203 @@
+"""Open a clip and decode a bounded sample of its frames as `YuvFrame`s.
+
+Containers go through PyAV (FFmpeg inside the wheel; no ffmpeg binary needed).
+Raw `.yuv` 4:2:0 files are read with NumPy at the sampled offsets.
+
+Sampling (see CONTRACT §4):
+- `clip`: N frame indices evenly spaced over the whole clip,
+  `round(linspace(0, total − 1, N))`, duplicates dropped.
+- `head` (historical): decode the first `max_frames` frames, then take
+  indices `0, s, 2s, …` with `s = max(1, total // N)`, first N of them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from .errors import ClipError
+from .frames import YuvFrame
+from .sources import ClipSpec
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    sampling: str = "clip"
+    frame_samples: int = 8
+    max_frames: int = 8
+    max_pixels: int | None = None
+
+
+def clip_indices(total: int, n: int) -> list[int]:
+    """N indices evenly spaced over `total` frames, first and last included."""
+    if total <= 0:
+        return []
+    if n >= total:
+        return list(range(total))
+    return sorted({int(round(x)) for x in np.linspace(0, total - 1, n)})
+
+
+def head_indices(total: int, n: int) -> list[int]:
+    """The historical rule over the `total` decoded head frames."""
+    step = max(1, total // max(n, 1))
+    return list(range(0, total, step))[:n]
+
+
+def decode_sampled(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
+    """The sampled frames of one clip in time order; raises `ClipError` on any decode problem."""
+    if spec.raw:
+        return _decode_raw(spec, options)
+    try:
+        return _decode_container(spec, options)
+    except ClipError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
+        raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+# ---- raw .yuv -------------------------------------------------------------
+
+
+def _raw_frame_bytes(spec: ClipSpec) -> tuple[int, int]:
+    sample_bytes = 2 if spec.bit_depth > 8 else 1
+    w, h = spec.width or 0, spec.height or 0
+    chroma = math.ceil(w / 2) * math.ceil(h / 2)
+    return (w * h + 2 * chroma) * sample_bytes, sample_bytes
+
+
+def _decode_raw(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
+    _check_pixels(spec.width or 0, spec.height or 0, options)
+    frame_bytes, sample_bytes = _raw_frame_bytes(spec)
+    size = os.path.getsize(spec.path)
+    total = size // frame_bytes
+    if total == 0:
+        raise ClipError(
+            "decode-failed",
+            f"{os.path.basename(spec.path)}: {size} bytes is less than one {spec.width}x{spec.height} "
+            f"{spec.bit_depth}-bit 4:2:0 frame ({frame_bytes} bytes); check the geometry",
+        )
+    if options.sampling == "head":
+        indices = head_indices(min(total, options.max_frames), options.frame_samples)
+    else:
+        indices = clip_indices(total, options.frame_samples)
+    dtype = np.dtype("<u2") if sample_bytes == 2 else np.dtype(np.uint8)
+    with open(spec.path, "rb") as handle:
+        return [_read_raw_frame(handle, i * frame_bytes, spec, dtype) for i in indices]
+
+
+def _read_raw_frame(handle, offset: int, spec: ClipSpec, dtype: np.dtype) -> YuvFrame:
+    w, h = spec.width or 0, spec.height or 0
+    cw, ch = math.ceil(w / 2), math.ceil(h / 2)
+    handle.seek(offset)
+    data = np.frombuffer(handle.read((w * h + 2 * cw * ch) * dtype.itemsize), dtype=dtype)
+    y = data[: w * h].reshape(h, w)
+    u = data[w * h : w * h + cw * ch].reshape(ch, cw)
+    v = data[w * h + cw * ch :].reshape(ch, cw)
+    if dtype.itemsize == 2:
+        y, u, v = (np.minimum(p, (1 << spec.bit_depth) - 1) for p in (y, u, v))
+    return YuvFrame(y, u, v, spec.bit_depth)
+
+
+def _check_pixels(width: int, height: int, options: SamplingOptions) -> None:
+    if options.max_pixels and width * height > options.max_pixels:
+        raise ClipError(
+            "decode-failed",
+            f"{width}x{height} exceeds --max-pixels {options.max_pixels}; raise the limit if the size is real",
+        )
+
+
+# ---- containers -----------------------------------------------------------
+
+
+def _open_stream(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    container = av.open(path, "r")
+    if not container.streams.video:
+        container.close()
+        raise ClipError("decode-failed", f"{os.path.basename(path)}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _decode_container(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
+    container, stream = _open_stream(spec.path)
+    with container:
+        _check_pixels(stream.codec_context.width, stream.codec_context.height, options)
+        if options.sampling == "head":
+            head = _decode_sequential(container, stream, set(range(options.max_frames)), options.max_frames)
+            wanted = head_indices(len(head), options.frame_samples)
+            frames = [head[i] for i in wanted]
+        else:
+            frames = _decode_clip_sample(container, stream, options.frame_samples)
+    if not frames:
+        raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: the stream yields no frames")
+    return frames
+
+
+def _decode_sequential(container, stream, wanted: set[int], stop: int | None) -> list[YuvFrame]:
+    """Decode in order, converting only the wanted indices; stop after index `stop − 1`."""
+    kept: list[YuvFrame] = []
+    for index, frame in enumerate(container.decode(stream)):
+        if stop is not None and index >= stop:
+            break
+        if index in wanted:
+            kept.append(to_yuv_frame(frame))
+    return kept
+
+
+def count_frames(path: str) -> int:
+    """Exact frame count by demuxing packets (no decoding)."""
+    container, stream = _open_stream(path)
+    with container:
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def _decode_clip_sample(container, stream, n: int) -> list[YuvFrame]:
+    """Evenly spaced frames over the whole clip: exact indices from a packet count, one decode pass."""
+    total = stream.frames or 0
+    if total <= 0:
+        total = sum(1 for packet in container.demux(stream) if packet.size)
+        container.seek(0)
+    wanted = clip_indices(total, n)
+    frames = _decode_sequential(container, stream, set(wanted), (wanted[-1] + 1) if wanted else 0)
+    return frames
+
+
+def to_yuv_frame(frame: av.VideoFrame) -> YuvFrame:
+    """Any decoded frame → planar 4:2:0 at 8 or 16-bit storage, geometry preserved."""
+    depth = _bit_depth(frame.format)
+    target = "yuv420p" if depth <= 8 else "yuv420p10le"
+    if frame.format.name != target:
+        frame = frame.reformat(format=target)
+        depth = 8 if target == "yuv420p" else 10
+    dtype = np.uint8 if depth <= 8 else np.dtype("<u2")
+    planes = [_plane_array(plane, dtype) for plane in frame.planes[:3]]
+    return YuvFrame(planes[0], planes[1], planes[2], depth)
+
+
+def _bit_depth(fmt) -> int:
+    try:
+        return max(component.bits for component in fmt.components)
+    except (AttributeError, ValueError):
+        return 8
+
+
+def _plane_array(plane, dtype) -> np.ndarray:
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.frombuffer(memoryview(plane), dtype=dtype)
+    rows = raw.reshape(plane.height, plane.line_size // itemsize)
+    return np.ascontiguousarray(rows[:, : plane.width])
+
+
+def frame_rate(stream) -> Fraction | None:
+    rate = stream.average_rate or stream.guessed_rate
+    return Fraction(rate) if rate else None

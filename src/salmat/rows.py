@@ -1,0 +1,159 @@
+"""Per-row outcomes and the output columns built from them, one batch at a time.
+
+Outcomes live in NumPy arrays indexed by row (a million rows is a few MB), and
+per-source arrays indexed by `row_source`; the output columns for rows
+[start, stop) are built by fancy indexing, never by Python loops over rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .engine import ClipResult
+
+OK = "ok"
+SKIPPED = "skipped-existing"
+STATUSES = (
+    OK,
+    SKIPPED,
+    "missing-source",
+    "missing-geometry",
+    "decode-failed",
+    "model-failed",
+    "decode-timeout",
+    "model-timeout",
+    "outside-root",
+    "worker-lost",
+)
+_CODE = {status: code for code, status in enumerate(STATUSES)}
+VALUE_COLUMNS = ("saliency_mean", "saliency_var")
+
+
+@dataclass
+class Provenance:
+    """What `ok` rows say about how their values were made."""
+
+    model_id: str
+    aggregator: str
+    ema_alpha: float | None
+
+
+@dataclass
+class RowOutcomes:
+    skipped: np.ndarray        # bool per row
+    row_source: np.ndarray     # int64 per row, −1 for skipped rows
+    source_status: np.ndarray  # int8 code per source
+    source_mean: np.ndarray    # float64 per source (NaN unless ok)
+    source_var: np.ndarray
+    source_error: pa.Array     # string per source (null unless failed)
+
+    @classmethod
+    def build(cls, skipped: np.ndarray, row_source: np.ndarray, results: list[ClipResult], aggregator: str):
+        status = np.array([_CODE[r.status] for r in results], dtype=np.int8)
+        mean = np.array([r.stats[aggregator][0] if r.status == OK else np.nan for r in results], dtype=np.float64)
+        var = np.array([r.stats[aggregator][1] if r.status == OK else np.nan for r in results], dtype=np.float64)
+        errors = pa.array([r.error if r.status != OK else None for r in results], type=pa.string())
+        return cls(skipped, row_source, status, mean, var, errors)
+
+    def status_codes(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        skipped = self.skipped[start:stop]
+        src = self.row_source[start:stop]
+        codes = np.full(len(skipped), _CODE[SKIPPED], dtype=np.int8)
+        if len(self.source_status):
+            codes[~skipped] = self.source_status[src[~skipped]]
+        return codes
+
+    def counts(self) -> dict[str, int]:
+        codes = np.bincount(self.status_codes(), minlength=len(STATUSES))
+        return {STATUSES[i]: int(c) for i, c in enumerate(codes) if c}
+
+
+def existing_values_mask(table: pa.Table) -> np.ndarray:
+    """Rows holding finite `saliency_mean` AND `saliency_var` (a lone mean is not existing)."""
+    mask = np.ones(table.num_rows, dtype=bool)
+    for name in VALUE_COLUMNS:
+        if name not in table.column_names:
+            return np.zeros(table.num_rows, dtype=bool)
+        values = _as_float(table.column(name)).to_numpy(zero_copy_only=False)
+        mask &= np.isfinite(values.astype(np.float64))
+    return mask
+
+
+def _as_float(col) -> pa.ChunkedArray | pa.Array:
+    try:
+        return pc.cast(col, pa.float64(), safe=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(col), pa.float64())
+
+
+class ColumnBuilder:
+    """Builds the saliency columns for a batch and splices them into it."""
+
+    def __init__(self, outcomes: RowOutcomes, provenance: Provenance, metadata: dict[str, str]) -> None:
+        self.outcomes = outcomes
+        self.provenance = provenance
+        self.metadata = metadata
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        """Input columns in place (saliency columns retyped), new ones appended."""
+        schema = input_schema
+        for name, typ in self._columns_and_types():
+            field = pa.field(name, typ)
+            idx = schema.get_field_index(name)
+            schema = schema.set(idx, field) if idx >= 0 else schema.append(field)
+        return schema
+
+    def _columns_and_types(self) -> list[tuple[str, pa.DataType]]:
+        cols = [("saliency_mean", pa.float64()), ("saliency_var", pa.float64())]
+        types = {"status": pa.string(), "model_id": pa.string(), "aggregator": pa.string(),
+                 "ema_alpha": pa.float64(), "error": pa.string()}
+        cols += [(name, types[role]) for role, name in self.metadata.items() if name]
+        return cols
+
+    def attach(self, batch: pa.RecordBatch, start: int, schema: pa.Schema) -> pa.RecordBatch:
+        stop = start + batch.num_rows
+        new = self._new_values(start, stop)
+        skipped = pa.array(self.outcomes.skipped[start:stop])
+        arrays = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+        for name, typ in self._columns_and_types():
+            fresh = new[name]
+            if name in arrays and name != self.metadata["status"]:
+                # Skipped rows keep exactly what they had: no provenance is invented.
+                fresh = pc.if_else(skipped, pc.cast(arrays[name], typ, safe=False), fresh)
+            arrays[name] = fresh
+        return pa.RecordBatch.from_arrays([arrays[f.name] for f in schema], schema=schema)
+
+    def _new_values(self, start: int, stop: int) -> dict[str, pa.Array]:
+        """Values the run writes for rows [start, stop): ok rows get values and provenance, others null."""
+        o = self.outcomes
+        codes = o.status_codes(start, stop)
+        ok = codes == _CODE[OK]
+        src = np.where(o.skipped[start:stop], 0, o.row_source[start:stop])
+        have_src = len(o.source_status) > 0
+        mean = o.source_mean[src] if have_src else np.full(len(codes), np.nan)
+        var = o.source_var[src] if have_src else np.full(len(codes), np.nan)
+        failed = ~ok & (codes != _CODE[SKIPPED])
+        n = len(codes)
+        p = self.provenance
+        values = {
+            "saliency_mean": pa.array(mean, mask=~ok),
+            "saliency_var": pa.array(var, mask=~ok),
+        }
+        names = self.metadata
+        if names["status"]:
+            values[names["status"]] = pa.array(STATUSES, type=pa.string()).take(pa.array(codes.astype(np.int32)))
+        if names["model_id"]:
+            values[names["model_id"]] = pa.array(np.full(n, p.model_id, dtype=object), mask=~ok, type=pa.string())
+        if names["aggregator"]:
+            values[names["aggregator"]] = pa.array(np.full(n, p.aggregator, dtype=object), mask=~ok, type=pa.string())
+        if names["ema_alpha"]:
+            alpha_mask = ~ok if p.ema_alpha is not None else np.ones(n, dtype=bool)
+            values[names["ema_alpha"]] = pa.array(np.full(n, p.ema_alpha or 0.0), mask=alpha_mask)
+        if names["error"]:
+            errors = o.source_error.take(pa.array(src.astype(np.int64))) if have_src else pa.nulls(n, pa.string())
+            values[names["error"]] = pc.if_else(pa.array(failed), errors, pa.nulls(n, pa.string()))
+        return values

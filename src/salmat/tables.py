@@ -1,0 +1,889 @@
+"""Feature-table I/O: read JSONL, Parquet and CSV tables in a stream, write them back atomically.
+
+Formats come from the file suffix (`detect_format`):
+
+* ``.jsonl``, ``.ndjson``, ``.json`` -> JSONL: one JSON object per line (a pretty-printed
+  JSON document or a top-level array is rejected). Blank lines are skipped.
+* ``.parquet``, ``.pq`` -> Parquet.
+* ``.csv`` -> comma-separated, ``.tsv`` -> tab-separated, both with a header row.
+
+Reading (`TableReader`) decides one schema for the whole file before any row is handed out;
+`read_columns` (pass 1) and `iter_batches` (pass 2) both conform to it, so both passes see
+identical column types. Column types follow these rules:
+
+* Parquet: types exactly as stored.
+* JSONL: types are inferred over the *whole* file (not just its first block): JSON integers
+  -> int64, any JSON fraction in a column -> float64 for the whole column, true/false -> bool,
+  strings -> string (``"00123"`` stays the string ``"00123"``; date-like strings also stay
+  strings), objects -> struct, arrays -> list. ``null`` is a missing value, so an int column
+  with nulls stays int64. A column that is null on every row becomes string. A column that
+  holds two JSON types (say numbers on one line, strings on another), an invalid JSON line, a
+  line that is not an object, a repeated key or invalid UTF-8 is an error naming the line.
+* CSV/TSV: every cell is first read as text, then each column gets one type from all of its
+  non-empty cells over the whole file, first rule that fits:
+  int64 if every value round-trips exactly through int (``str(int(v)) == v``, so ``"00123"``,
+  ``"+5"``, ``" 7"`` and ``"-0"`` do not) and fits in 64 bits; bool if every value is
+  true/false (also True/False, TRUE/FALSE); float64 if every value is a plain decimal number
+  (``-12``, ``0.5``, ``1e+20``; no leading zeros, no ``+``) or nan/inf/-inf; otherwise string.
+  Integer-looking text too large for int64 keeps the whole column string, so long ids are not
+  rounded. An unquoted empty cell is null; a quoted empty cell (``""``) is an empty string in
+  a string column and null in any other. A column with no non-empty cell is string. Paths,
+  codes with leading zeros and dates therefore stay strings. In a one-column file a blank
+  line is a row with a null value; with more columns blank lines are skipped.
+
+Anything wrong with an input (missing, unreadable, malformed, inconsistent) raises
+`SalmatError` with a one-line message naming the file and the problem, never a traceback.
+
+Writing (`TableWriter`) goes to a temporary file in the output's folder, which is fsynced and
+renamed onto the output only when the ``with`` block ends without an exception; on an
+exception the temporary file is deleted and any earlier file at the output is left untouched.
+A new output gets the usual permissions (0o666 minus the umask); a replaced one keeps its mode.
+
+* Parquet: written with the schema as given (types round-trip exactly).
+* CSV/TSV: header row, strings quoted, nulls as empty cells, bools as true/false. Float
+  columns always carry a decimal point or exponent (``1.0``, not ``1``) and so are quoted
+  text in the file; that keeps them float64 when the file is read back. Binary columns are
+  written as base64 text. Nested columns (lists, structs, maps) cannot be written to CSV.
+* JSONL: one compact JSON object per line, UTF-8, keys in column order, built one batch at a
+  time. NaN and +/-inf are written as null. Timestamps, dates and times are ISO-8601 text
+  (timestamps with a ``T`` separator and, when zoned, an offset such as ``+0100`` or ``Z``),
+  decimals are exact decimal text (``"1.10"``), durations are seconds as a number, binary is
+  base64 text, dictionary columns are written as their values. JSON has no date or decimal
+  type, so such columns read back as strings.
+
+Column names must be unique for CSV and JSONL (both read and write).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import decimal
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+
+from salmat.errors import SalmatError
+
+__all__ = [
+    "TableReader",
+    "TableWriter",
+    "check_output_writable",
+    "detect_format",
+    "sha256_file",
+]
+
+_SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+}
+
+# Errors pyarrow (and its message decoding) raises on bad input data.
+_DATA_ERRORS = (pa.ArrowException, ValueError, OSError)
+
+# JSONL screening. JSON whitespace is exactly these four bytes.
+_JSON_SPACE = b" \t\r\n"
+_NOT_AN_OBJECT_LINE = re.compile(rb"^[ \t\r]*[^{ \t\r\n]", re.MULTILINE)
+_OBJECT_LINE = re.compile(rb"^[ \t\r]*\{", re.MULTILINE)
+
+_MiB = 1 << 20
+_JSONL_SCAN_CHUNK = 8 * _MiB  # bytes parsed at once while inferring the JSONL schema
+_CSV_BLOCK = 8 * _MiB  # pyarrow CSV block; also the longest row a CSV may have
+_MESSAGE_LIMIT = 300  # keep quoted pyarrow messages to one readable line
+
+# CSV typing rules, as RE2 patterns run by pyarrow over whole columns.
+# `^(0|-?[1-9][0-9]*)$` is exactly the set of strings with str(int(v)) == v.
+_INT_PATTERN = r"^(0|-?[1-9][0-9]*)$"
+_BOOL_PATTERN = r"^(true|false|True|False|TRUE|FALSE)$"
+_FLOAT_PATTERN = (
+    r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
+    r"|(?i:-?(nan|inf|infinity)))$"
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Return 'jsonl', 'parquet' or 'csv' from the suffix of `path` (case-insensitive)."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return _SUFFIX_FORMATS[suffix]
+    except KeyError:
+        raise SalmatError(
+            f"cannot tell the table format of {path}: use .jsonl, .parquet or .csv"
+        ) from None
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def _one_line(text: str) -> str:
+    """Squash a (pyarrow) message onto one short line so SalmatError stays one line."""
+    text = " ".join(str(text).split())
+    if len(text) > _MESSAGE_LIMIT:
+        text = text[: _MESSAGE_LIMIT - 3] + "..."
+    return text
+
+
+def _os_problem(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return _one_line(exc.strerror or str(exc))
+
+
+def _unreadable(path: Path, exc: OSError) -> SalmatError:
+    return SalmatError(f"cannot read {path}: {_os_problem(exc)}: check the path and its permissions")
+
+
+def _malformed(path: Path, problem: str, fix: str) -> SalmatError:
+    return SalmatError(f"{path} is not a valid table: {_one_line(problem)}: {fix}")
+
+
+def _require_file(path: Path) -> None:
+    """Fail early with a clear message instead of a pyarrow OSError."""
+    if not path.exists():
+        raise SalmatError(f"cannot read {path}: no such file: check the path")
+    if not path.is_file():
+        raise SalmatError(f"cannot read {path}: it is not a regular file: name a table file")
+
+
+def _unique_names(path: Path, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise _malformed(path, f"column {name!r} appears twice", "give every column its own name")
+        seen.add(name)
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Return `batch` with exactly `schema`'s columns and types (absent columns as nulls)."""
+    if batch.schema.equals(schema):
+        return batch
+    arrays = []
+    for field in schema:
+        index = batch.schema.get_field_index(field.name)
+        if index < 0:
+            arrays.append(pa.nulls(batch.num_rows, field.type))
+        else:
+            arrays.append(batch.column(index).cast(field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _rebatch(batches: Iterable[pa.RecordBatch], schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Re-cut a stream into batches of exactly `batch_rows` rows (the last may be shorter)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= batch_rows:
+            pieces = pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches(max_chunksize=batch_rows)
+            full = count // batch_rows
+            yield from pieces[:full]
+            pending = pieces[full:]
+            count -= full * batch_rows
+    if count:
+        yield from pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches(max_chunksize=batch_rows)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class TableReader:
+    """One input table, validated on open and read in two passes with identical types.
+
+    Opening a JSONL or CSV file scans it once to fix the schema (see the module rules);
+    a Parquet file only has its footer read. No file handle stays open between calls.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.format = detect_format(self.path)
+        _require_file(self.path)
+        source_class = {"parquet": _ParquetSource, "jsonl": _JsonlSource, "csv": _CsvSource}[self.format]
+        try:
+            self._source = source_class(self.path)
+        except OSError as exc:
+            raise _unreadable(self.path, exc) from None
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The schema every batch from `iter_batches` has (and `read_columns` projects)."""
+        return self._source.schema
+
+    @property
+    def num_rows(self) -> int:
+        """Number of rows (known after opening for every format)."""
+        return self._source.num_rows
+
+    def read_columns(self, names: list[str]) -> pa.Table:
+        """Read only the named columns, in the order given; names the table lacks are skipped.
+
+        The result always has `num_rows` rows, even when none of the names exist.
+        """
+        present = list(dict.fromkeys(n for n in names if n in self.schema.names))
+        if not present:
+            # A column-less table that still knows its row count.
+            return pa.table({"_": pa.nulls(self.num_rows)}).select([])
+        schema = pa.schema([self.schema.field(n) for n in present])
+        batches = [_conform(b, schema) for b in self._guarded(self._source.batches(present))]
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def iter_batches(self, batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
+        """Stream the whole table in file order, `batch_rows` rows per batch (last may be shorter)."""
+        if batch_rows < 1:
+            raise ValueError("batch_rows must be at least 1")
+        schema = self.schema
+        conformed = (_conform(b, schema) for b in self._guarded(self._source.batches(None)))
+        yield from _rebatch(conformed, schema, batch_rows)
+
+    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Turn a failure mid-stream (file changed, corrupt page) into a SalmatError."""
+        try:
+            yield from batches
+        except SalmatError:
+            raise
+        except OSError as exc:
+            raise _unreadable(self.path, exc) from None
+        except _DATA_ERRORS as exc:
+            raise _malformed(self.path, str(exc), "repair or regenerate the file") from None
+
+
+class _ParquetSource:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with pq.ParquetFile(path) as parquet:
+                self.schema = parquet.schema_arrow
+                self.num_rows = parquet.metadata.num_rows
+        except OSError as exc:
+            if exc.errno is not None:
+                raise
+            # pyarrow reports a broken footer as a plain OSError/ArrowInvalid without errno.
+            raise _malformed(path, str(exc), "is it really a Parquet file?") from None
+        except _DATA_ERRORS as exc:
+            raise _malformed(path, str(exc), "is it really a Parquet file?") from None
+
+    def batches(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        with pq.ParquetFile(self.path) as parquet:
+            yield from parquet.iter_batches(batch_size=65536, columns=columns)
+
+
+class _JsonlSource:
+    """JSONL: one scan infers the schema chunk by chunk; reads then use it as explicit schema."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.num_rows = 0
+        self._longest_line = 0
+        merged = pa.schema([])
+        with open(path, "rb") as file:
+            for first_line, chunk in _line_chunks(file, _JSONL_SCAN_CHUNK):
+                self._longest_line = max(self._longest_line, max(map(len, chunk.split(b"\n"))))
+                if not chunk.strip(_JSON_SPACE):
+                    continue
+                chunk_schema, rows = self._infer_chunk(chunk, first_line)
+                self.num_rows += rows
+                try:
+                    merged = _merge_schemas(merged, chunk_schema)
+                except _TypeConflict as conflict:
+                    raise self._explain(str(conflict), None) from None
+        self.schema = pa.schema([f.with_type(_settle(f.type, final=True)) for f in merged])
+
+    def _infer_chunk(self, chunk: bytes, first_line: int) -> tuple[pa.Schema, int]:
+        lines = (first_line, first_line + chunk.count(b"\n"))
+        # Screen before pyarrow sees the bytes: pyarrow 26 crashes (segfault) on a line that
+        # starts with `null` (apache/arrow#47409) and does not check UTF-8 inside strings.
+        if _NOT_AN_OBJECT_LINE.search(chunk):
+            raise self._explain("a line does not start with '{'", lines)
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._explain("the text is not valid UTF-8", lines) from None
+        options = pjson.ReadOptions(block_size=len(chunk) + 1, use_threads=False)
+        try:
+            # Only the inferred schema is used: inferred data can be invalid (apache/arrow#51305);
+            # the reads later use the schema explicitly, which parses correctly.
+            table = pjson.read_json(io.BytesIO(chunk), read_options=options)
+        except _DATA_ERRORS as exc:
+            raise self._explain(str(exc), lines) from None
+        # pyarrow takes `{..} {..}` or `{..} null` on one line as several rows; JSONL does not.
+        if table.num_rows != len(_OBJECT_LINE.findall(chunk)):
+            raise self._explain("a line holds more than one JSON value", lines)
+        schema = pa.schema([f.with_type(_settle(f.type, final=False)) for f in table.schema])
+        return schema, table.num_rows
+
+    def _explain(self, arrow_message: str, lines: tuple[int, int] | None) -> SalmatError:
+        """Find the offending line with Python's json module; fall back to pyarrow's words."""
+        fix = "write one JSON object per line, each column with one JSON type"
+        try:
+            found = _diagnose_jsonl(self.path)
+        except OSError as exc:
+            return _unreadable(self.path, exc)
+        if found:
+            return _malformed(self.path, found, fix)
+        where = f" (lines {lines[0]}-{lines[1]})" if lines else ""
+        return _malformed(self.path, f"{arrow_message}{where}", fix)
+
+    def batches(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        if self.num_rows == 0:
+            return  # pyarrow refuses an empty stream; there is nothing to read anyway
+        schema = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
+        # A block must hold the longest line, or pyarrow reports a "straddling" object.
+        read_options = pjson.ReadOptions(block_size=max(_MiB, 2 * self._longest_line + 1024))
+        parse_options = pjson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        with pjson.open_json(self.path, read_options=read_options, parse_options=parse_options) as reader:
+            yield from reader
+
+
+def _line_chunks(file: io.BufferedReader, size: int) -> Iterator[tuple[int, bytes]]:
+    """Yield (number of first line, bytes) pieces of about `size` bytes cut at line ends."""
+    line_number = 1
+    rest = b""
+    while block := file.read(size):
+        data = rest + block
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        chunk, rest = data[:cut], data[cut:]
+        yield line_number, chunk
+        line_number += chunk.count(b"\n")
+    if rest:
+        yield line_number, rest
+
+
+class _TypeConflict(Exception):
+    """Two parts of a JSONL file gave one column different types."""
+
+
+def _settle(data_type: pa.DataType, final: bool) -> pa.DataType:
+    """Undo pyarrow's timestamp guessing (keeps strings as written); at the end, null -> string."""
+    if pa.types.is_timestamp(data_type):
+        return pa.string()
+    if final and pa.types.is_null(data_type):
+        return pa.string()
+    if pa.types.is_list(data_type):
+        return pa.list_(data_type.value_field.with_type(_settle(data_type.value_type, final)))
+    if pa.types.is_struct(data_type):
+        return pa.struct([f.with_type(_settle(f.type, final)) for f in data_type])
+    return data_type
+
+
+def _merge_types(left: pa.DataType, right: pa.DataType, name: str) -> pa.DataType:
+    """The type that holds both, following JSON's rules (null fits all; int + float -> float)."""
+    if left.equals(right):
+        return left
+    if pa.types.is_null(left):
+        return right
+    if pa.types.is_null(right):
+        return left
+    numeric = {pa.int64(), pa.float64()}
+    if left in numeric and right in numeric:
+        return pa.float64()
+    if pa.types.is_list(left) and pa.types.is_list(right):
+        return pa.list_(left.value_field.with_type(_merge_types(left.value_type, right.value_type, f"{name}[]")))
+    if pa.types.is_struct(left) and pa.types.is_struct(right):
+        return pa.struct(_merge_fields(list(left), list(right), name + "."))
+    raise _TypeConflict(f"column {name!r} holds {left} values in one part of the file and {right} in another")
+
+
+def _merge_fields(left: list[pa.Field], right: list[pa.Field], prefix: str) -> list[pa.Field]:
+    """Union of fields in first-seen order, merging the types of shared names."""
+    merged = {f.name: f for f in left}
+    for field in right:
+        if field.name in merged:
+            old = merged[field.name]
+            merged[field.name] = old.with_type(_merge_types(old.type, field.type, prefix + field.name))
+        else:
+            merged[field.name] = field
+    return list(merged.values())
+
+
+def _merge_schemas(left: pa.Schema, right: pa.Schema) -> pa.Schema:
+    return pa.schema(_merge_fields(list(left), list(right), ""))
+
+
+def _json_kind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    return "array"
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        repeated = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"the key {repeated!r} appears twice in one object")
+    return dict(pairs)
+
+
+def _diagnose_jsonl(path: Path) -> str | None:
+    """Describe the first line that breaks the JSONL rules, or None when none is found."""
+    first_kind: dict[str, tuple[str, int]] = {}
+
+    def visit(value: Any, name: str, line: int) -> str | None:
+        kind = _json_kind(value)
+        if kind is None:
+            return None
+        seen = first_kind.setdefault(name, (kind, line))
+        if seen[0] != kind:
+            return f"line {line}: column {name!r} is a {kind} here but a {seen[0]} on line {seen[1]}"
+        children: Iterable[tuple[str, Any]] = ()
+        if isinstance(value, dict):
+            children = ((f"{name}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            children = ((f"{name}[]", v) for v in value)
+        for child_name, child in children:
+            if problem := visit(child, child_name, line):
+                return problem
+        return None
+
+    with open(path, "rb") as file:
+        for line_number, raw in enumerate(file, start=1):
+            if not raw.strip(_JSON_SPACE):
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_repeats)
+            except UnicodeDecodeError:
+                return f"line {line_number} is not valid UTF-8"
+            except (ValueError, RecursionError) as exc:
+                return f"line {line_number} is not valid JSON ({exc})"
+            if not isinstance(record, dict):
+                return f"line {line_number} holds a JSON {_json_kind(record) or 'null'}, not an object"
+            for key, value in record.items():
+                if problem := visit(value, key, line_number):
+                    return problem
+    return None
+
+
+class _CsvSource:
+    """CSV/TSV: cells are read as text and typed by the module's rules, the same in both passes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._parse = pcsv.ParseOptions(delimiter=_delimiter(path), newlines_in_values=True)
+        try:
+            with pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK), parse_options=self._parse) as peek:
+                names = peek.schema.names
+        except _DATA_ERRORS as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise
+            if "Empty CSV file" in str(exc):
+                names = []
+            else:
+                raise _malformed(path, str(exc), "fix the CSV (one header row, same number of cells per row)") from None
+        _unique_names(path, names)
+        self._names = names
+        # One column: a blank line is a null cell. More columns: a blank line is no row.
+        self._parse = pcsv.ParseOptions(
+            delimiter=_delimiter(path), newlines_in_values=True, ignore_empty_lines=len(names) != 1
+        )
+        self.num_rows = 0
+        self.schema = self._scan() if names else pa.schema([])
+
+    def _text_reader(self, columns: list[str] | None) -> pcsv.CSVStreamingReader:
+        convert = pcsv.ConvertOptions(
+            column_types={n: pa.string() for n in self._names},
+            include_columns=columns,
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,  # keeps "" (quoted) apart from an empty cell
+        )
+        return pcsv.open_csv(
+            self.path, read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK), parse_options=self._parse, convert_options=convert
+        )
+
+    def _scan(self) -> pa.Schema:
+        typers = {n: _CsvColumnTyper() for n in self._names}
+        try:
+            with self._text_reader(None) as reader:
+                if reader.schema.names != self._names:
+                    raise _malformed(self.path, "blank lines before the header", "start the file with the header row")
+                for batch in reader:
+                    self.num_rows += batch.num_rows
+                    for name, column in zip(batch.schema.names, batch.columns):
+                        typers[name].update(column)
+        except SalmatError:
+            raise
+        except _DATA_ERRORS as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise
+            raise _malformed(self.path, str(exc), "fix the CSV (UTF-8 text, same number of cells per row)") from None
+        return pa.schema([(n, typers[n].result()) for n in self._names])
+
+    def batches(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        if not self._names:
+            return
+        schema = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
+        with self._text_reader(columns) as reader:
+            for batch in reader:
+                yield _type_csv_batch(batch, schema)
+
+
+class _CsvColumnTyper:
+    """Tracks which types still fit every non-empty cell of one CSV column seen so far."""
+
+    def __init__(self) -> None:
+        self.candidates = {"int", "bool", "float"}
+        self.any_value = False
+
+    def update(self, column: pa.Array) -> None:
+        values = column.drop_null()
+        values = values.filter(pc.not_equal(values, ""))
+        if len(values) == 0 or not self.candidates:
+            return
+        self.any_value = True
+        looks_int = pc.match_substring_regex(values, _INT_PATTERN)
+        if "int" in self.candidates and not pc.all(looks_int).as_py():
+            self.candidates.discard("int")
+        if self.candidates & {"int", "float"}:
+            try:
+                pc.cast(values.filter(looks_int), pa.int64())
+            except pa.ArrowInvalid:
+                # An integer beyond int64: neither int64 nor float64 keeps it exactly.
+                self.candidates -= {"int", "float"}
+        if "bool" in self.candidates and not pc.all(pc.match_substring_regex(values, _BOOL_PATTERN)).as_py():
+            self.candidates.discard("bool")
+        if "float" in self.candidates and not pc.all(pc.match_substring_regex(values, _FLOAT_PATTERN)).as_py():
+            self.candidates.discard("float")
+
+    def result(self) -> pa.DataType:
+        if not self.any_value:
+            return pa.string()
+        for name, data_type in (("int", pa.int64()), ("bool", pa.bool_()), ("float", pa.float64())):
+            if name in self.candidates:
+                return data_type
+        return pa.string()
+
+
+def _type_csv_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Convert a batch of CSV text columns to `schema`; the scan guaranteed every cast succeeds."""
+    arrays = []
+    for field in schema:
+        column = batch.column(batch.schema.get_field_index(field.name))
+        if not pa.types.is_string(field.type):
+            # Quoted "" is text in string columns only; elsewhere it is a missing value.
+            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+            column = pc.cast(column, field.type)
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def check_output_writable(
+    path: str | os.PathLike[str], input_path: str | os.PathLike[str] | None = None
+) -> None:
+    """Raise SalmatError now, before any work, if a table could not be written to `path`.
+
+    Checks the suffix, that the folder exists and accepts new files, that `path` is not a
+    folder, and that `path` is not the input (also through links).
+    """
+    output = Path(path)
+    detect_format(output)
+    if output.is_dir():
+        raise SalmatError(f"the output {output} is a folder: name a file, e.g. {output / 'features.parquet'}")
+    folder = output.absolute().parent
+    if not folder.is_dir():
+        raise SalmatError(f"the output folder {folder} does not exist: create it or choose another --output")
+    if input_path is not None and _same_file(output, Path(input_path)):
+        raise SalmatError(f"the output {output} is the input: the input is never modified: choose another --output")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".salmat-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SalmatError(
+            f"cannot write to the output folder {folder}: {_os_problem(exc)}: choose another --output"
+        ) from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in a stream."""
+    try:
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as exc:
+        raise _unreadable(Path(path), exc) from None
+
+
+def _new_file_mode(path: Path) -> int:
+    """Mode for the output: the replaced file's, else 0o666 minus the umask (mkstemp gives 0o600)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)  # the only portable way to read the umask; restored at once
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+class TableWriter:
+    """Write a table batch by batch; the output appears only when the `with` block succeeds.
+
+    Use as a context manager, or call `close()` to publish and `abort()` to discard.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema) -> None:
+        self.path = Path(path)
+        self.format = detect_format(self.path)
+        self.schema = schema
+        if self.format != "parquet":
+            _unique_names(self.path, schema.names)
+        if self.format == "csv":
+            _check_csv_schema(self.path, schema)
+        folder = self.path.absolute().parent
+        try:
+            fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise SalmatError(f"cannot write {self.path}: {_os_problem(exc)}: choose another --output") from None
+        self._temp = Path(temp)
+        self._file = os.fdopen(fd, "wb")
+        self._done = False
+        try:
+            os.fchmod(self._file.fileno(), _new_file_mode(self.path))
+            self._sink = _make_sink(self.format, self._file, schema, _delimiter(self.path))
+        except BaseException:
+            self._discard()
+            raise
+
+    def write_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append rows; columns must match the schema by name and order (types are cast)."""
+        if self._done:
+            raise ValueError(f"the writer for {self.path} is already closed")
+        if isinstance(batch, pa.Table):
+            for piece in batch.to_batches():
+                self.write_batch(piece)
+            return
+        if batch.schema.names != self.schema.names:
+            raise ValueError(f"batch columns {batch.schema.names} do not match the output columns {self.schema.names}")
+        self._sink.write(_conform(batch, self.schema))
+
+    def close(self) -> None:
+        """Finish the file, flush it to disk and rename it onto the output."""
+        if self._done:
+            return
+        try:
+            self._sink.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._temp, self.path)
+        except BaseException:
+            self._discard()
+            raise
+        self._done = True
+        _fsync_folder(self.path.absolute().parent)
+
+    def abort(self) -> None:
+        """Drop everything written; the output path is left as it was."""
+        if not self._done:
+            self._discard()
+
+    def _discard(self) -> None:
+        self._done = True
+        try:
+            self._sink.close()
+        except Exception:
+            pass  # a half-written file is about to be deleted anyway
+        self._file.close()
+        self._temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable; some filesystems cannot fsync folders, which is fine."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _check_csv_schema(path: Path, schema: pa.Schema) -> None:
+    for field in schema:
+        data_type = field.type
+        if pa.types.is_dictionary(data_type):
+            data_type = data_type.value_type
+        if pa.types.is_nested(data_type):
+            raise SalmatError(
+                f"cannot write {path}: column {field.name!r} has type {data_type}, which CSV cannot hold: "
+                "write .jsonl or .parquet instead"
+            )
+
+
+def _make_sink(fmt: str, file: Any, schema: pa.Schema, delimiter: str) -> Any:
+    if fmt == "parquet":
+        return pq.ParquetWriter(file, schema)
+    if fmt == "csv":
+        return _CsvSink(file, schema, delimiter)
+    return _JsonlSink(file)
+
+
+class _CsvSink:
+    """pyarrow's CSVWriter, after making floats and binary read back with the same types."""
+
+    def __init__(self, file: Any, schema: pa.Schema, delimiter: str) -> None:
+        csv_schema = pa.schema([pa.field(f.name, _csv_type(f.type)) for f in schema])
+        self._schema = csv_schema
+        self._writer = pcsv.CSVWriter(file, csv_schema, write_options=pcsv.WriteOptions(delimiter=delimiter))
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        arrays = [_csv_column(column) for column in batch.columns]
+        self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _csv_type(data_type: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(data_type):
+        data_type = data_type.value_type
+    if pa.types.is_floating(data_type) or _is_binary(data_type):
+        return pa.string()
+    return data_type
+
+
+def _is_binary(data_type: pa.DataType) -> bool:
+    return pa.types.is_binary(data_type) or pa.types.is_large_binary(data_type) or pa.types.is_fixed_size_binary(data_type)
+
+
+def _csv_column(column: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pa.types.is_floating(column.type):
+        text = pc.cast(column, pa.string())
+        # pyarrow prints 1.0 as "1", which would read back as int64.
+        whole = pc.match_substring_regex(text, r"^-?[0-9]+$")
+        return pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
+    if _is_binary(column.type):
+        return pa.array([_base64(v) for v in column.to_pylist()], pa.string())
+    return column
+
+
+def _base64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode("ascii")
+
+
+class _JsonlSink:
+    """One JSON object per row, built column-wise from one batch at a time."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        names = batch.schema.names
+        columns = [_json_values(column) for column in batch.columns]
+        lines = [
+            json.dumps(dict(zip(names, row)), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            for row in zip(*columns)
+        ]
+        if lines:
+            self._file.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+    def close(self) -> None:
+        pass  # the TableWriter owns the file
+
+
+_DURATION_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
+def _json_values(column: pa.Array) -> list[Any]:
+    """Python values of one column, already JSON-safe (see the module rules)."""
+    data_type = column.type
+    if pa.types.is_dictionary(data_type):
+        return _json_values(column.dictionary_decode())
+    if pa.types.is_floating(data_type) and not pa.types.is_float16(data_type):
+        return pc.if_else(pc.is_finite(column), column, pa.scalar(None, data_type)).to_pylist()
+    if pa.types.is_timestamp(data_type):
+        # pyarrow's text keeps nanoseconds and the zone offset; ISO-8601 wants a "T".
+        text = pc.replace_substring(pc.cast(column, pa.string()), " ", "T", max_replacements=1)
+        return text.to_pylist()
+    if pa.types.is_date(data_type) or pa.types.is_time(data_type) or pa.types.is_decimal(data_type):
+        return pc.cast(column, pa.string()).to_pylist()
+    if pa.types.is_duration(data_type):
+        seconds = pc.divide(pc.cast(pc.cast(column, pa.int64()), pa.float64()), _DURATION_PER_SECOND[data_type.unit])
+        return seconds.to_pylist()
+    if pa.types.is_integer(data_type) or pa.types.is_boolean(data_type) or pa.types.is_null(data_type):
+        return column.to_pylist()
+    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
+        return column.to_pylist()
+    return [_jsonable(v) for v in column.to_pylist()]
+
+
+def _jsonable(value: Any) -> Any:
+    """Same conversions as `_json_values`, for values nested in lists, structs and maps."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return value
