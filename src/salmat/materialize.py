@@ -8,6 +8,7 @@ writes the output atomically.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     opts = opts.effective()
     reader = TableReader(opts.input)
     _check_columns(reader.schema, opts)
+    ensure_output_folder(opts.output)
     check_output_writable(opts.output, opts.input)
     model = load_model_for(opts)
 
@@ -121,6 +123,16 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     if opts.audit_json:
         audit_mod.write_audit(opts.audit_json, report.audit)
     return report
+
+
+def ensure_output_folder(output: str) -> None:
+    """Create a missing output folder (as `mkdir -p` would); failing that is a usage error."""
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise SalmatError(f"cannot create the output folder {folder}: {exc.strerror or exc}; "
+                          "choose another --output") from None
 
 
 def _key_columns(opts: MaterializeOptions) -> list[str]:
