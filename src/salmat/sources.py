@@ -70,19 +70,15 @@ def geometry_from_name(name: str) -> tuple[int | None, int | None, int | None]:
 
 
 def _int_column(table: pa.Table, name: str, n: int) -> np.ndarray:
-    """An integer column as int64 with −1 for null/absent/non-numeric values."""
+    """A geometry column as int64, −1 where it is absent, null, non-numeric or not positive."""
     if not name or name not in table.column_names:
         return np.full(n, -1, dtype=np.int64)
-    col = table.column(name)
     try:
-        col = pc.cast(col, pa.float64(), safe=False)
+        values = pc.cast(table.column(name), pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        col = pc.cast(pc.cast(col, pa.string()), pa.float64(), safe=False) if pa.types.is_string(col.type) else None
-        if col is None:
-            return np.full(n, -1, dtype=np.int64)
-    values = col.to_numpy(zero_copy_only=False).astype(np.float64)
-    ok = np.isfinite(values) & (values > 0)
-    return np.where(ok, values, -1).astype(np.int64)
+        return np.full(n, -1, dtype=np.int64)
+    values = values.astype(np.float64)
+    return np.where(np.isfinite(values) & (values > 0), values, -1).astype(np.int64)
 
 
 def _path_codes(table: pa.Table, name: str) -> tuple[np.ndarray, list[str | None]]:
