@@ -1,0 +1,354 @@
+"""`salmat batch`: many feature tables, one manifest, one report.
+
+A manifest (JSON, or TOML when its name ends in `.toml`) holds `defaults` and
+`tables`:
+
+```toml
+[defaults]
+model = "image_signature_v1"
+frame_samples = 4
+
+[[tables]]
+id = "konvid"
+input = "konvid.jsonl"
+output = "out/konvid_sal.parquet"
+audit_json = "out/konvid_audit.json"
+root = "/data/konvid"
+```
+
+Every table key is a `materialize` option (see `salmat materialize --help`,
+dashes as underscores) plus `id`; a table's keys override `defaults`. Relative
+paths (`input`, `output`, `audit_json`, `root`, `model_path`, `cache`, a
+`custom:FILE` preprocess) are resolved against the manifest's folder. The whole
+manifest is checked — unknown keys, a missing `id`/`input`/`output`, duplicate
+ids or outputs, bad option values — before any table runs (`SalmatError`,
+exit 2). Each table then runs `salmat.materialize.run`; a table whose run
+raises `SalmatError` (say its input is missing) gets status `error` and the
+rest still run. Clips shared between tables are shared through the result
+cache (the `cache`/`no_cache` options), exactly as separate runs would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import SalmatError
+from .options import MaterializeOptions, option_names
+
+SCHEMA = "salmat.batch/v1"
+PATH_KEYS = ("input", "output", "audit_json", "root", "model_path", "cache")
+TABLE_ONLY_KEYS = ("id", "input", "output", "audit_json")
+REQUIRED_KEYS = ("id", "input", "output")
+
+# Per-table statuses; `not-run` marks tables after a `--fail-fast` stop.
+TABLE_OK, TABLE_ROW_FAILURES, TABLE_ERROR, TABLE_NOT_RUN = "ok", "row-failures", "error", "not-run"
+# Batch statuses.
+BATCH_OK, BATCH_ROW_FAILURES, BATCH_FAILED = "ok", "row-failures", "failed"
+
+
+@dataclass
+class TableJob:
+    id: str
+    options: MaterializeOptions
+
+
+@dataclass
+class Manifest:
+    path: str
+    jobs: list[TableJob]
+
+
+@dataclass
+class TableResult:
+    id: str
+    status: str
+    input: str
+    output: str
+    audit_json: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+    ok: int = 0
+    skipped: int = 0
+    failed: int = 0
+    clips: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    cache: dict[str, Any] | None = None   # the run's cache use: hits are clips not computed again
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BatchReport:
+    manifest: str
+    tables: list[TableResult]
+    seconds: float
+    allow_row_failures: bool = False
+    fail_fast: bool = False
+
+    @property
+    def status(self) -> str:
+        statuses = {t.status for t in self.tables}
+        if TABLE_ERROR in statuses:
+            return BATCH_FAILED
+        if TABLE_ROW_FAILURES in statuses:
+            return BATCH_ROW_FAILURES
+        return BATCH_OK
+
+    @property
+    def exit_code(self) -> int:
+        """0 all ok; 1 a table errored, or rows failed without `allow_row_failures`."""
+        if self.status == BATCH_FAILED:
+            return 1
+        if self.status == BATCH_ROW_FAILURES and not self.allow_row_failures:
+            return 1
+        return 0
+
+    def as_dict(self) -> dict[str, Any]:
+        totals = {k: sum(getattr(t, k) for t in self.tables) for k in ("total", "ok", "skipped", "failed", "clips")}
+        by_status: dict[str, int] = {}
+        for t in self.tables:
+            by_status[t.status] = by_status.get(t.status, 0) + 1
+        return {
+            "schema": SCHEMA,
+            "manifest": self.manifest,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "fail_fast": self.fail_fast,
+            "allow_row_failures": self.allow_row_failures,
+            "seconds": round(self.seconds, 3),
+            "summary": {"tables": len(self.tables), "tables_by_status": by_status, "rows": totals},
+            "tables": [t.as_dict() for t in self.tables],
+        }
+
+    def markdown(self) -> str:
+        lines = [f"# salmat batch: {os.path.basename(self.manifest)}", "",
+                 f"Status: **{self.status}** (exit {self.exit_code}), {len(self.tables)} table(s), "
+                 f"{self.seconds:.1f} s.", "",
+                 "| id | status | total | ok | skipped | failed | output |",
+                 "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+        for t in self.tables:
+            lines.append(f"| {_md(t.id)} | {t.status} | {t.total} | {t.ok} | {t.skipped} | {t.failed} | "
+                         f"{_md(t.output)} |")
+        errors = [t for t in self.tables if t.error]
+        if errors:
+            lines += ["", "## Errors", ""]
+            lines += [f"- `{_md(t.id)}`: {_md(t.error or '')}" for t in errors]
+        return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# ---- manifest ---------------------------------------------------------------
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read and check a manifest; every problem is a one-line `SalmatError`, before any work."""
+    path = Path(path)
+    data = _read_manifest(path)
+    if not isinstance(data, dict):
+        raise SalmatError(f"manifest {path} must be an object with 'defaults' and 'tables'")
+    unknown = sorted(set(data) - {"defaults", "tables"})
+    if unknown:
+        raise SalmatError(f"manifest {path}: unknown top-level key(s) {', '.join(unknown)}; "
+                          "only 'defaults' and 'tables' are allowed")
+    defaults = data.get("defaults") or {}
+    tables = data.get("tables")
+    if tables is None:
+        raise SalmatError(f"manifest {path} has no 'tables' list; add tables: [{{id, input, output}}, …]")
+    if not isinstance(defaults, dict):
+        raise SalmatError(f"manifest {path}: 'defaults' must be an object of materialize options")
+    if not isinstance(tables, list):
+        raise SalmatError(f"manifest {path}: 'tables' must be a list of objects")
+    known = set(option_names()) | {"id"}
+    bad = sorted(set(defaults) - known)
+    if bad:
+        raise SalmatError(f"manifest {path}: unknown key(s) in defaults: {', '.join(bad)}; "
+                          "keys are materialize options with underscores (see `salmat materialize --help`)")
+    table_only = sorted(set(defaults) & set(TABLE_ONLY_KEYS))
+    if table_only:
+        raise SalmatError(f"manifest {path}: {', '.join(table_only)} belong(s) in each table, not in defaults")
+    base = path.resolve().parent
+    jobs: list[TableJob] = []
+    seen_ids: set[str] = set()
+    seen_outputs: dict[str, str] = {}
+    for i, entry in enumerate(tables):
+        where = f"manifest {path}: tables[{i}]"
+        if not isinstance(entry, dict):
+            raise SalmatError(f"{where} must be an object with id, input and output")
+        bad = sorted(set(entry) - known)
+        if bad:
+            raise SalmatError(f"{where} ({entry.get('id', '?')}): unknown key(s) {', '.join(bad)}; "
+                              "keys are id, input, output, audit_json and materialize options with underscores")
+        missing = [k for k in REQUIRED_KEYS if entry.get(k) in (None, "")]
+        if missing:
+            raise SalmatError(f"{where}: missing {', '.join(missing)}; every table needs id, input and output")
+        table_id = str(entry["id"])
+        if table_id in seen_ids:
+            raise SalmatError(f"{where}: duplicate id {table_id!r}; give every table its own id")
+        seen_ids.add(table_id)
+        settings = {**defaults, **entry}
+        settings.pop("id")
+        settings = _resolve_paths(settings, base)
+        opts = _options(where, table_id, settings)
+        out_key = os.path.realpath(opts.output)
+        if out_key in seen_outputs:
+            raise SalmatError(f"{where}: output {opts.output} is also table {seen_outputs[out_key]!r}'s output; "
+                              "give every table its own output")
+        seen_outputs[out_key] = table_id
+        jobs.append(TableJob(table_id, opts))
+    return Manifest(str(path), jobs)
+
+
+def _read_manifest(path: Path) -> Any:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SalmatError(f"cannot read manifest {path}: {exc.strerror or exc}; pass --manifest FILE") from None
+    if path.suffix.lower() == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SalmatError(f"manifest {path} is not valid TOML: {_one_line(exc)}") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SalmatError(f"manifest {path} is not valid JSON: {_one_line(exc)} "
+                          "(name it .toml for a TOML manifest)") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _resolve_paths(settings: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(settings)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value:
+            out[key] = _join(base, value)
+    pre = out.get("preprocess")
+    if isinstance(pre, str) and pre.startswith("custom:"):
+        out["preprocess"] = "custom:" + _join(base, pre[len("custom:"):])
+    return out
+
+
+def _join(base: Path, value: str) -> str:
+    p = Path(os.path.expanduser(value))
+    return str(p if p.is_absolute() else base / p)
+
+
+def _options(where: str, table_id: str, settings: dict[str, Any]) -> MaterializeOptions:
+    try:
+        opts = MaterializeOptions(**settings)
+    except TypeError as exc:
+        raise SalmatError(f"{where} ({table_id}): {_one_line(exc)}") from None
+    try:
+        # Values are checked now; the root folder's existence is checked when the table runs.
+        replace(opts, root=None).effective()
+    except SalmatError as exc:
+        raise SalmatError(f"{where} ({table_id}): {exc}") from None
+    except TypeError as exc:
+        raise SalmatError(f"{where} ({table_id}): a value has the wrong type ({_one_line(exc)})") from None
+    return opts
+
+
+# ---- running ------------------------------------------------------------------
+
+
+def run_batch(
+    manifest: str | os.PathLike[str] | Manifest,
+    report_json: str | None = None,
+    report_md: str | None = None,
+    fail_fast: bool = False,
+    allow_row_failures: bool = False,
+    quiet: bool | None = None,
+    log=sys.stderr,
+) -> BatchReport:
+    """Run every table of a manifest; reports are written when paths are given."""
+    started = time.perf_counter()
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    for flag, path in (("--report-json", report_json), ("--report-md", report_md)):
+        if path:
+            _check_report_path(flag, path)
+    if not manifest.jobs and log is not None:
+        print(f"salmat: warning: manifest {manifest.path} lists no tables; nothing to do", file=log)
+    results: list[TableResult] = []
+    stopped = False
+    for job in manifest.jobs:
+        opts = job.options if quiet is None else replace(job.options, quiet=quiet)
+        if stopped:
+            results.append(TableResult(job.id, TABLE_NOT_RUN, opts.input, opts.output, opts.audit_json,
+                                       error="not run: an earlier table was not ok and --fail-fast is on"))
+            continue
+        result = run_table(job.id, opts)
+        results.append(result)
+        if log is not None:
+            print(f"salmat: batch {job.id}: {result.status} total={result.total} ok={result.ok} "
+                  f"skipped={result.skipped} failed={result.failed}"
+                  + (f" error={result.error}" if result.error else ""), file=log)
+        if fail_fast and result.status != TABLE_OK:
+            stopped = True
+    report = BatchReport(manifest.path, results, time.perf_counter() - started,
+                         allow_row_failures=allow_row_failures, fail_fast=fail_fast)
+    if report_json:
+        _write_text(report_json, json.dumps(report.as_dict(), indent=2) + "\n")
+    if report_md:
+        _write_text(report_md, report.markdown())
+    return report
+
+
+def run_table(table_id: str, opts: MaterializeOptions) -> TableResult:
+    """One table through `materialize.run`; a `SalmatError` becomes status `error`."""
+    from .materialize import run
+
+    result = TableResult(table_id, TABLE_OK, opts.input, opts.output, opts.audit_json)
+    t = time.perf_counter()
+    try:
+        report = run(opts, argv=["batch", table_id])
+    except SalmatError as exc:
+        result.status = TABLE_ERROR
+        result.error = str(exc)
+        result.seconds = round(time.perf_counter() - t, 3)
+        return result
+    result.counts = dict(report.counts)
+    result.total, result.ok, result.skipped, result.failed = report.total, report.ok, report.skipped, report.failed
+    result.clips = report.clips
+    cache = report.audit.get("cache") if isinstance(report.audit, dict) else None
+    if isinstance(cache, dict):
+        result.cache = {k: cache[k] for k in ("hits", "misses") if k in cache}
+    result.seconds = round(report.seconds, 3)
+    result.status = TABLE_ROW_FAILURES if report.failed else TABLE_OK
+    return result
+
+
+def _check_report_path(flag: str, path: str) -> None:
+    """A report that can't be written is a usage error before any table runs, not after all of them."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise SalmatError(f"{flag} {path}: cannot create {folder} ({exc.strerror or exc}); choose another path") from None
+    if os.path.isdir(path) or not os.access(folder, os.W_OK):
+        raise SalmatError(f"{flag} {path} is not a writable file path; choose another path")
+
+
+def _write_text(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,117 @@
+"""Shared bits for the picture-making commands: a headless pyplot and small statistics.
+
+matplotlib is optional (the `plots` and `test` extras); it is imported lazily
+with the Agg backend, and a missing install is a one-line `SalmatError`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import SalmatError
+
+
+def pyplot():
+    """`matplotlib.pyplot` on the Agg backend, or a one-line error naming the fix."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SalmatError("this command draws pictures and needs matplotlib; "
+                          "pip install 'salmat[plots]' (or pip install matplotlib)") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean rank), 1-based, like scipy's default."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    sorted_x = x[order]
+    # Boundaries of runs of equal values.
+    starts = np.concatenate([[True], sorted_x[1:] != sorted_x[:-1]])
+    run_id = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.append(first, len(x)))
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = avg[run_id]
+    return ranks
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r over the pairs where both are finite; NaN if fewer than 3 or a constant side."""
+    x, y = _finite_pairs(x, y)
+    if len(x) < 3:
+        return math.nan
+    return _pearson(x, y)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = _finite_pairs(x, y)
+    if len(x) < 3:
+        return math.nan
+    return _pearson(rankdata(x), rankdata(y))
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    dx = x - x.mean()
+    dy = y - y.mean()
+    den = math.sqrt(float(dx @ dx) * float(dy @ dy))
+    if den <= 0 or not math.isfinite(den):
+        return math.nan
+    return float(np.clip((dx @ dy) / den, -1.0, 1.0))
+
+
+def _finite_pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    return x[ok], y[ok]
+
+
+def clean(value: float | None, digits: int = 6) -> float | None:
+    """A JSON-safe float: NaN/inf → None, rounded."""
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def save_figure(fig, path, dpi: int | None = None, colors: int = 256, facecolor=None) -> None:
+    """Write `fig` as a palette PNG (≤ `colors` colours): the same pixels size, a fraction of the bytes.
+
+    The figure is rendered by Agg at `dpi`, then quantised with Pillow (a matplotlib
+    dependency); `colors=0` keeps the full-colour PNG. The file is written atomically.
+    """
+    import io
+    import os
+
+    buf = io.BytesIO()
+    kwargs = {"format": "png"}
+    if dpi is not None:
+        kwargs["dpi"] = dpi
+    if facecolor is not None:
+        kwargs["facecolor"] = facecolor
+    fig.savefig(buf, **kwargs)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    if colors:
+        from PIL import Image
+
+        buf.seek(0)
+        image = Image.open(buf).convert("RGB")
+        image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            tmp, format="PNG", optimize=True)
+    else:
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+    os.replace(tmp, path)

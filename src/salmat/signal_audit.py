@@ -1,0 +1,420 @@
+"""`salmat audit`: the signal-mix audit of a feature table against its quality target.
+
+For each numeric feature column: finite ratio, spread (std, IQR), Pearson and
+Spearman with the target; redundant pairs (|r| ≥ 0.95), complementary pairs
+(|r| ≤ 0.70 with both |r_target| ≥ 0.20), the saliency family's status, and the
+incremental value of the saliency columns: K-fold cross-validated SROCC and
+PLCC of a ridge regression on the other features, with and without the
+saliency columns, and a paired bootstrap interval of the difference.
+
+Per-frame tables (a `frame_index`/`frame` column beside a clip key such as
+`dis_basename`, `src` or `clip_id`, or any table given `group_by`) are first
+reduced to one row per clip by the mean, so frames don't inflate n.
+
+(`salmat.audit` is the run-record module of `materialize`; this one is the
+`salmat audit` command.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import SalmatError
+from .plots import clean, fmt, pearson, spearman
+from .tables import TableReader
+
+SCHEMA = "salmat.signal-audit/v1"
+TARGET_CANDIDATES = ("vmaf", "vmaf_score", "mos_raw_0_100", "mos", "dmos", "score")
+FRAME_COLUMNS = ("frame_index", "frame", "frame_idx", "frame_num", "frame_number")
+CLIP_KEYS = ("dis_basename", "src", "clip_id", "clip", "video", "dis", "ref_basename")
+SALIENCY_COLUMNS = ("saliency_mean", "saliency_var")
+NOT_FEATURES = {"saliency_ema_alpha"}  # provenance, not signal
+REDUNDANT_R = 0.95
+COMPLEMENT_R = 0.70
+COMPLEMENT_TARGET_R = 0.20
+WEAK_RHO = 0.20
+MIN_FINITE = 0.5
+MIN_ROWS_FOR_CV = 10
+
+
+@dataclass
+class AuditReport:
+    report: dict[str, Any]
+    files: dict[str, str]
+
+    @property
+    def ranking(self) -> list[str]:
+        return [f["column"] for f in self.report["features"]]
+
+    @property
+    def incremental(self) -> dict[str, Any] | None:
+        return self.report.get("incremental")
+
+
+def audit_table(
+    input: str,
+    out: str | None = None,
+    target: str = "auto",
+    group_by: str | None = None,
+    saliency_columns: Sequence[str] | None = None,
+    folds: int = 5,
+    bootstrap: int = 1000,
+    ridge_alpha: float = 1.0,
+    seed: int = 0,
+    plots: bool = True,
+) -> AuditReport:
+    """Audit a feature table; writes `signal_audit.json` and `signal_audit.md` into `out` when given."""
+    reader = TableReader(input)
+    table = reader.read_columns(reader.schema.names)
+    return audit_arrow(table, input, out=out, target=target, group_by=group_by, saliency_columns=saliency_columns,
+                       folds=folds, bootstrap=bootstrap, ridge_alpha=ridge_alpha, seed=seed, plots=plots)
+
+
+def audit_arrow(table: pa.Table, name: str = "<table>", out: str | None = None, target: str = "auto",
+                group_by: str | None = None, saliency_columns: Sequence[str] | None = None, folds: int = 5,
+                bootstrap: int = 1000, ridge_alpha: float = 1.0, seed: int = 0, plots: bool = True) -> AuditReport:
+    if folds < 2:
+        raise SalmatError(f"--folds must be ≥ 2, got {folds}")
+    if bootstrap < 0:
+        raise SalmatError(f"--bootstrap must be ≥ 0, got {bootstrap}")
+    names = table.column_names
+    target = _pick_target(names, target, name)
+    numeric = [c for c in names if _is_numeric(table.schema.field(c).type)]
+    if target not in numeric:
+        raise SalmatError(f"target column {target!r} is not numeric; pass --target COLUMN")
+    frame_col = next((c for c in FRAME_COLUMNS if c in names), None)
+    if group_by is not None and group_by not in names:
+        raise SalmatError(f"{name} has no column {group_by!r}; pass --group-by COLUMN")
+    key = group_by or (next((c for c in CLIP_KEYS if c in names), None) if frame_col else None)
+    excluded = {target, frame_col, key} | NOT_FEATURES
+    features = [c for c in numeric if c not in excluded]
+    data = {c: _floats(table, c) for c in features + [target]}
+    rows_in = table.num_rows
+    grouping = None
+    if key is not None:
+        data = _group_mean(data, table.column(key), key)
+        grouping = {"key": key, "frame_column": frame_col, "rows_in": rows_in, "groups": len(data[target])}
+    y = data[target]
+    has_target = np.isfinite(y)
+    y = y[has_target]
+    x = {c: data[c][has_target] for c in features}
+    n = int(y.size)
+    if n < 3:
+        raise SalmatError(f"{name}: only {n} row(s) with a finite {target!r}; the audit needs at least 3")
+    sal_cols = list(saliency_columns) if saliency_columns else [c for c in SALIENCY_COLUMNS if c in features]
+    missing = [c for c in sal_cols if c not in features]
+    if missing:
+        raise SalmatError(f"saliency column(s) {', '.join(missing)} are not numeric columns of {name}")
+
+    feats = []
+    for c in features:
+        v = x[c]
+        fin = np.isfinite(v)
+        vf = v[fin]
+        q75, q25 = (np.percentile(vf, [75, 25]) if vf.size else (math.nan, math.nan))
+        feats.append({
+            "column": c,
+            "saliency": c in sal_cols,
+            "finite_ratio": clean(fin.mean() if n else 0.0),
+            "std": clean(vf.std(ddof=1) if vf.size > 1 else math.nan),
+            "iqr": clean(q75 - q25),
+            "pearson": clean(pearson(v, y)),
+            "spearman": clean(spearman(v, y)),
+            "n": int(fin.sum()),
+        })
+    feats.sort(key=lambda f: (-(abs(f["spearman"]) if f["spearman"] is not None else -1.0),
+                              -(abs(f["pearson"]) if f["pearson"] is not None else -1.0), f["column"]))
+    for rank, f in enumerate(feats, 1):
+        f["rank"] = rank
+    by_name = {f["column"]: f for f in feats}
+
+    redundant, complementary = _pairs(features, x, by_name)
+    family = _family(sal_cols, by_name)
+    incremental = _incremental(x, y, features, sal_cols, by_name, folds, bootstrap, ridge_alpha, seed)
+    report = {
+        "schema": SCHEMA,
+        "input": os.path.abspath(name) if os.path.exists(name) else name,
+        "target": target,
+        "rows": n,
+        "rows_in_table": rows_in,
+        "grouping": grouping,
+        "features": feats,
+        "redundant_pairs": redundant,
+        "complementary_pairs": complementary,
+        "saliency": family,
+        "incremental": incremental,
+        "thresholds": {"redundant_abs_r": REDUNDANT_R, "complementary_abs_r": COMPLEMENT_R,
+                       "complementary_target_abs_r": COMPLEMENT_TARGET_R, "weak_abs_rho": WEAK_RHO,
+                       "min_finite_ratio": MIN_FINITE},
+    }
+    files = {}
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        files = {"json": os.path.join(out, "signal_audit.json"), "md": os.path.join(out, "signal_audit.md")}
+        if plots:
+            png = os.path.join(out, "signal_audit.png")
+            try:
+                _plot(report, png)
+                files["png"] = png
+                report["plot"] = os.path.basename(png)
+            except SalmatError as exc:   # matplotlib missing: the numbers still stand
+                report["plot"] = None
+                report["plot_skipped"] = str(exc)
+        Path(files["json"]).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        Path(files["md"]).write_text(markdown(report), encoding="utf-8")
+    return AuditReport(report, files)
+
+
+# ---- inputs ------------------------------------------------------------------------
+
+
+def _pick_target(names: list[str], target: str | None, where: str) -> str:
+    if target and target != "auto":
+        if target not in names:
+            raise SalmatError(f"{where} has no target column {target!r}; pass --target COLUMN")
+        return target
+    lower = {c.lower(): c for c in names}
+    for cand in TARGET_CANDIDATES:
+        if cand in lower:
+            return lower[cand]
+    raise SalmatError(f"{where}: no target column found (looked for {', '.join(TARGET_CANDIDATES)}); "
+                      "pass --target COLUMN")
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _floats(table: pa.Table, name: str) -> np.ndarray:
+    col = pc.cast(table.column(name), pa.float64(), safe=False)
+    return col.to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _group_mean(data: dict[str, np.ndarray], key_col, key: str) -> dict[str, np.ndarray]:
+    """Per-group mean of each column over its finite values (NaN where a group has none)."""
+    codes_arr = pc.dictionary_encode(pc.cast(key_col, pa.string())).combine_chunks()
+    codes = codes_arr.indices.to_numpy(zero_copy_only=False)
+    null = codes_arr.is_null().to_numpy(zero_copy_only=False)
+    if null.all():
+        raise SalmatError(f"group column {key!r} is empty in every row; pass --group-by COLUMN")
+    codes = np.where(null, -1, codes).astype(np.int64)
+    groups = len(codes_arr.dictionary)
+    keep = codes >= 0
+    out = {}
+    for c, v in data.items():
+        fin = keep & np.isfinite(v)
+        sums = np.bincount(codes[fin], weights=v[fin], minlength=groups)
+        counts = np.bincount(codes[fin], minlength=groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[c] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return out
+
+
+# ---- pairs and family --------------------------------------------------------------
+
+
+def _pairs(features, x, by_name):
+    redundant, complementary = [], []
+    for i, a in enumerate(features):
+        for b in features[i + 1:]:
+            r = pearson(x[a], x[b])
+            if not math.isfinite(r):
+                continue
+            if abs(r) >= REDUNDANT_R:
+                redundant.append({"a": a, "b": b, "pearson": clean(r)})
+            ra, rb = by_name[a]["pearson"], by_name[b]["pearson"]
+            if (abs(r) <= COMPLEMENT_R and ra is not None and rb is not None
+                    and abs(ra) >= COMPLEMENT_TARGET_R and abs(rb) >= COMPLEMENT_TARGET_R):
+                complementary.append({"a": a, "b": b, "pearson": clean(r), "a_target_r": ra, "b_target_r": rb})
+    redundant.sort(key=lambda p: -abs(p["pearson"]))
+    complementary.sort(key=lambda p: -(abs(p["a_target_r"]) + abs(p["b_target_r"])))
+    return redundant, complementary
+
+
+def _family(sal_cols, by_name) -> dict[str, Any]:
+    if not sal_cols:
+        return {"status": "missing", "columns": [],
+                "reason": "no saliency_mean/saliency_var columns; run `salmat materialize` first"}
+    rhos = [abs(by_name[c]["spearman"]) for c in sal_cols if by_name[c]["spearman"] is not None]
+    finite = [by_name[c]["finite_ratio"] or 0.0 for c in sal_cols]
+    max_rho = max(rhos) if rhos else None
+    if max(finite) < MIN_FINITE:
+        status, reason = "weak", f"mostly non-finite (best finite ratio {max(finite):.2f} < {MIN_FINITE})"
+    elif max_rho is None or max_rho < WEAK_RHO:
+        status, reason = "weak", f"max |Spearman| with the target {fmt(max_rho)} < {WEAK_RHO}"
+    else:
+        status, reason = "covered", f"max |Spearman| with the target {max_rho:.3f} ≥ {WEAK_RHO}"
+    return {"status": status, "columns": list(sal_cols), "max_abs_spearman": clean(max_rho),
+            "finite_ratio": {c: by_name[c]["finite_ratio"] for c in sal_cols}, "reason": reason}
+
+
+# ---- incremental value ------------------------------------------------------------------
+
+
+def _usable(c, by_name) -> bool:
+    f = by_name[c]
+    return (f["finite_ratio"] or 0.0) >= MIN_FINITE and (f["std"] or 0.0) > 0
+
+
+def _incremental(x, y, features, sal_cols, by_name, folds, bootstrap, alpha, seed) -> dict[str, Any]:
+    base_cols = [c for c in features if c not in sal_cols and _usable(c, by_name)]
+    sal_used = [c for c in sal_cols if _usable(c, by_name)]
+    n = y.size
+    info: dict[str, Any] = {"base_columns": base_cols, "saliency_columns": sal_used, "folds": folds,
+                            "ridge_alpha": alpha, "bootstrap": bootstrap, "seed": seed, "n": int(n)}
+    if not sal_used:
+        return {**info, "status": "skipped", "reason": "no usable saliency columns (missing, constant or non-finite)"}
+    if n < max(MIN_ROWS_FOR_CV, folds * 2):
+        return {**info, "status": "skipped", "reason": f"only {n} rows; cross-validation needs ≥ "
+                                                         f"{max(MIN_ROWS_FOR_CV, folds * 2)}"}
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(n, dtype=np.int64)
+    fold_of[rng.permutation(n)] = np.arange(n) % folds
+    pred_base = _cv_predict(x, y, base_cols, fold_of, folds, alpha)
+    pred_full = _cv_predict(x, y, base_cols + sal_used, fold_of, folds, alpha)
+    base = {"srocc": _srocc(pred_base, y), "plcc": _plcc(pred_base, y)}
+    full = {"srocc": _srocc(pred_full, y), "plcc": _plcc(pred_full, y)}
+    delta = {k: full[k] - base[k] for k in base}
+    ci = {k: [None, None] for k in base}
+    if bootstrap > 0:
+        boots = {"srocc": np.empty(bootstrap), "plcc": np.empty(bootstrap)}
+        for b in range(bootstrap):
+            idx = rng.integers(0, n, n)
+            yb = y[idx]
+            boots["srocc"][b] = _srocc(pred_full[idx], yb) - _srocc(pred_base[idx], yb)
+            boots["plcc"][b] = _plcc(pred_full[idx], yb) - _plcc(pred_base[idx], yb)
+        for k, v in boots.items():
+            v = v[np.isfinite(v)]
+            if v.size:
+                ci[k] = [clean(np.percentile(v, 2.5)), clean(np.percentile(v, 97.5))]
+    helps = ci["srocc"][0] is not None and ci["srocc"][0] > 0
+    return {**info, "status": "done",
+            "without_saliency": {k: clean(v) for k, v in base.items()},
+            "with_saliency": {k: clean(v) for k, v in full.items()},
+            "delta": {k: clean(v) for k, v in delta.items()},
+            "ci95": ci,
+            "verdict": ("the saliency columns add predictive value (SROCC CI above 0)" if helps else
+                        "no clear added value (the SROCC CI includes 0 or lies below it)")}
+
+
+def _cv_predict(x, y, cols, fold_of, folds, alpha) -> np.ndarray:
+    pred = np.empty(y.size)
+    mat = np.column_stack([x[c] for c in cols]) if cols else np.zeros((y.size, 0))
+    for k in range(folds):
+        test = fold_of == k
+        pred[test] = _ridge_fit_predict(mat[~test], y[~test], mat[test], alpha)
+    return pred
+
+
+def _ridge_fit_predict(x_train, y_train, x_test, alpha) -> np.ndarray:
+    """Ridge on standardised features (train statistics; NaN imputed by the train mean), closed form."""
+    y_mean = float(y_train.mean())
+    if x_train.shape[1] == 0:
+        return np.full(x_test.shape[0], y_mean)
+    mu = np.nanmean(x_train, axis=0)
+    mu = np.where(np.isfinite(mu), mu, 0.0)
+    xt = np.where(np.isfinite(x_train), x_train, mu)
+    xs = np.where(np.isfinite(x_test), x_test, mu)
+    sd = xt.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    zt = (xt - mu) / sd
+    zs = (xs - mu) / sd
+    p = zt.shape[1]
+    w = np.linalg.solve(zt.T @ zt + alpha * np.eye(p), zt.T @ (y_train - y_mean))
+    return zs @ w + y_mean
+
+
+def _srocc(pred, y) -> float:
+    r = spearman(pred, y)
+    return 0.0 if not math.isfinite(r) else r
+
+
+def _plcc(pred, y) -> float:
+    r = pearson(pred, y)
+    return 0.0 if not math.isfinite(r) else r
+
+
+# ---- markdown ----------------------------------------------------------------------------
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    g = rep["grouping"]
+    lines = [f"# salmat audit: {os.path.basename(str(rep['input']))}", "",
+             f"Target `{rep['target']}`, n = {rep['rows']}"
+             + (f" clips (per-frame table: {g['rows_in']} rows averaged per `{g['key']}`)" if g else " rows")
+             + ".", "", "## Features, ranked by |Spearman| with the target", "",
+             "| rank | column | finite | std | IQR | Pearson | Spearman |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for f in rep["features"]:
+        name = f"**{f['column']}**" if f["saliency"] else f["column"]
+        lines.append(f"| {f['rank']} | {name} | {fmt(f['finite_ratio'], 2)} | {fmt(f['std'], 4)} | "
+                     f"{fmt(f['iqr'], 4)} | {fmt(f['pearson'])} | {fmt(f['spearman'])} |")
+    s = rep["saliency"]
+    lines += ["", f"## Saliency family: **{s['status']}**", "", s["reason"] + "."]
+    inc = rep["incremental"]
+    lines += ["", "## Incremental value of the saliency columns", ""]
+    if inc["status"] != "done":
+        lines.append(f"Not computed: {inc['reason']}.")
+    else:
+        lines += [f"{inc['folds']}-fold cross-validated ridge (α = {inc['ridge_alpha']}, standardised features) on "
+                  f"{len(inc['base_columns'])} other feature(s), without and with "
+                  + ", ".join(f"`{c}`" for c in inc["saliency_columns"])
+                  + f"; 95% paired bootstrap interval over {inc['bootstrap']} resamples.", "",
+                  "| | SROCC | PLCC |", "| --- | ---: | ---: |",
+                  f"| without saliency | {fmt(inc['without_saliency']['srocc'])} | {fmt(inc['without_saliency']['plcc'])} |",
+                  f"| with saliency | {fmt(inc['with_saliency']['srocc'])} | {fmt(inc['with_saliency']['plcc'])} |",
+                  f"| difference | {fmt(inc['delta']['srocc'])} [{fmt(inc['ci95']['srocc'][0])}, "
+                  f"{fmt(inc['ci95']['srocc'][1])}] | {fmt(inc['delta']['plcc'])} [{fmt(inc['ci95']['plcc'][0])}, "
+                  f"{fmt(inc['ci95']['plcc'][1])}] |", "", f"Verdict: {inc['verdict']}."]
+    lines += ["", f"## Redundant pairs (|r| ≥ {REDUNDANT_R})", ""]
+    lines += [f"- `{p['a']}` ~ `{p['b']}`: r = {fmt(p['pearson'])}" for p in rep["redundant_pairs"]] or ["None."]
+    lines += ["", f"## Complementary pairs (|r| ≤ {COMPLEMENT_R}, each |r_target| ≥ {COMPLEMENT_TARGET_R})", ""]
+    lines += [f"- `{p['a']}` + `{p['b']}`: r = {fmt(p['pearson'])} (target r {fmt(p['a_target_r'])}, "
+              f"{fmt(p['b_target_r'])})" for p in rep["complementary_pairs"]] or ["None."]
+    if rep.get("plot"):
+        lines += ["", f"![features against the target]({rep['plot']})"]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rep: dict[str, Any], path: str) -> None:
+    """Signed Spearman per feature (saliency columns highlighted) and, when computed, the incremental SROCC."""
+    from .plots import pyplot, save_figure
+
+    plt = pyplot()
+    feats = rep["features"][:30]
+    inc = rep["incremental"]
+    done = inc["status"] == "done"
+    height = max(2.4, 0.24 * len(feats) + 1.0)
+    fig, axes = plt.subplots(1, 2 if done else 1, figsize=(8.5 if done else 5.5, height), dpi=80, squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]} if done else None, constrained_layout=True)
+    ax = axes[0, 0]
+    names = [f["column"] for f in feats][::-1]
+    rho = [f["spearman"] if f["spearman"] is not None else 0.0 for f in feats][::-1]
+    colors = ["#d95f02" if f["saliency"] else "#1b9e77" for f in feats][::-1]
+    ax.barh(range(len(feats)), rho, color=colors)
+    ax.set_yticks(range(len(feats)), names, fontsize=7)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel(f"Spearman with {rep['target']}", fontsize=8)
+    ax.set_title(f"features (n = {rep['rows']}); saliency in orange", fontsize=8)
+    ax.tick_params(labelsize=7)
+    if done:
+        ax = axes[0, 1]
+        labels = ["without", "with"]
+        vals = [inc["without_saliency"]["srocc"], inc["with_saliency"]["srocc"]]
+        ax.bar(labels, vals, color=["#1b9e77", "#d95f02"])
+        ax.set_ylim(min(0.0, min(vals) - 0.05), 1.0)
+        lo, hi = inc["ci95"]["srocc"]
+        ax.set_title(f"CV SROCC; Δ = {fmt(inc['delta']['srocc'])} [{fmt(lo)}, {fmt(hi)}]", fontsize=8)
+        ax.tick_params(labelsize=7)
+    save_figure(fig, path)
+    plt.close(fig)
