@@ -21,10 +21,16 @@ from salmat.errors import SalmatError
 from salmat.tables import TableReader, TableWriter, check_output_writable, detect_format, sha256_file
 
 ROWS = [
-    {"id": "00123", "count": 1, "score": 0.5, "ok": True, "text": 'a,b "quoted" ünïcødé ✓', "path": "/v/clip 1.mp4"},
-    {"id": "00042", "count": None, "score": 2.0, "ok": False, "text": "line\nbreak, and\ttab", "path": "C:\\v\\x.mp4"},
-    {"id": "7", "count": -3, "score": -1e-7, "ok": None, "text": "", "path": "rel/0001.y4m"},
-    {"id": "0", "count": 9007199254740993, "score": None, "ok": True, "text": None, "path": "a;b"},
+    {
+        "id": "00123", "count": 1, "score": 0.5, "ok": True,
+        "text": 'a,b "quoted" ünïcødé ✓', "path": "/v/clip 1.mp4", "fps": 25.0,
+    },
+    {
+        "id": "00042", "count": None, "score": 2.0, "ok": False,
+        "text": "line\nbreak, and\ttab", "path": "C:\\v\\x.mp4", "fps": 30.0,
+    },
+    {"id": "7", "count": -3, "score": -1e-7, "ok": None, "text": "", "path": "rel/0001.y4m", "fps": None},
+    {"id": "0", "count": 9007199254740993, "score": None, "ok": True, "text": None, "path": "a;b", "fps": 24.0},
 ]
 TYPES = {
     "id": pa.string(),
@@ -33,6 +39,7 @@ TYPES = {
     "ok": pa.bool_(),
     "text": pa.string(),
     "path": pa.string(),
+    "fps": pa.float64(),  # whole-valued floats must stay float through CSV
 }
 
 
@@ -364,6 +371,34 @@ def test_malformed_jsonl_raises_salmat_error_with_line(tmp_path: Path, content: 
     assert_one_line(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("null\n", "line 1 holds a JSON null"),  # crashes pyarrow 26 if it reaches it
+        ('{"a": 1}\n  null x\n', "line 2 is not valid JSON"),
+        ('{"a": 1}\n{"a": 2} null\n', "line 2 is not valid JSON"),
+        ('{"a": 1}{"a": 2}\n', "line 1 is not valid JSON"),
+    ],
+)
+def test_jsonl_lines_pyarrow_would_mishandle_are_refused(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(SalmatError, match=expected):
+        TableReader(path)
+
+
+def test_jsonl_lists_with_leading_nulls_read_correctly(tmp_path: Path) -> None:
+    # pyarrow's inferring reader builds invalid lists here (apache/arrow#51305).
+    rows = [{"a": [None, 1], "s": {"b": [None, "x"]}}, {"a": [2], "s": None}]
+    path = write_jsonl(tmp_path / "lists.jsonl", rows)
+    reader = TableReader(path)
+    assert reader.schema.field("a").type == pa.list_(pa.int64())
+    table = pa.Table.from_batches(list(reader.iter_batches()))
+    table.validate(full=True)
+    assert table.to_pylist() == rows
+    assert reader.read_columns(["a"]).column("a").to_pylist() == [[None, 1], [2]]
+
+
 def test_type_conflict_across_scan_chunks_names_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tables, "_JSONL_SCAN_CHUNK", 32)
     rows = [{"a": i} for i in range(50)] + [{"a": "x"}]
@@ -420,16 +455,21 @@ def test_check_output_writable(tmp_path: Path) -> None:
         check_output_writable(tmp_path / "d.csv")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
-def test_check_output_writable_read_only_folder(tmp_path: Path) -> None:
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(SalmatError, match="cannot write"):
-            check_output_writable(folder / "out.csv")
-    finally:
-        folder.chmod(0o700)
+def test_unwritable_output_folder_is_reported_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # Simulated, because root (as in CI containers) ignores folder permissions.
+    monkeypatch.setattr(tables.tempfile, "mkstemp", refuse)
+    with pytest.raises(SalmatError, match="cannot write to the output folder .*permission denied"):
+        check_output_writable(tmp_path / "out.csv")
+    with pytest.raises(SalmatError, match="permission denied"):
+        TableWriter(tmp_path / "out.csv", pa.schema([("a", pa.int64())]))
+
+
+def test_writer_into_missing_folder_raises_salmat_error(tmp_path: Path) -> None:
+    with pytest.raises(SalmatError, match="does not exist"):
+        TableWriter(tmp_path / "no" / "out.parquet", pa.schema([("a", pa.int64())]))
 
 
 def test_sha256_file(tmp_path: Path) -> None:

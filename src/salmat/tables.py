@@ -2,8 +2,9 @@
 
 Formats come from the file suffix (`detect_format`):
 
-* ``.jsonl``, ``.ndjson``, ``.json`` -> JSONL: one JSON object per line (a pretty-printed
-  JSON document or a top-level array is rejected). Blank lines are skipped.
+* ``.jsonl``, ``.ndjson``, ``.json`` -> JSONL: exactly one JSON object per line, UTF-8 (a
+  pretty-printed JSON document, a top-level array, a bare ``null`` line or two values on one
+  line are rejected). Blank lines are skipped.
 * ``.parquet``, ``.pq`` -> Parquet.
 * ``.csv`` -> comma-separated, ``.tsv`` -> tab-separated, both with a header row.
 
@@ -31,6 +32,9 @@ identical column types. Column types follow these rules:
   codes with leading zeros and dates therefore stay strings. In a one-column file a blank
   line is a row with a null value; with more columns blank lines are skipped.
 
+An empty file (JSONL with no objects, CSV without even a header) reads as a table with no
+columns and no rows; a CSV with only a header has its columns (typed string) and no rows.
+
 Anything wrong with an input (missing, unreadable, malformed, inconsistent) raises
 `SalmatError` with a one-line message naming the file and the problem, never a traceback.
 
@@ -44,6 +48,8 @@ A new output gets the usual permissions (0o666 minus the umask); a replaced one 
   columns always carry a decimal point or exponent (``1.0``, not ``1``) and so are quoted
   text in the file; that keeps them float64 when the file is read back. Binary columns are
   written as base64 text. Nested columns (lists, structs, maps) cannot be written to CSV.
+  CSV stores no types: a string column whose every value looks like an int, bool or plain
+  number (say "1", "2") reads back as that type; use Parquet when such columns must stay text.
 * JSONL: one compact JSON object per line, UTF-8, keys in column order, built one batch at a
   time. NaN and +/-inf are written as null. Timestamps, dates and times are ISO-8601 text
   (timestamps with a ``T`` separator and, when zoned, an offset such as ``+0100`` or ``Z``),
@@ -63,7 +69,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -101,8 +106,6 @@ _DATA_ERRORS = (pa.ArrowException, ValueError, OSError)
 
 # JSONL screening. JSON whitespace is exactly these four bytes.
 _JSON_SPACE = b" \t\r\n"
-_NOT_AN_OBJECT_LINE = re.compile(rb"^[ \t\r]*[^{ \t\r\n]", re.MULTILINE)
-_OBJECT_LINE = re.compile(rb"^[ \t\r]*\{", re.MULTILINE)
 
 _MiB = 1 << 20
 _JSONL_SCAN_CHUNK = 8 * _MiB  # bytes parsed at once while inferring the JSONL schema
@@ -161,6 +164,13 @@ def _unreadable(path: Path, exc: OSError) -> SalmatError:
 
 def _malformed(path: Path, problem: str, fix: str) -> SalmatError:
     return SalmatError(f"{path} is not a valid table: {_one_line(problem)}: {fix}")
+
+
+def _data_failure(path: Path, exc: Exception, fix: str) -> SalmatError:
+    """An OS error with an errno means the file could not be read; anything else is bad content."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _unreadable(path, exc)
+    return _malformed(path, str(exc), fix)
 
 
 def _require_file(path: Path) -> None:
@@ -261,18 +271,14 @@ class TableReader:
             raise ValueError("batch_rows must be at least 1")
         schema = self.schema
         conformed = (_conform(b, schema) for b in self._guarded(self._source.batches(None)))
-        yield from _rebatch(conformed, schema, batch_rows)
+        return _rebatch(conformed, schema, batch_rows)
 
     def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """Turn a failure mid-stream (file changed, corrupt page) into a SalmatError."""
         try:
             yield from batches
-        except SalmatError:
-            raise
-        except OSError as exc:
-            raise _unreadable(self.path, exc) from None
         except _DATA_ERRORS as exc:
-            raise _malformed(self.path, str(exc), "repair or regenerate the file") from None
+            raise _data_failure(self.path, exc, "repair or regenerate the file") from None
 
 
 class _ParquetSource:
@@ -282,13 +288,8 @@ class _ParquetSource:
             with pq.ParquetFile(path) as parquet:
                 self.schema = parquet.schema_arrow
                 self.num_rows = parquet.metadata.num_rows
-        except OSError as exc:
-            if exc.errno is not None:
-                raise
-            # pyarrow reports a broken footer as a plain OSError/ArrowInvalid without errno.
-            raise _malformed(path, str(exc), "is it really a Parquet file?") from None
         except _DATA_ERRORS as exc:
-            raise _malformed(path, str(exc), "is it really a Parquet file?") from None
+            raise _data_failure(path, exc, "is it really a Parquet file?") from None
 
     def batches(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
         with pq.ParquetFile(self.path) as parquet:
@@ -305,10 +306,11 @@ class _JsonlSource:
         merged = pa.schema([])
         with open(path, "rb") as file:
             for first_line, chunk in _line_chunks(file, _JSONL_SCAN_CHUNK):
-                self._longest_line = max(self._longest_line, max(map(len, chunk.split(b"\n"))))
+                lines = chunk.split(b"\n")
+                self._longest_line = max(self._longest_line, max(map(len, lines)))
                 if not chunk.strip(_JSON_SPACE):
                     continue
-                chunk_schema, rows = self._infer_chunk(chunk, first_line)
+                chunk_schema, rows = self._infer_chunk(chunk, lines, first_line)
                 self.num_rows += rows
                 try:
                     merged = _merge_schemas(merged, chunk_schema)
@@ -316,26 +318,27 @@ class _JsonlSource:
                     raise self._explain(str(conflict), None) from None
         self.schema = pa.schema([f.with_type(_settle(f.type, final=True)) for f in merged])
 
-    def _infer_chunk(self, chunk: bytes, first_line: int) -> tuple[pa.Schema, int]:
-        lines = (first_line, first_line + chunk.count(b"\n"))
+    def _infer_chunk(self, chunk: bytes, lines: list[bytes], first_line: int) -> tuple[pa.Schema, int]:
+        span = (first_line, first_line + len(lines) - 1)
         # Screen before pyarrow sees the bytes: pyarrow 26 crashes (segfault) on a line that
         # starts with `null` (apache/arrow#47409) and does not check UTF-8 inside strings.
-        if _NOT_AN_OBJECT_LINE.search(chunk):
-            raise self._explain("a line does not start with '{'", lines)
+        objects = _count_object_lines(chunk, lines)
+        if objects is None:
+            raise self._explain("a line does not start with '{'", span)
         try:
             chunk.decode("utf-8")
         except UnicodeDecodeError:
-            raise self._explain("the text is not valid UTF-8", lines) from None
+            raise self._explain("the text is not valid UTF-8", span) from None
         options = pjson.ReadOptions(block_size=len(chunk) + 1, use_threads=False)
         try:
             # Only the inferred schema is used: inferred data can be invalid (apache/arrow#51305);
             # the reads later use the schema explicitly, which parses correctly.
             table = pjson.read_json(io.BytesIO(chunk), read_options=options)
         except _DATA_ERRORS as exc:
-            raise self._explain(str(exc), lines) from None
+            raise self._explain(str(exc), span) from None
         # pyarrow takes `{..} {..}` or `{..} null` on one line as several rows; JSONL does not.
-        if table.num_rows != len(_OBJECT_LINE.findall(chunk)):
-            raise self._explain("a line holds more than one JSON value", lines)
+        if table.num_rows != objects:
+            raise self._explain("a line holds more than one JSON value", span)
         schema = pa.schema([f.with_type(_settle(f.type, final=False)) for f in table.schema])
         return schema, table.num_rows
 
@@ -346,6 +349,8 @@ class _JsonlSource:
             found = _diagnose_jsonl(self.path)
         except OSError as exc:
             return _unreadable(self.path, exc)
+        except RecursionError:
+            found = None  # absurdly deep nesting; pyarrow's message will have to do
         if found:
             return _malformed(self.path, found, fix)
         where = f" (lines {lines[0]}-{lines[1]})" if lines else ""
@@ -360,6 +365,23 @@ class _JsonlSource:
         parse_options = pjson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         with pjson.open_json(self.path, read_options=read_options, parse_options=parse_options) as reader:
             yield from reader
+
+
+def _count_object_lines(chunk: bytes, lines: list[bytes]) -> int | None:
+    """Number of non-blank lines, or None if one of them does not start with '{'."""
+    expected = len(lines) - (lines[-1] == b"")
+    # Fast path for the usual file: every line starts with '{' right away, no blank lines.
+    if chunk.count(b"\n{") + chunk.startswith(b"{") == expected:
+        return expected
+    count = 0
+    for line in lines:
+        text = line.lstrip(_JSON_SPACE)
+        if not text:
+            continue
+        if not text.startswith(b"{"):
+            return None
+        count += 1
+    return count
 
 
 def _line_chunks(file: io.BufferedReader, size: int) -> Iterator[tuple[int, bytes]]:
@@ -501,12 +523,10 @@ class _CsvSource:
             with pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK), parse_options=self._parse) as peek:
                 names = peek.schema.names
         except _DATA_ERRORS as exc:
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise
-            if "Empty CSV file" in str(exc):
-                names = []
-            else:
-                raise _malformed(path, str(exc), "fix the CSV (one header row, same number of cells per row)") from None
+            # pyarrow has no error type for a file without a header; treat it as an empty table.
+            if "Empty CSV file" not in str(exc):
+                raise _data_failure(path, exc, "fix the CSV (one header row, same number of cells per row)") from None
+            names = []
         _unique_names(path, names)
         self._names = names
         # One column: a blank line is a null cell. More columns: a blank line is no row.
@@ -536,14 +556,10 @@ class _CsvSource:
                     raise _malformed(self.path, "blank lines before the header", "start the file with the header row")
                 for batch in reader:
                     self.num_rows += batch.num_rows
-                    for name, column in zip(batch.schema.names, batch.columns):
+                    for name, column in zip(batch.schema.names, batch.columns, strict=True):
                         typers[name].update(column)
-        except SalmatError:
-            raise
         except _DATA_ERRORS as exc:
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise
-            raise _malformed(self.path, str(exc), "fix the CSV (UTF-8 text, same number of cells per row)") from None
+            raise _data_failure(self.path, exc, "fix the CSV (UTF-8 text, same number of cells per row)") from None
         return pa.schema([(n, typers[n].result()) for n in self._names])
 
     def batches(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
@@ -678,11 +694,15 @@ class TableWriter:
             _check_csv_schema(self.path, schema)
         folder = self.path.absolute().parent
         try:
+            # Same folder as the output, so the final os.replace is an atomic rename.
             fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
+        except FileNotFoundError:
+            raise SalmatError(f"the output folder {folder} does not exist: create it or choose another --output") from None
         except OSError as exc:
             raise SalmatError(f"cannot write {self.path}: {_os_problem(exc)}: choose another --output") from None
         self._temp = Path(temp)
         self._file = os.fdopen(fd, "wb")
+        self._sink: Any = None
         self._done = False
         try:
             os.fchmod(self._file.fileno(), _new_file_mode(self.path))
@@ -726,10 +746,11 @@ class TableWriter:
 
     def _discard(self) -> None:
         self._done = True
-        try:
-            self._sink.close()
-        except Exception:
-            pass  # a half-written file is about to be deleted anyway
+        if self._sink is not None:
+            try:
+                self._sink.close()
+            except Exception:
+                pass  # a half-written file is about to be deleted anyway
         self._file.close()
         self._temp.unlink(missing_ok=True)
 
@@ -833,16 +854,18 @@ class _JsonlSink:
     def write(self, batch: pa.RecordBatch) -> None:
         names = batch.schema.names
         columns = [_json_values(column) for column in batch.columns]
-        lines = [
-            json.dumps(dict(zip(names, row)), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-            for row in zip(*columns)
-        ]
+        encode = _JSON_ENCODER.encode
+        lines = [encode(dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
         if lines:
             self._file.write(("\n".join(lines) + "\n").encode("utf-8"))
 
     def close(self) -> None:
         pass  # the TableWriter owns the file
 
+
+# One encoder for all rows: json.dumps with options builds a new encoder per call.
+# allow_nan=False is a safety net; _json_values has already turned NaN/inf into None.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 _DURATION_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
