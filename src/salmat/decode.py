@@ -5,7 +5,12 @@ Raw `.yuv` 4:2:0 files are read with NumPy at the sampled offsets.
 
 Sampling (see CONTRACT §4):
 - `clip`: N frame indices evenly spaced over the whole clip,
-  `round(linspace(0, total − 1, N))`, duplicates dropped.
+  `round(linspace(0, total − 1, N))`, duplicates dropped. The packet index
+  (demuxed, not decoded) gives each frame's pts and the keyframe layout; the
+  frames are then decoded either by seeking (keyframe seek, decode forward to
+  the sampled pts) or by one sequential pass, whichever decodes fewer frames.
+  Both give exactly the same frames; anything unexpected falls back to the
+  sequential pass.
 - `head` (historical): decode the first `max_frames` frames, then take
   indices `0, s, 2s, …` with `s = max(1, total // N)`, first N of them.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from bisect import bisect_right
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -85,6 +91,14 @@ def _decode_raw(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
             f"{os.path.basename(spec.path)}: {size} bytes is less than one {spec.width}x{spec.height} "
             f"{spec.bit_depth}-bit 4:2:0 frame ({frame_bytes} bytes); check the geometry",
         )
+    if size % frame_bytes:
+        # A size that is not a whole number of frames means the declared geometry (or bit depth) is
+        # wrong: decoding it anyway would give an `ok` row computed from misaligned planes.
+        raise ClipError(
+            "decode-failed",
+            f"{os.path.basename(spec.path)}: {size} bytes is not a whole number of {spec.width}x{spec.height} "
+            f"{spec.bit_depth}-bit 4:2:0 frames ({frame_bytes} bytes each); check the geometry",
+        )
     if options.sampling == "head":
         indices = head_indices(min(total, options.max_frames), options.frame_samples)
     else:
@@ -118,6 +132,16 @@ def _check_pixels(width: int, height: int, options: SamplingOptions) -> None:
 # ---- containers -----------------------------------------------------------
 
 
+# Decoder threads per stream; 0 lets FFmpeg use every core. Pool workers set their share
+# (cores // workers), so N workers decoding at once don't oversubscribe the CPUs.
+_decode_threads = 0
+
+
+def set_decode_threads(threads: int) -> None:
+    global _decode_threads
+    _decode_threads = max(0, int(threads))
+
+
 def _open_stream(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     container = av.open(path, "r")
     if not container.streams.video:
@@ -125,6 +149,8 @@ def _open_stream(path: str) -> tuple[av.container.InputContainer, av.video.strea
         raise ClipError("decode-failed", f"{os.path.basename(path)}: no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    if _decode_threads:
+        stream.codec_context.thread_count = _decode_threads
     return container, stream
 
 
@@ -137,7 +163,7 @@ def _decode_container(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame
             wanted = head_indices(len(head), options.frame_samples)
             frames = [head[i] for i in wanted]
         else:
-            frames = _decode_clip_sample(container, stream, options.frame_samples)
+            frames, _ = _decode_clip_sample(container, stream, options.frame_samples)
     if not frames:
         raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: the stream yields no frames")
     return frames
@@ -161,15 +187,132 @@ def count_frames(path: str) -> int:
         return sum(1 for packet in container.demux(stream) if packet.size)
 
 
-def _decode_clip_sample(container, stream, n: int) -> list[YuvFrame]:
-    """Evenly spaced frames over the whole clip: exact indices from a packet count, one decode pass."""
+# Decoding cost of one seek (demuxer seek, decoder flush, frame-thread refill), in frames.
+SEEK_COST_FRAMES = 8  # measured 9–14 on 2 cores (benchmarks/bench.py clips)
+STRATEGIES = ("auto", "seek", "sequential")
+
+
+@dataclass(frozen=True)
+class PacketIndex:
+    """What demuxing (no decoding) tells about a stream: its packets' pts in presentation
+    order and its keyframes' presentation indices. `seekable` is False when pts are
+    missing, repeated or discarded (edit lists), where only a sequential pass is exact."""
+
+    pts: tuple[int, ...]
+    keyframes: tuple[int, ...]
+    seekable: bool
+
+
+def packet_index(container, stream) -> PacketIndex:
+    """Demux every packet of `stream` once (no decoding), then rewind."""
+    pts, key_pts, seekable = [], [], True
+    for packet in container.demux(stream):
+        if not packet.size:
+            continue
+        if packet.pts is None or packet.is_discard or packet.is_corrupt:
+            seekable = False
+            pts.append(-1)
+            continue
+        pts.append(packet.pts)
+        if packet.is_keyframe:
+            key_pts.append(packet.pts)
+    container.seek(0)
+    ordered = sorted(pts)
+    if len(set(ordered)) != len(ordered):
+        seekable = False
+    position = {p: i for i, p in enumerate(ordered)}
+    keyframes = tuple(sorted(position[p] for p in key_pts if p in position))
+    if not keyframes or keyframes[0] != 0:
+        seekable = False
+    return PacketIndex(tuple(ordered), keyframes, seekable)
+
+
+def _keyframe_before(keyframes: tuple[int, ...], index: int) -> int:
+    return keyframes[max(0, bisect_right(keyframes, index) - 1)]
+
+
+def plan_seeks(wanted: list[int], keyframes: tuple[int, ...]) -> tuple[list[list[int]], int, int]:
+    """Group sorted `wanted` indices into runs, each starting with one seek and decoding
+    forward. Returns (runs, estimated frames decoded with seeks, frames decoded sequentially)."""
+    runs: list[list[int]] = []
+    cost = 0
+    previous = None
+    for index in wanted:
+        from_key = index - _keyframe_before(keyframes, index) + 1 + SEEK_COST_FRAMES
+        if previous is not None and index - previous <= from_key:
+            runs[-1].append(index)
+            cost += index - previous
+        else:
+            runs.append([index])
+            cost += from_key
+        previous = index
+    sequential = (wanted[-1] + 1) if wanted else 0
+    return runs, cost, sequential
+
+
+def choose_strategy(wanted: list[int], index: PacketIndex) -> str:
+    """`seek` when the keyframe layout makes seeking decode fewer frames, else `sequential`."""
+    if not wanted or not index.seekable:
+        return "sequential"
+    runs, seek_cost, sequential_cost = plan_seeks(wanted, index.keyframes)
+    if len(runs) == 1 and _keyframe_before(index.keyframes, runs[0][0]) == 0:
+        return "sequential"  # one run from the first keyframe is the sequential pass
+    return "seek" if seek_cost < sequential_cost else "sequential"
+
+
+class _SeekMiss(Exception):
+    """A seek did not land where the packet index said; the caller falls back to a sequential pass."""
+
+
+def _decode_seeking(container, stream, wanted: list[int], index: PacketIndex) -> list[YuvFrame]:
+    runs, _, _ = plan_seeks(wanted, index.keyframes)
+    kept: list[YuvFrame] = []
+    for run in runs:
+        targets = [index.pts[i] for i in run]
+        container.seek(targets[0], stream=stream, backward=True, any_frame=False)
+        position = 0
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                raise _SeekMiss("a decoded frame has no pts")
+            if frame.pts < targets[position]:
+                continue
+            if frame.pts != targets[position]:
+                raise _SeekMiss(f"expected pts {targets[position]}, decoded {frame.pts}")
+            kept.append(to_yuv_frame(frame))
+            position += 1
+            if position == len(targets):
+                break
+        if position != len(targets):
+            raise _SeekMiss("the stream ended before every sampled frame was decoded")
+    return kept
+
+
+def decode_clip_sample(path: str, n: int, strategy: str = "auto") -> tuple[list[YuvFrame], str]:
+    """`--sampling clip` for one container file with a chosen strategy; (frames, strategy used).
+    The strategies give the same frames; `auto` picks the cheaper one from the keyframe layout."""
+    container, stream = _open_stream(path)
+    with container:
+        return _decode_clip_sample(container, stream, n, strategy)
+
+
+def _decode_clip_sample(container, stream, n: int, strategy: str = "auto") -> tuple[list[YuvFrame], str]:
+    """Evenly spaced frames over the whole clip: exact indices from the frame count, decoded by
+    seeking to the keyframe before each (group of) sampled frame(s), or by one sequential pass
+    that converts only the sampled frames — whichever decodes fewer frames for this stream."""
+    index = packet_index(container, stream)
     total = stream.frames or 0
     if total <= 0:
-        total = sum(1 for packet in container.demux(stream) if packet.size)
-        container.seek(0)
+        total = len(index.pts)
     wanted = clip_indices(total, n)
+    if strategy != "sequential" and wanted and index.seekable and total == len(index.pts):
+        chosen = choose_strategy(wanted, index) if strategy == "auto" else "seek"
+        if chosen == "seek":
+            try:
+                return _decode_seeking(container, stream, wanted, index), "seek"
+            except _SeekMiss:
+                container.seek(0)
     frames = _decode_sequential(container, stream, set(wanted), (wanted[-1] + 1) if wanted else 0)
-    return frames
+    return frames, "sequential"
 
 
 def to_yuv_frame(frame: av.VideoFrame) -> YuvFrame:

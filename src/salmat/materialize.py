@@ -20,6 +20,7 @@ import pyarrow as pa
 from . import audit as audit_mod
 from .decode import SamplingOptions
 from .engine import ClipResult, ReduceOptions, run_clips
+from .cache import ResultCache, open_cache
 from .errors import SalmatError
 from .models import SaliencyModel, load_model
 from .options import MaterializeOptions, build_options
@@ -69,8 +70,17 @@ def materialize(input: str, output: str, **settings: Any) -> RunReport:
     return run(build_options(input, output, **settings))
 
 
-def load_model_for(opts: MaterializeOptions) -> SaliencyModel:
-    return load_model(opts.model, opts.model_path, _preset(opts), opts.model_id, opts.device)
+def load_model_for(opts: MaterializeOptions, threads: int | None = None) -> SaliencyModel:
+    """The model `opts` names; `threads` caps an ONNX model's inference threads (pool workers).
+
+    An ONNX model with `--device cuda|auto` runs through torch (`models/torch_backend.py`)
+    when onnxruntime has no CUDA provider but torch sees a GPU."""
+    if opts.model_path and opts.model is None and opts.device != "cpu":
+        from .models.torch_backend import load_torch_model, wants_torch
+
+        if wants_torch(opts.device):
+            return load_torch_model(opts.model_path, _preset(opts), opts.model_id, opts.device, opts.precision)
+    return load_model(opts.model, opts.model_path, _preset(opts), opts.model_id, opts.device, threads=threads)
 
 
 def _preset(opts: MaterializeOptions) -> str | None:
@@ -96,6 +106,7 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     ensure_output_folder(opts.output)
     check_output_writable(opts.output, opts.input)
     model = load_model_for(opts)
+    cache = open_cache(opts)
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -106,7 +117,11 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     timings["plan"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    results = _compute_sources(plan.sources, model, opts, rows=len(skipped))
+    try:
+        results = _compute_sources(plan.sources, model, opts, rows=len(skipped), cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
     timings["compute"] = time.perf_counter() - t
 
     outcomes = RowOutcomes.build(skipped, plan.row_source, results, opts.temporal_aggregator)
@@ -120,6 +135,7 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     report = RunReport(opts.output, outcomes.counts(), clips, time.perf_counter() - started)
     timings["total"] = report.seconds
     report.audit = audit_mod.build_audit(opts, model, report, timings, results, argv)
+    report.audit["cache"] = cache.describe() if cache is not None else None
     if opts.audit_json:
         audit_mod.write_audit(opts.audit_json, report.audit)
     return report
@@ -151,17 +167,33 @@ def _check_columns(schema: pa.Schema, opts: MaterializeOptions) -> None:
                           "pass --path-column NAME")
 
 
-def _compute_sources(sources: list, model: SaliencyModel, opts: MaterializeOptions, rows: int) -> list[ClipResult]:
-    """A result per distinct source: resolution failures as they are, clips computed."""
+def _compute_sources(sources: list, model: SaliencyModel, opts: MaterializeOptions, rows: int,
+                     cache: ResultCache | None = None) -> list[ClipResult]:
+    """A result per distinct source: resolution failures as they are, cached clips from the
+    cache, the rest computed (each `ok` result committed to the cache as it finishes)."""
     results: list[ClipResult | None] = [
         ClipResult(s.status, error=s.message) if isinstance(s, SourceFailure) else None for s in sources
     ]
     todo = [i for i, s in enumerate(sources) if isinstance(s, ClipSpec)]
-    position = {sources[i]: i for i in todo}
+    sampling, reduce = sampling_options(opts), reduce_options(opts)
+    keys = {}
     with ClipProgress(len(todo), rows, quiet=opts.quiet) as progress:
-        for spec, result in run_clips([sources[i] for i in todo], model, opts, sampling_options(opts),
-                                      reduce_options(opts)):
+        if cache is not None:
+            missing = []
+            for i in todo:
+                keys[i] = cache.key(sources[i], model.fingerprint, sampling, reduce)
+                hit = cache.get(keys[i])
+                if hit is None:
+                    missing.append(i)
+                else:
+                    results[i] = hit
+                    progress.update(hit)
+            todo = missing
+        position = {sources[i]: i for i in todo}
+        for spec, result in run_clips([sources[i] for i in todo], model, opts, sampling, reduce):
             results[position[spec]] = result
+            if cache is not None:
+                cache.put(keys[position[spec]], result)
             progress.update(result)
     return _fill(results)
 
@@ -175,10 +207,14 @@ def _write_output(reader: TableReader, outcomes: RowOutcomes, provenance: Proven
     builder = ColumnBuilder(outcomes, provenance, opts.metadata_columns())
     schema = builder.output_schema(reader.schema)
     start = 0
-    with TableWriter(opts.output, schema) as writer:
-        for batch in reader.iter_batches():
-            writer.write_batch(builder.attach(batch, start, schema))
-            start += batch.num_rows
+    try:
+        with TableWriter(opts.output, schema) as writer:
+            for batch in reader.iter_batches():
+                writer.write_batch(builder.attach(batch, start, schema))
+                start += batch.num_rows
+    except OSError as exc:  # disk full, file size limit, I/O error: the writer has already removed its temp file
+        raise SalmatError(f"cannot write {opts.output}: {exc.strerror or exc}; nothing was written and any earlier "
+                          "file there is untouched; free some space or choose another --output") from None
     if start != len(outcomes.skipped):
         raise SalmatError(f"{opts.input} changed while it was read ({start} rows now, "
                           f"{len(outcomes.skipped)} before); rerun when it is stable")

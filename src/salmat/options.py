@@ -56,7 +56,7 @@ class MaterializeOptions:
     ema_alpha_column: str = "saliency_ema_alpha"
     error_column: str = "saliency_error"
     # run
-    workers: int = 1
+    workers: int = os.cpu_count() or 1  # all cores; 1 runs clips in this process
     clip_timeout: float | None = None
     cache: str | None = None
     no_cache: bool = False

