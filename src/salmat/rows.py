@@ -103,6 +103,11 @@ def _cast_or_null(col, typ: pa.DataType):
         return pa.nulls(len(col), typ)
 
 
+def _constant_where(mask: np.ndarray, value, typ: pa.DataType) -> pa.Array:
+    """`value` where `mask`, null elsewhere, without a Python object per row."""
+    return pc.if_else(pa.array(mask), pa.scalar(value, typ), pa.scalar(None, typ))
+
+
 class ColumnBuilder:
     """Builds the saliency columns for a batch and splices them into it."""
 
@@ -160,9 +165,9 @@ class ColumnBuilder:
         if names["status"]:
             values[names["status"]] = pa.array(STATUSES, type=pa.string()).take(pa.array(codes.astype(np.int32)))
         if names["model_id"]:
-            values[names["model_id"]] = pa.array(np.full(n, p.model_id, dtype=object), mask=~ok, type=pa.string())
+            values[names["model_id"]] = _constant_where(ok, p.model_id, pa.string())
         if names["aggregator"]:
-            values[names["aggregator"]] = pa.array(np.full(n, p.aggregator, dtype=object), mask=~ok, type=pa.string())
+            values[names["aggregator"]] = _constant_where(ok, p.aggregator, pa.string())
         if names["ema_alpha"]:
             alpha_mask = ~ok if p.ema_alpha is not None else np.ones(n, dtype=bool)
             values[names["ema_alpha"]] = pa.array(np.full(n, p.ema_alpha or 0.0), mask=alpha_mask)
