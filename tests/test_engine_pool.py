@@ -125,8 +125,8 @@ def test_uint8_luma_gives_the_same_motion_weights(tmp_path):
 
     raw = write_raw_yuv(tmp_path / "clip_64x48_10bit_420.yuv", 64, 48, frames=5, bit_depth=10)
     frames = decode_sampled(ClipSpec(str(raw), raw=True, width=64, height=48, bit_depth=10), SamplingOptions("clip", 5))
-    as_float = [f.luma8() for f in frames]
-    as_uint8 = [f.to_8bit().y for f in frames]
+    as_float = [f.luma8().astype(np.float32) for f in frames]
+    as_uint8 = [f.luma8() for f in frames]
     for weights in (motion_weights, historical_motion_weights):
         assert np.array_equal(weights(as_float), weights(as_uint8))
 

@@ -78,9 +78,7 @@ def reduced_maps(
     if on_phase is not None:
         on_phase("model")
     maps = predict_maps(model, frames)
-    # 8-bit luma as uint8: the motion weights promote it to float64 themselves, so the
-    # values equal those from float32 `luma8()` without a float32 copy of every frame.
-    lumas = [frame.to_8bit().y for frame in frames]
+    lumas = [frame.luma8() for frame in frames]
     return frames, maps, reduce_all(maps, lumas, reduce.ema_alpha, reduce.historical_motion)
 
 

@@ -41,5 +41,5 @@ class YuvFrame:
         return YuvFrame(down(self.y), down(self.u), down(self.v), 8)
 
     def luma8(self) -> np.ndarray:
-        """Luma on the 8-bit scale as float32 (used by the motion weights)."""
-        return self.to_8bit().y.astype(np.float32)
+        """Luma on the 8-bit scale as uint8 (the motion weights read it; no float copy per frame)."""
+        return self.to_8bit().y
