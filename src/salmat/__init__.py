@@ -1,13 +1,48 @@
-"""salmat — saliency columns, with row-level provenance, for video-quality feature tables."""
+"""salmat — saliency columns, with row-level provenance, for video-quality feature tables.
+
+The public functions are imported on first use, so a process that needs only
+part of salmat (a pool worker computing clips, `salmat --help`) doesn't pay
+for pyarrow, matplotlib and the research-loop modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import ClipError, SalmatError
-from .materialize import RunReport, materialize
-# The research loop (issue 5). Named so they never shadow their modules (salmat.batch, salmat.compare, …).
-from .batch import run_batch
-from .compare import compare as compare_models
-from .preview import preview as contact_sheet
-from .signal_audit import audit_table
+
+if TYPE_CHECKING:
+    from .batch import run_batch
+    from .compare import compare as compare_models
+    from .pipeline import RunReport, materialize
+    from .preview import preview as contact_sheet
+    from .signal_audit import audit_table
 
 __version__ = "0.1.0"
+
+# Public name → (module, attribute). Named so they never shadow their modules.
+_LAZY = {
+    "materialize": ("pipeline", "materialize"),
+    "RunReport": ("pipeline", "RunReport"),
+    "run_batch": ("batch", "run_batch"),
+    "compare_models": ("compare", "compare"),
+    "contact_sheet": ("preview", "preview"),
+    "audit_table": ("signal_audit", "audit_table"),
+}
+
 __all__ = ["materialize", "RunReport", "SalmatError", "ClipError", "__version__",
            "run_batch", "compare_models", "audit_table", "contact_sheet"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'salmat' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

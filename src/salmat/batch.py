@@ -22,7 +22,7 @@ paths (`input`, `output`, `audit_json`, `root`, `model_path`, `cache`, a
 `custom:FILE` preprocess) are resolved against the manifest's folder. The whole
 manifest is checked — unknown keys, a missing `id`/`input`/`output`, duplicate
 ids or outputs, bad option values — before any table runs (`SalmatError`,
-exit 2). Each table then runs `salmat.materialize.run`; a table whose run
+exit 2). Each table then runs `salmat.pipeline.run`; a table whose run
 raises `SalmatError` (say its input is missing) gets status `error` and the
 rest still run. Clips shared between tables are shared through the result
 cache (the `cache`/`no_cache` options), exactly as separate runs would be.
@@ -312,7 +312,7 @@ def run_batch(
 
 def run_table(table_id: str, opts: MaterializeOptions) -> TableResult:
     """One table through `materialize.run`; a `SalmatError` becomes status `error`."""
-    from .materialize import run
+    from .pipeline import run
 
     result = TableResult(table_id, TABLE_OK, opts.input, opts.output, opts.audit_json)
     t = time.perf_counter()

@@ -82,7 +82,7 @@ def _materialize_parser(sub) -> None:
 
 
 def _run_materialize(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .materialize import print_summary, run
+    from .pipeline import print_summary, run
 
     fields = set(MaterializeOptions.__dataclass_fields__)
     settings = {k: v for k, v in vars(args).items() if k in fields}

@@ -3,7 +3,7 @@
 Each distinct clip's sampled frames are decoded once; each model runs once per
 clip on those frames; every requested reducer is applied to the model's maps.
 The decode, model call, reducers and statistics are the engine's own
-(`decode_sampled`, `predict_maps`, `reduce_all`, `map_stats`), so every value
+(`decode_sampled`, `predict_maps`, `reduce_stats`), so every value
 equals what `salmat materialize` writes for the same model, reducer and
 sampling settings. (The result cache is not used: map agreement needs the maps
 themselves, which the cache doesn't keep.)
@@ -46,7 +46,7 @@ from .models import BUILTIN_MODELS, SaliencyModel, load_model
 from .plots import clean, fmt, pearson, pyplot, save_figure, spearman
 from .sources import ClipSpec, SourceFailure, SourceOptions, plan_rows
 from .tables import TableReader
-from .temporal import DEFAULT_EMA_ALPHA, REDUCERS, map_stats, reduce_all
+from .temporal import DEFAULT_EMA_ALPHA, REDUCERS, reduce_all, reduce_stats
 
 SCHEMA = "salmat.compare/v1"
 KEY_CANDIDATES = ("clip_id", "id", "key", "dis_basename", "video", "name")
@@ -233,6 +233,7 @@ def _compute_one(source, models, reducers, sampling, ema_alpha) -> _Clip:
         try:
             maps = predict_maps(model, frames)
             reduced = reduce_all(maps, lumas, ema_alpha, False)
+            stats = reduce_stats(maps, lumas, ema_alpha, False)  # the engine's own figures
         except ClipError as exc:
             clip.status[model.id], clip.error[model.id] = exc.status, exc.message
             flat += [None] * len(reducers)
@@ -243,7 +244,7 @@ def _compute_one(source, models, reducers, sampling, ema_alpha) -> _Clip:
             continue
         clip.status[model.id], clip.error[model.id] = "ok", None
         for r in reducers:
-            clip.stats[(model.id, r)] = map_stats(reduced[r])
+            clip.stats[(model.id, r)] = stats[r]
             flat.append(np.clip(reduced[r], 0.0, 1.0).astype(np.float32).ravel())
         del maps, reduced
     clip.map_corr = _map_correlations(flat)

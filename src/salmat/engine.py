@@ -24,7 +24,7 @@ from .frames import YuvFrame
 from .maps import WorkingMaps
 from .models.base import SaliencyModel
 from .sources import ClipSpec
-from .temporal import map_stats, reduce_all
+from .temporal import reduce_stats
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,10 @@ def _check_maps(model: SaliencyModel, maps: np.ndarray, n: int, size: tuple, fra
 PhaseFn = Callable[[str], None]
 
 
-def reduced_maps(
-    spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, reduce: ReduceOptions,
-    on_phase: PhaseFn | None = None,
-) -> tuple[list[YuvFrame], np.ndarray | WorkingMaps, dict[str, np.ndarray]]:
-    """Sampled frames, their maps and every reducer's clip map (raises `ClipError`).
+def sampled_maps(
+    spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, on_phase: PhaseFn | None = None,
+) -> tuple[list[YuvFrame], np.ndarray | WorkingMaps]:
+    """Sampled frames and their maps (raises `ClipError`).
 
     `on_phase("model")` is called once decoding is done and inference starts (the
     pool uses it to tell a decode timeout from a model timeout).
@@ -91,9 +90,7 @@ def reduced_maps(
     _check_uniform_size(frames)
     if on_phase is not None:
         on_phase("model")
-    maps = predict_maps(model, frames)
-    lumas = [frame.luma8() for frame in frames]
-    return frames, maps, reduce_all(maps, lumas, reduce.ema_alpha, reduce.historical_motion)
+    return frames, predict_maps(model, frames)
 
 
 def _check_uniform_size(frames: list[YuvFrame]) -> None:
@@ -109,7 +106,9 @@ def compute_clip(
     """One clip, start to finish; every failure is returned as a status, never raised."""
     start = time.perf_counter()
     try:
-        frames, _, clip_maps = reduced_maps(spec, model, sampling, reduce, on_phase)
+        frames, maps = sampled_maps(spec, model, sampling, on_phase)
+        lumas = [frame.luma8() for frame in frames]
+        stats = reduce_stats(maps, lumas, reduce.ema_alpha, reduce.historical_motion)
     except ClipError as exc:
         return ClipResult(exc.status, error=exc.message, seconds=time.perf_counter() - start)
     except MemoryError:
@@ -117,7 +116,6 @@ def compute_clip(
                           seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - the engine must never raise for a bad clip
         return ClipResult("decode-failed", error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
-    stats = {name: map_stats(clip_map) for name, clip_map in clip_maps.items()}
     return ClipResult("ok", stats=stats, frames=len(frames), seconds=time.perf_counter() - start)
 
 
@@ -215,7 +213,7 @@ def _load_worker_model(opts, threads: int) -> SaliencyModel:
         cv2.setNumThreads(threads)
     except Exception:  # noqa: BLE001 - thread tuning is best effort
         pass
-    from .materialize import load_model_for
+    from .pipeline import load_model_for
 
     return load_model_for(opts, threads=threads)
 

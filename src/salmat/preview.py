@@ -27,7 +27,7 @@ from .errors import ClipError, SalmatError
 from .maps import full_size
 from .plots import pyplot, save_figure
 from .sources import SourceFailure, SourceOptions, resolve_source
-from .temporal import DEFAULT_EMA_ALPHA, REDUCERS, map_stats, reduce_all
+from .temporal import DEFAULT_EMA_ALPHA, REDUCERS, reduce_all, reduce_stats
 
 BACKGROUND = (1.0, 1.0, 1.0)
 OVERLAY_ALPHA = 0.6
@@ -145,7 +145,8 @@ def preview(
         raise SalmatError(f"{clip}: {exc.message} ({exc.status})") from None
     lumas = [f.luma8() for f in frames]
     reduced = reduce_all(maps, lumas, ema_alpha, False)
-    stats = {r: map_stats(reduced[r]) for r in reducers}
+    all_stats = reduce_stats(maps, lumas, ema_alpha, False)  # the figures materialize writes
+    stats = {r: all_stats[r] for r in reducers}
 
     layout = sheet_layout(len(frames), frames[0].width, frames[0].height, reducers, panel_width)
     w, h = layout.size

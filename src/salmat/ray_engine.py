@@ -5,7 +5,7 @@ The flow (see docs/ray.md):
 1. Each distinct `ClipSpec` becomes one row — its fields as plain columns plus a
    stable clip key (a hash of those fields) — of `ray.data.from_items`.
 2. `map_batches` runs `_ClipActor`, a callable class: each actor loads the model
-   once (`salmat.materialize.load_model_for`) and calls
+   once (`salmat.pipeline.load_model_for`) and calls
    `salmat.engine.compute_clip` per clip. It returns the status, the error, the
    frame count and every reducer's (mean, var) as columns, and never raises:
    one raised exception would drop a whole block.
@@ -83,7 +83,7 @@ class _ClipActor:
         # start failure: Ray Data retries the start a bounded number of times, then the driver
         # re-runs the clips and finally marks them worker-lost with this message.
         if model_factory is None:
-            from .materialize import load_model_for
+            from .pipeline import load_model_for
 
             model_factory = load_model_for
         self.model = model_factory(opts)
@@ -183,7 +183,7 @@ def run_clips_ray(specs: list[ClipSpec], opts, sampling: SamplingOptions, reduce
     """Yield (spec, result) for every spec, in any order; never raises for a clip or a worker.
 
     `model_factory(opts)` builds the model inside each actor (default
-    `salmat.materialize.load_model_for`); it must be picklable.
+    `salmat.pipeline.load_model_for`); it must be picklable.
     """
     if not specs:
         return

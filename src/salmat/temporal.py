@@ -13,7 +13,8 @@ The reduced map is clipped to [0, 1] before `map_stats`.
 `reduce_all` also takes a model's `WorkingMaps` (small maps plus the frame size):
 mean, EMA and motion-weighted are linear, so they run on the small maps and only
 their result is upsampled; `max` is not, so it upsamples each frame's map. Both
-routes give the same clip maps up to float32 round-off (~1e-7).
+routes give the same clip maps up to float32 round-off (~1e-7). `reduce_stats`
+goes one step further and takes the linear maps' statistics at working size.
 
 Maps are float32 and the reducers work in float32 (a 1080p clip's maps are
 66 MB; float64 copies of them cost more than the model). Accumulating eight
@@ -109,13 +110,34 @@ def reduce_all(
 
 def _reduce_working(maps: WorkingMaps, weights: np.ndarray, ema_alpha: float) -> dict[str, np.ndarray]:
     """Linear reducers on the small maps, upsampled once; the maximum over full-size maps."""
+    reduced = {name: maps.upsample(small) for name, small in _linear_small(maps, weights, ema_alpha).items()}
+    reduced["max"] = _max_at_frame_size(maps)
+    return {name: reduced[name] for name in REDUCERS}
+
+
+def _linear_small(maps: WorkingMaps, weights: np.ndarray, ema_alpha: float) -> dict[str, np.ndarray]:
     small = np.asarray(maps.maps, dtype=np.float32)
     return {
-        "mean": maps.upsample(reduce_mean(small)),
-        "ema": maps.upsample(reduce_ema(small, ema_alpha)),
-        "max": _max_at_frame_size(maps),
-        "motion-weighted": maps.upsample(reduce_weighted(small, weights)),
+        "mean": reduce_mean(small),
+        "ema": reduce_ema(small, ema_alpha),
+        "motion-weighted": reduce_weighted(small, weights),
     }
+
+
+def reduce_stats(
+    maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, historical: bool = False
+) -> dict[str, tuple[float, float]]:
+    """`map_stats` of every reducer's clip map (what the engine stores and writes).
+
+    Working-size maps never build a full-size linear clip map: `WorkingMaps.stats`
+    gives its statistics from the small one. Only `max` needs full-size maps.
+    """
+    if not isinstance(maps, WorkingMaps):
+        return {name: map_stats(m) for name, m in reduce_all(maps, lumas, ema_alpha, historical).items()}
+    weights = historical_motion_weights(lumas) if historical else motion_weights(lumas)
+    stats = {name: maps.stats(small) for name, small in _linear_small(maps, weights, ema_alpha).items()}
+    stats["max"] = map_stats(_max_at_frame_size(maps))
+    return {name: stats[name] for name in REDUCERS}
 
 
 def _max_at_frame_size(maps: WorkingMaps) -> np.ndarray:
