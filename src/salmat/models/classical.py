@@ -80,8 +80,6 @@ from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
-from scipy import fft as sfft
-from scipy import ndimage
 
 from ..frames import YuvFrame
 from ..maps import WorkingMaps
@@ -181,8 +179,14 @@ def _rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- post-processing
 
 
+# SciPy is imported where it is used: importing it costs ~0.3 s, which a pool worker
+# running an ONNX model would otherwise pay at every start.
+
+
 def _smooth(saliency: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur; reflected borders work for any map size, even 1 px."""
+    from scipy import ndimage
+
     return ndimage.gaussian_filter(saliency, sigma=sigma, mode="reflect", truncate=4.0)
 
 
@@ -200,6 +204,8 @@ def _normalize(saliency: np.ndarray) -> np.ndarray:
 
 def image_signature_map(lab: np.ndarray, sigma: float, coef_floor: float) -> np.ndarray:
     """Unnormalised image-signature map of an (h, w, c) image: smoothed Σ_c IDCT(sign(DCT(x_c)))²."""
+    from scipy import fft as sfft
+
     coeffs = sfft.dctn(lab, axes=(0, 1), norm="ortho")
     # Round-off-sized coefficients are zero, not ±1: sign() would turn them into signal.
     signature = np.where(np.abs(coeffs) > coef_floor, np.sign(coeffs), 0.0)
@@ -209,6 +215,9 @@ def image_signature_map(lab: np.ndarray, sigma: float, coef_floor: float) -> np.
 
 def spectral_residual_map(gray: np.ndarray, sigma: float, box_size: int, coef_floor: float) -> np.ndarray:
     """Unnormalised spectral-residual map of an (h, w) grey image."""
+    from scipy import fft as sfft
+    from scipy import ndimage
+
     spectrum = sfft.fft2(gray, norm="ortho")
     amplitude = np.abs(spectrum)
     significant = amplitude > coef_floor
@@ -232,6 +241,8 @@ def _opponent_channels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def pqft_map(rgb: np.ndarray, motion: np.ndarray, sigma: float, coef_floor: float) -> np.ndarray:
     """Unnormalised PQFT map from (h, w, 3) R'G'B' and an (h, w) motion channel."""
+    from scipy import fft as sfft
+
     intensity, rg, by = _opponent_channels(rgb)
     # Symplectic split q = f1 + f2·μ2: a left-sided QFT along μ1 is two complex FFTs.
     f1 = sfft.fft2(motion + 1j * rg, norm="ortho")

@@ -9,7 +9,7 @@ Named presets (`--preprocess NAME`):
 
 - `vmaf-student` (the default): the historical tool's preprocessing, exactly.
   Frames are rounded to 8 bits, converted BT.709 limited-range YUV → RGB with
-  nearest-neighbour chroma and clipped to [0, 1] (`color.yuv_to_rgb`),
+  nearest-neighbour chroma and clipped to [0, 1] (`color.rgb_planes`),
   ImageNet-normalised, laid out float32 NCHW and zero-padded (zeros in the
   normalised space) at the bottom and right to the next multiple of 32. The
   first output's `[0, 0, :H, :W]` is the map, taken as is: like the historical
@@ -51,7 +51,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from ..color import yuv_to_rgb
+from ..color import rgb_planes
 from ..errors import ClipError, SalmatError
 from ..frames import YuvFrame
 
@@ -110,23 +110,23 @@ class Preprocess:
         # Zeros in the normalised space are the padding.
         batch = np.zeros((len(frames), 3, ih, iw), dtype=np.float32)
         for i, frame in enumerate(frames):
-            img = yuv_to_rgb(frame)  # (H, W, 3) RGB in [0, 1]
+            planes = rgb_planes(frame)  # (3, H, W) R, G, B in [0, 1]
             if self.channels == "bgr":
-                img = img[..., ::-1]
+                planes = planes[::-1]
             if self.size == "resize":
-                img = cv2.resize(img, (iw, ih), interpolation=cv2.INTER_LINEAR)
+                planes = np.stack([cv2.resize(p, (iw, ih), interpolation=cv2.INTER_LINEAR) for p in planes])
             if self.divide_by_max:
-                peak = float(img.max())
+                peak = float(planes.max())
                 if peak > 0.0:
-                    img = img / np.float32(peak)
-            h, w = img.shape[:2]
+                    planes = planes / np.float32(peak)
+            h, w = planes.shape[1:]
             for c in range(3):
                 # Channel by channel straight into the NCHW slot: (x·scale − mean) / std.
                 plane = batch[i, c, :h, :w]
                 if self.scale != 1.0:
-                    np.multiply(img[..., c], np.float32(self.scale), out=plane)
+                    np.multiply(planes[c], np.float32(self.scale), out=plane)
                 else:
-                    plane[...] = img[..., c]
+                    plane[...] = planes[c]
                 if self.mean is not None:
                     assert self.std is not None
                     np.subtract(plane, np.float32(self.mean[c]), out=plane)
