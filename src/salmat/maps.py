@@ -34,8 +34,11 @@ class WorkingMaps:
     def __len__(self) -> int:
         return len(self.maps)
 
-    def upsample(self, small: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """One (h, w) map → (H, W) float32: bilinear (OpenCV, half-pixel centres), clipped to [0, 1]."""
+    def upsample(self, small: np.ndarray, out: np.ndarray | None = None, clip: bool = True) -> np.ndarray:
+        """One (h, w) map → (H, W) float32: bilinear (OpenCV, half-pixel centres), clipped to [0, 1].
+
+        `clip=False` leaves the round-off for the caller to trim once (the maximum over
+        frames commutes with clipping)."""
         height, width = self.frame_size
         if out is None:
             out = np.empty((height, width), dtype=np.float32)
@@ -43,6 +46,8 @@ class WorkingMaps:
                             interpolation=cv2.INTER_LINEAR)
         if not np.may_share_memory(result, out):  # OpenCV fell back to a new buffer
             out[...] = result
+        if not clip:
+            return out
         # Bilinear weights are convex, so this only trims round-off; in-place OpenCV
         # clipping is ~5x cheaper than np.clip on a 1080p map.
         cv2.threshold(out, 1.0, 1.0, cv2.THRESH_TRUNC, dst=out)

@@ -141,12 +141,12 @@ def reduce_stats(
 
 
 def _max_at_frame_size(maps: WorkingMaps) -> np.ndarray:
-    """Per-pixel maximum of the upsampled maps, one frame-sized buffer at a time."""
-    best = maps.upsample(maps.maps[0])
+    """Per-pixel maximum of the upsampled maps, one frame-sized buffer at a time, clipped once."""
+    best = maps.upsample(maps.maps[0], clip=False)
     frame = np.empty_like(best)
     for small in maps.maps[1:]:
-        np.maximum(best, maps.upsample(small, frame), out=best)
-    return best
+        np.maximum(best, maps.upsample(small, frame, clip=False), out=best)
+    return np.clip(best, 0.0, 1.0, out=best)
 
 
 def map_stats(clip_map: np.ndarray) -> tuple[float, float]:
