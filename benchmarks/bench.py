@@ -638,8 +638,8 @@ def write_results(path: Path, f: dict, info: dict, total: float, args) -> None:
         f"- (b) {b['clips']} paths (symlinks, {b['distinct']} distinct 1080p clips) through `workers={info['cores']}`, "
         "head sampling, built-in default model, no cache; compared with the baseline's mean time per 1080p clip in (a).",
         "- (c) Plain: PyAV, `thread_type=AUTO`, decode every frame, no conversion. Sampled: "
-        "`salmat.decode.decode_clip_sample(path, 8)` (packet index → seek or sequential pass, frames converted to "
-        "planar YUV). Best of 2 each. Per clip:",
+        "`salmat.decode.decode_clip_sample(path, 8)` (opened without FFmpeg's probe decode; packet index → seek or "
+        "sequential pass; frames converted to planar YUV). Best of 2 each. Per clip:",
         "",
         "  | clip | frames | plain s | sampled s | strategy |",
         "  | --- | --- | --- | --- | --- |",
