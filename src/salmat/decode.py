@@ -150,7 +150,10 @@ def set_decode_threads(threads: int) -> None:
 _PROBE_OPTIONS = {"skip_frame": "all"}
 
 
-def _open_stream(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+def _open_stream(
+    path: str, options: SamplingOptions | None = None
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """Open `path`'s first video stream; with `options`, refuse frames over `--max-pixels`."""
     container = av.open(path, "r", options=_PROBE_OPTIONS)
     if not container.streams.video:
         container.close()
@@ -159,19 +162,23 @@ def _open_stream(path: str) -> tuple[av.container.InputContainer, av.video.strea
     stream.thread_type = "AUTO"
     if _decode_threads:
         stream.codec_context.thread_count = _decode_threads
+    if options is not None:
+        try:
+            _check_pixels(stream.codec_context.width, stream.codec_context.height, options)
+        except ClipError:
+            container.close()
+            raise
     return container, stream
 
 
 def _decode_container(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
-    container, stream = _open_stream(spec.path)
-    with container:
-        _check_pixels(stream.codec_context.width, stream.codec_context.height, options)
-        if options.sampling == "head":
+    if options.sampling == "head":
+        container, stream = _open_stream(spec.path, options)
+        with container:
             head = _decode_sequential(container, stream, set(range(options.max_frames)), options.max_frames)
-            wanted = head_indices(len(head), options.frame_samples)
-            frames = [head[i] for i in wanted]
-        else:
-            frames, _ = _decode_clip_sample(container, stream, options.frame_samples)
+        frames = [head[i] for i in head_indices(len(head), options.frame_samples)]
+    else:
+        frames, _ = decode_clip_sample(spec.path, options.frame_samples, options=options)
     if not frames:
         raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: the stream yields no frames")
     return frames
@@ -212,7 +219,7 @@ class PacketIndex:
 
 
 def packet_index(container, stream) -> PacketIndex:
-    """Demux every packet of `stream` once (no decoding), then rewind."""
+    """Demux every packet of `stream` once (no decoding); the container is used up after."""
     pts, key_pts, seekable = [], [], True
     for packet in container.demux(stream):
         if not packet.size:
@@ -224,7 +231,6 @@ def packet_index(container, stream) -> PacketIndex:
         pts.append(packet.pts)
         if packet.is_keyframe:
             key_pts.append(packet.pts)
-    container.seek(0)
     ordered = sorted(pts)
     if len(set(ordered)) != len(ordered):
         seekable = False
@@ -295,31 +301,33 @@ def _decode_seeking(container, stream, wanted: list[int], index: PacketIndex) ->
     return kept
 
 
-def decode_clip_sample(path: str, n: int, strategy: str = "auto") -> tuple[list[YuvFrame], str]:
-    """`--sampling clip` for one container file with a chosen strategy; (frames, strategy used).
-    The strategies give the same frames; `auto` picks the cheaper one from the keyframe layout."""
-    container, stream = _open_stream(path)
+def decode_clip_sample(
+    path: str, n: int, strategy: str = "auto", options: SamplingOptions | None = None
+) -> tuple[list[YuvFrame], str]:
+    """`--sampling clip` for one container file: `n` evenly spaced frames; (frames, strategy used).
+
+    Exact indices come from the frame count. The frames are decoded by seeking to the
+    keyframe before each (group of) sampled frame(s), or by one sequential pass that
+    converts only the sampled frames; `auto` picks whichever decodes fewer frames for
+    this stream's keyframe layout. Both give the same frames. Each pass opens the file
+    afresh (opening costs ~3 ms): raw elementary streams such as `.h264` can't rewind.
+    """
+    container, stream = _open_stream(path, options)
     with container:
-        return _decode_clip_sample(container, stream, n, strategy)
-
-
-def _decode_clip_sample(container, stream, n: int, strategy: str = "auto") -> tuple[list[YuvFrame], str]:
-    """Evenly spaced frames over the whole clip: exact indices from the frame count, decoded by
-    seeking to the keyframe before each (group of) sampled frame(s), or by one sequential pass
-    that converts only the sampled frames — whichever decodes fewer frames for this stream."""
-    index = packet_index(container, stream)
-    total = stream.frames or 0
-    if total <= 0:
-        total = len(index.pts)
+        index = packet_index(container, stream)
+        total = stream.frames or len(index.pts)
     wanted = clip_indices(total, n)
     if strategy != "sequential" and wanted and index.seekable and total == len(index.pts):
-        chosen = choose_strategy(wanted, index) if strategy == "auto" else "seek"
-        if chosen == "seek":
-            try:
-                return _decode_seeking(container, stream, wanted, index), "seek"
-            except _SeekMiss:
-                container.seek(0)
-    frames = _decode_sequential(container, stream, set(wanted), (wanted[-1] + 1) if wanted else 0)
+        if strategy == "seek" or choose_strategy(wanted, index) == "seek":
+            container, stream = _open_stream(path)
+            with container:
+                try:
+                    return _decode_seeking(container, stream, wanted, index), "seek"
+                except _SeekMiss:
+                    pass  # decode it sequentially below
+    container, stream = _open_stream(path)
+    with container:
+        frames = _decode_sequential(container, stream, set(wanted), (wanted[-1] + 1) if wanted else 0)
     return frames, "sequential"
 
 
