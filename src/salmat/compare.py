@@ -233,7 +233,7 @@ def _compute_one(source, models, reducers, sampling, ema_alpha) -> _Clip:
         try:
             maps = predict_maps(model, frames)
             reduced = reduce_all(maps, lumas, ema_alpha, False)
-            stats = reduce_stats(maps, lumas, ema_alpha, False)  # the engine's own figures
+            stats = reduce_stats(maps, lumas, ema_alpha, False, reduced)  # the engine's own figures
         except ClipError as exc:
             clip.status[model.id], clip.error[model.id] = exc.status, exc.message
             flat += [None] * len(reducers)

@@ -48,27 +48,28 @@ def predict_maps(model: SaliencyModel, frames: list[YuvFrame]) -> np.ndarray | W
     """Run the model and check its contract: one finite map per frame at the frame's size.
 
     A model with `predict_working` (the built-ins) returns its maps before upsampling,
-    which `reduce_all` reduces at working size; `maps.full_size` gives full-size maps.
+    which the reducers use at working size; `salmat.maps.full_size` gives full-size maps.
     """
     try:
         if hasattr(model, "predict_working"):
             working = model.predict_working(frames)
-            _check_maps(model, np.asarray(working.maps), len(frames), tuple(working.frame_size), frames)
+            _check_maps(model, np.asarray(working.maps), tuple(working.frame_size), frames)
             return working
         maps = np.asarray(model.predict(frames), dtype=np.float32)
     except ClipError:
         raise
     except Exception as exc:  # noqa: BLE001 - any model failure is this clip's status
         raise ClipError("model-failed", f"{model.id} raised {type(exc).__name__}: {exc}") from exc
-    _check_maps(model, maps, len(frames), maps.shape[1:], frames)
+    _check_maps(model, maps, maps.shape[1:], frames)
     return maps
 
 
-def _check_maps(model: SaliencyModel, maps: np.ndarray, n: int, size: tuple, frames: list[YuvFrame]) -> None:
-    expected = (frames[0].height, frames[0].width)
-    if maps.ndim != 3 or len(maps) != n or tuple(size) != expected:
-        shape = (*maps.shape[:1], *size) if maps.ndim == 3 else maps.shape
-        raise ClipError("model-failed", f"{model.id} returned maps of shape {shape}, expected {(n, *expected)}")
+def _check_maps(model: SaliencyModel, maps: np.ndarray, frame_size: tuple, frames: list[YuvFrame]) -> None:
+    """`maps`: the model's (n, h, w) array; `frame_size`: the (H, W) it stands for."""
+    expected = (len(frames), frames[0].height, frames[0].width)
+    shape = (*maps.shape[:1], *frame_size) if maps.ndim == 3 else maps.shape
+    if shape != expected:
+        raise ClipError("model-failed", f"{model.id} returned maps of shape {shape}, expected {expected}")
     # One float64 sum is finite exactly when every value is (NaN and inf propagate), unless
     # huge finite values overflow it — then the full check decides.
     if not np.isfinite(maps.sum(dtype=np.float64)) and not np.all(np.isfinite(maps)):

@@ -145,7 +145,7 @@ def preview(
         raise SalmatError(f"{clip}: {exc.message} ({exc.status})") from None
     lumas = [f.luma8() for f in frames]
     reduced = reduce_all(maps, lumas, ema_alpha, False)
-    all_stats = reduce_stats(maps, lumas, ema_alpha, False)  # the figures materialize writes
+    all_stats = reduce_stats(maps, lumas, ema_alpha, False, reduced)  # the figures materialize writes
     stats = {r: all_stats[r] for r in reducers}
 
     layout = sheet_layout(len(frames), frames[0].width, frames[0].height, reducers, panel_width)

@@ -125,18 +125,22 @@ def _linear_small(maps: WorkingMaps, weights: np.ndarray, ema_alpha: float) -> d
 
 
 def reduce_stats(
-    maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, historical: bool = False
+    maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, historical: bool = False,
+    reduced: dict[str, np.ndarray] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """`map_stats` of every reducer's clip map (what the engine stores and writes).
 
     Working-size maps never build a full-size linear clip map: `WorkingMaps.stats`
-    gives its statistics from the small one. Only `max` needs full-size maps.
+    gives its statistics from the small one. Only `max` needs full-size maps. A caller
+    that also needs the clip maps passes `reduced` (from `reduce_all`), so no full-size
+    map is built twice.
     """
     if not isinstance(maps, WorkingMaps):
-        return {name: map_stats(m) for name, m in reduce_all(maps, lumas, ema_alpha, historical).items()}
+        reduced = reduced or reduce_all(maps, lumas, ema_alpha, historical)
+        return {name: map_stats(reduced[name]) for name in REDUCERS}
     weights = historical_motion_weights(lumas) if historical else motion_weights(lumas)
     stats = {name: maps.stats(small) for name, small in _linear_small(maps, weights, ema_alpha).items()}
-    stats["max"] = map_stats(_max_at_frame_size(maps))
+    stats["max"] = map_stats(reduced["max"] if reduced else _max_at_frame_size(maps))
     return {name: stats[name] for name in REDUCERS}
 
 
