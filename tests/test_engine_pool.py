@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 import salmat
-from conftest import read_jsonl, run_cli, write_jsonl
-from salmat.engine import use_pool, worker_threads
+from conftest import read_jsonl, write_jsonl
+from fault_jobs import faulty, plain_job
+from salmat.engines import EngineSettings, worker_threads
+from salmat.engines.inline import run_inline
+from salmat.engines.pool import run_pool
 from salmat.options import MaterializeOptions
+from salmat.pipeline import engine_name
+from salmat.sources import ClipSpec
 
 
 def _table(tmp_path, names):
@@ -21,11 +30,14 @@ NAMES = ["carphone.mp4", "disc.mp4", "carphone_d.mp4", "bikes.mp4", "odd.mp4", "
 
 
 def test_engine_choice():
-    opts = MaterializeOptions("in", "out", workers=1)
-    assert not use_pool(opts, 10)
-    assert use_pool(MaterializeOptions("in", "out", workers=2), 2)
-    assert not use_pool(MaterializeOptions("in", "out", workers=4), 1)
-    assert use_pool(MaterializeOptions("in", "out", workers=1, clip_timeout=5.0), 1)
+    # the default clip timeout needs a process it can stop: the pool, even for one worker and one clip
+    assert engine_name(MaterializeOptions("in", "out", workers=1), 10) == "pool"
+    assert engine_name(MaterializeOptions("in", "out", workers=1), 1) == "pool"
+    assert engine_name(MaterializeOptions("in", "out", workers=1, clip_timeout=None), 10) == "inline"
+    assert engine_name(MaterializeOptions("in", "out", workers=2, clip_timeout=None), 2) == "pool"
+    assert engine_name(MaterializeOptions("in", "out", workers=4, clip_timeout=None), 1) == "inline"
+    assert engine_name(MaterializeOptions("in", "out", workers=1), 0) == "inline"
+    assert engine_name(MaterializeOptions("in", "out", workers=4, engine="ray"), 1) == "ray"
     assert worker_threads(2, cores=16) == 8 and worker_threads(32, cores=16) == 1
 
 
@@ -57,44 +69,31 @@ def test_pool_with_onnx_model_equals_inline(tmp_path, clip_folder):
     assert (tmp_path / "w1.jsonl").read_bytes() == (tmp_path / "w2.jsonl").read_bytes()
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_hanging_source_times_out_and_the_run_goes_on(tmp_path, clip_folder):
-    os.mkfifo(clip_folder / "stuck.mp4")  # never written: opening it blocks forever
-    table = _table(tmp_path, ["carphone.mp4", "stuck.mp4", "disc.mp4", "bikes.mp4"])
-    out = tmp_path / "out.jsonl"
-    audit = tmp_path / "audit.json"
-    result = run_cli("materialize", "--input", table, "--output", out, "--root", clip_folder, "--workers", "2",
-                     "--clip-timeout", "3", "--frame-samples", "3", "--audit-json", audit)
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    rows = read_jsonl(out)
-    assert [r["saliency_status"] for r in rows] == ["ok", "decode-timeout", "ok", "ok"]
-    assert "--clip-timeout 3" in rows[1]["saliency_error"]
-    assert rows[1]["saliency_mean"] is None and rows[1]["saliency_model_id"] is None
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_hanging_clip_times_out_and_the_run_goes_on(clip_folder, workers):
+    """A clip that never finishes decoding (a decoder that blocks) becomes `decode-timeout`; its
+    worker is replaced and every other clip still gets its exact value, with one worker or two."""
+    specs = _specs(clip_folder, ["carphone.mp4", "disc.mp4", "odd.mp4", "bikes.mp4"])
+    inline = dict(run_inline(specs, plain_job(), EngineSettings()))
+    got = dict(run_pool(specs, faulty("hang", name="disc.mp4"), EngineSettings(workers=workers, clip_timeout=3.0)))
+    assert [got[s].status for s in specs] == ["ok", "decode-timeout", "ok", "ok"]
+    assert "decoding took longer than --clip-timeout 3 s" in got[specs[1]].error
+    assert all(got[s].stats == inline[s].stats for s in specs if s != specs[1])
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_timeout_with_one_worker_still_runs_the_other_clips(tmp_path, clip_folder):
-    os.mkfifo(clip_folder / "stuck.mp4")
-    table = _table(tmp_path, ["stuck.mp4", "carphone.mp4"])
-    report = salmat.materialize(table, tmp_path / "out.jsonl", root=str(clip_folder), workers=1,
-                                clip_timeout=2.0, no_cache=True, frame_samples=2)
-    assert report.counts == {"ok": 1, "decode-timeout": 1}
+def _specs(clip_folder, names):
+    return [ClipSpec(str(clip_folder / name)) for name in names]
 
 
-def test_killed_worker_is_replaced_and_its_clip_retried(tmp_path, clip_folder, monkeypatch):
-    table = _table(tmp_path, NAMES[:5])
+def test_killed_worker_is_replaced_and_its_clip_retried(tmp_path, clip_folder):
+    specs = _specs(clip_folder, NAMES[:5])
     marker = tmp_path / "killed-once"
-    salmat.materialize(table, tmp_path / "inline.jsonl", root=str(clip_folder), workers=1, no_cache=True,
-                       frame_samples=3)
-    monkeypatch.setenv("SALMAT_TEST_KILL_WORKER", f"disc.mp4={marker}")
-    out = tmp_path / "pool.jsonl"
-    result = run_cli("materialize", "--input", table, "--output", out, "--root", clip_folder, "--workers", "2",
-                     "--frame-samples", "3", "--no-cache")
-    assert result.returncode == 0, result.stderr
-    assert marker.exists()  # the worker really did die on disc.mp4
+    inline = dict(run_inline(specs, plain_job(), EngineSettings()))
+    pooled = dict(run_pool(specs, faulty("kill", marker=str(marker)), EngineSettings(workers=2)))
+    assert marker.exists()  # a worker really did die on the 320×180 disc clip
     assert int(marker.read_text()) != os.getpid()
-    assert out.read_bytes() == (tmp_path / "inline.jsonl").read_bytes()
+    assert {s: r.status for s, r in pooled.items()} == {s: "ok" for s in specs}
+    assert all(pooled[s].stats == inline[s].stats for s in specs)
 
 
 def test_script_without_main_guard_still_completes(tmp_path, clip_folder):
@@ -167,16 +166,19 @@ def test_slow_model_times_out_as_model_timeout(tmp_path, clip_folder):
     assert "the model took longer than --clip-timeout 2 s" in row["saliency_error"]
 
 
-def test_a_clip_whose_worker_dies_twice_is_worker_lost(tmp_path, clip_folder, monkeypatch):
-    table = _table(tmp_path, ["carphone.mp4", "disc.mp4", "odd.mp4"])
-    # the marker can never be written, so the hook kills the worker on every attempt
-    monkeypatch.setenv("SALMAT_TEST_KILL_WORKER", f"disc.mp4={tmp_path / 'no' / 'such' / 'folder'}")
-    report = salmat.materialize(table, tmp_path / "out.jsonl", root=str(clip_folder), workers=2, no_cache=True,
-                                frame_samples=2)
-    assert report.counts == {"ok": 2, "worker-lost": 1}
-    rows = read_jsonl(tmp_path / "out.jsonl")
-    assert [r["saliency_status"] for r in rows] == ["ok", "worker-lost", "ok"]
-    assert "died while computing this clip, twice" in rows[1]["saliency_error"]
+def test_a_clip_whose_worker_dies_twice_is_worker_lost(clip_folder):
+    specs = _specs(clip_folder, ["carphone.mp4", "disc.mp4", "odd.mp4"])
+    got = dict(run_pool(specs, faulty("kill", frame_samples=2), EngineSettings(workers=2)))  # kills every time
+    assert [got[s].status for s in specs] == ["ok", "worker-lost", "ok"]
+    assert "died while computing this clip, twice" in got[specs[1]].error
+
+
+@pytest.mark.parametrize("engine", [run_inline, run_pool])
+def test_a_model_that_cannot_start_makes_every_clip_worker_lost(clip_folder, engine):
+    specs = _specs(clip_folder, ["carphone.mp4", "disc.mp4"])
+    got = dict(engine(specs, faulty("no-start"), EngineSettings(workers=2)))
+    assert [got[s].status for s in specs] == ["worker-lost", "worker-lost"]
+    assert all("cannot load the model on this node" in got[s].error for s in specs)
 
 
 class _BrokenModel:
@@ -204,7 +206,7 @@ class _BrokenWorkingModel(_BrokenModel):
 def test_a_model_that_breaks_its_contract_is_model_failed(case):
     import numpy as np
 
-    from salmat.engine import predict_maps
+    from salmat.compute import predict_maps
     from salmat.errors import ClipError
     from salmat.frames import YuvFrame
     from salmat.maps import WorkingMaps
@@ -224,3 +226,49 @@ def test_a_model_that_breaks_its_contract_is_model_failed(case):
     assert exc.value.status == "model-failed" and exc.value.message.startswith("broken ")
     good = _BrokenWorkingModel(WorkingMaps(small, (48, 64)))
     assert predict_maps(good, frames).maps.shape == (3, 6, 8)
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            found |= {int(p) for p in open(path).read().split()}
+        except OSError:
+            pass
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_workers_die_with_a_killed_run(tmp_path, clip_folder):
+    """SIGKILL of the run (no cleanup code runs) still takes its workers down, even ones busy
+    in a long inference, so nothing keeps running or holds the resource tracker."""
+    model = _slow_model(tmp_path / "slow.onnx")
+    table = _table(tmp_path, ["bikes.mp4", "carphone.mp4"])
+    proc = subprocess.Popen([sys.executable, "-m", "salmat", "materialize", "--input", str(table), "--output",
+                             str(tmp_path / "out.jsonl"), "--root", str(clip_folder), "--workers", "2",
+                             "--model-path", str(model), "--no-cache", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        workers: set[int] = set()
+        while time.monotonic() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            workers = {p for p in _children(proc.pid) if "salmat" in open(f"/proc/{p}/cmdline").read()
+                       or "multiprocessing" in open(f"/proc/{p}/cmdline").read()}
+        assert workers, "the run started no worker process"
+        time.sleep(2.0)  # let the workers load the model and start on their clips
+    finally:
+        proc.kill()
+        proc.wait(30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not [p for p in workers if _alive(p)]

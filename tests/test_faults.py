@@ -38,31 +38,7 @@ ROOT_REASON = "runs as root, where file permissions do not apply"
 # ---------------------------------------------------------------- engines
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[test,ray]')")
-    import ray
-
-    import ray_helpers
-
-    started = ray_helpers.start_ray()
-    yield
-    if started:
-        ray.shutdown()
-
-
-ENGINES = {
-    "inline": {"engine": "local", "workers": 1},
-    "pool": {"engine": "local", "workers": 2},
-    "ray": {"engine": "ray", "workers": 2},
-}
-
-
-@pytest.fixture(params=["inline", "pool", pytest.param("ray", marks=pytest.mark.ray)])
-def engine(request):
-    if request.param == "ray":
-        request.getfixturevalue("ray_session")
-    return ENGINES[request.param]
+# the `engine` fixture (inline, pool, Ray) is in conftest.py
 
 
 # ---------------------------------------------------------------- input faults
@@ -338,8 +314,8 @@ def test_fuzzed_parquet_never_tracebacks(tmp_path, capsys, src, width, cut):
 
 
 def test_engine_ray_without_ray_is_a_one_line_error(monkeypatch):
-    from salmat import ray_engine
+    from salmat.engines import ray_data
 
     monkeypatch.setitem(sys.modules, "ray", None)  # "import ray" now raises ImportError
     with pytest.raises(SalmatError, match=r"pip install 'salmat\[ray\]'"):
-        ray_engine._import_ray()
+        ray_data._import_ray()

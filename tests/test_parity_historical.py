@@ -27,7 +27,6 @@ import pytest
 
 import onnx_graphs as graphs
 
-
 pytestmark = [
     pytest.mark.slow,
 ]

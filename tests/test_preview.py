@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import salmat
-from conftest import run_cli
+from conftest import run_cli_inprocess
 from salmat.decode import SamplingOptions, decode_sampled
 from salmat.errors import SalmatError
 from salmat.preview import BACKGROUND, preview, sheet_layout
@@ -68,7 +68,7 @@ def test_stats_are_materialize_values(disc_clip, tmp_path):
 
 def test_cli_and_errors(disc_clip, tmp_path):
     out = tmp_path / "cli.png"
-    proc = run_cli("preview", disc_clip, "--frame-samples", "2", "--panel-width", "64", "--out", out)
+    proc = run_cli_inprocess("preview", disc_clip, "--frame-samples", "2", "--panel-width", "64", "--out", out)
     assert proc.returncode == 0, proc.stderr
     lay = sheet_layout(2, 320, 180, REDUCERS, 64)
     assert f"size={lay.width}x{lay.height}" in proc.stderr

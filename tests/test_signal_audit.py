@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli, write_jsonl
+from conftest import run_cli_inprocess, write_jsonl
 from salmat.errors import SalmatError
 from salmat.signal_audit import audit_arrow, audit_table
 
@@ -104,7 +104,7 @@ def test_per_frame_table_is_reduced_to_one_row_per_clip(tmp_path):
                          "feat_a": r["feat_a"], "saliency_mean": r["saliency_mean"], "saliency_var": r["saliency_var"],
                          "vmaf": r["vmaf"] + (f - 4.5) * 0.1})
     path = write_jsonl(tmp_path / "frames.jsonl", rows)
-    proc = run_cli("audit", "--input", path, "--out", tmp_path / "a", "--bootstrap", "100")
+    proc = run_cli_inprocess("audit", "--input", path, "--out", tmp_path / "a", "--bootstrap", "100")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads((tmp_path / "a" / "signal_audit.json").read_text())
     assert rep["rows"] == 60 and rep["rows_in_table"] == 600                 # frames don't inflate n
@@ -123,5 +123,5 @@ def test_group_by_and_target_errors(tmp_path):
     with pytest.raises(SalmatError, match="nope"):
         audit_arrow(t, target="nope")
     path = write_jsonl(tmp_path / "t.jsonl", [{"a": 1.0, "b": 2.0}] * 5)
-    proc = run_cli("audit", "--input", path, "--out", tmp_path / "o")
+    proc = run_cli_inprocess("audit", "--input", path, "--out", tmp_path / "o")
     assert proc.returncode == 2 and "--target" in proc.stderr

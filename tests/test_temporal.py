@@ -12,10 +12,10 @@ from salmat.temporal import (
     map_stats,
     motion_weights,
     reduce_all,
-    reduce_stats,
     reduce_ema,
     reduce_max,
     reduce_mean,
+    reduce_stats,
     reduce_weighted,
 )
 

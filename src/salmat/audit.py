@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import tempfile
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .outputs import write_json
 from .tables import sha256_file
 
+if TYPE_CHECKING:
+    from .models import SaliencyModel
+    from .options import MaterializeOptions
+    from .values import ClipResult
+
 AUDIT_SCHEMA = "salmat.audit/v1"
+
+
+class RunCounts(Protocol):
+    """What the record reads from a run's report (`salmat.pipeline.RunReport`, which imports this module)."""
+
+    @property
+    def counts(self) -> dict[str, int]: ...
+    @property
+    def clips(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def ok(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
 
 
 def library_versions() -> dict[str, str | None]:
@@ -31,7 +52,8 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def build_audit(opts, model, report, timings: dict[str, float], results: list, argv: list[str] | None) -> dict[str, Any]:
+def build_audit(opts: MaterializeOptions, model: SaliencyModel, report: RunCounts, timings: dict[str, float],
+                results: list[ClipResult], argv: list[str] | None) -> dict[str, Any]:
     clips_ok = sum(1 for r in results if r.status == "ok")
     compute = max(timings.get("compute", 0.0), 1e-9)
     return {
@@ -62,15 +84,5 @@ def build_audit(opts, model, report, timings: dict[str, float], results: list, a
 
 
 def write_audit(path: str, record: dict[str, Any]) -> None:
-    """Atomic like the table: a temporary file in the same folder, then rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".salmat-audit-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Atomic like the table (`salmat.outputs`): whole or not at all."""
+    write_json(path, record, default=str)

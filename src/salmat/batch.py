@@ -36,15 +36,18 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import SalmatError
-from .options import MaterializeOptions, option_names
+from .options import BatchOptions, MaterializeOptions, option_names
+from .outputs import preflight, same_file, write_text
 
 SCHEMA = "salmat.batch/v1"
 PATH_KEYS = ("input", "output", "audit_json", "root", "model_path", "cache")
 TABLE_ONLY_KEYS = ("id", "input", "output", "audit_json")
 REQUIRED_KEYS = ("id", "input", "output")
+
+STDERR: Any = object()  # `run_batch(log=...)` default: whatever `sys.stderr` is when it runs
 
 # Per-table statuses; `not-run` marks tables after a `--fail-fast` stop.
 TABLE_OK, TABLE_ROW_FAILURES, TABLE_ERROR, TABLE_NOT_RUN = "ok", "row-failures", "error", "not-run"
@@ -267,33 +270,33 @@ def _options(where: str, table_id: str, settings: dict[str, Any]) -> Materialize
 # ---- running ------------------------------------------------------------------
 
 
-def run_batch(
-    manifest: str | os.PathLike[str] | Manifest,
-    report_json: str | None = None,
-    report_md: str | None = None,
-    fail_fast: bool = False,
-    allow_row_failures: bool = False,
-    quiet: bool | None = None,
-    log=sys.stderr,
-) -> BatchReport:
-    """Run every table of a manifest; reports are written when paths are given."""
+def run_batch(manifest: str | os.PathLike[str] | Manifest, *, log: TextIO | None = STDERR,
+              **settings: Any) -> BatchReport:
+    """Run every table of a manifest; reports are written when paths are given.
+
+    `settings` are `salmat.options.BatchOptions` (the `salmat batch` flags with underscores);
+    progress lines go to `log` (default: `sys.stderr` at call time; None: none)."""
     started = time.perf_counter()
+    opts = BatchOptions.build(manifest=manifest, **settings)
+    opts.validate()
+    manifest, report_json, report_md, quiet = opts.manifest, opts.report_json, opts.report_md, opts.quiet
+    fail_fast, allow_row_failures = opts.fail_fast, opts.allow_row_failures
+    log = sys.stderr if log is STDERR else log  # looked up now, so a redirected stderr is honoured
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
-    for flag, path in (("--report-json", report_json), ("--report-md", report_md)):
-        if path:
-            _check_report_path(flag, path)
+    _check_report_paths(manifest, report_json, report_md)
     if not manifest.jobs and log is not None:
         print(f"salmat: warning: manifest {manifest.path} lists no tables; nothing to do", file=log)
     results: list[TableResult] = []
     stopped = False
     for job in manifest.jobs:
-        opts = job.options if quiet is None else replace(job.options, quiet=quiet)
+        table_opts = job.options if quiet is None else replace(job.options, quiet=quiet)
         if stopped:
-            results.append(TableResult(job.id, TABLE_NOT_RUN, opts.input, opts.output, opts.audit_json,
+            results.append(TableResult(job.id, TABLE_NOT_RUN, table_opts.input, table_opts.output,
+                                       table_opts.audit_json,
                                        error="not run: an earlier table was not ok and --fail-fast is on"))
             continue
-        result = run_table(job.id, opts)
+        result = run_table(job.id, table_opts)
         results.append(result)
         if log is not None:
             print(f"salmat: batch {job.id}: {result.status} total={result.total} ok={result.ok} "
@@ -304,9 +307,9 @@ def run_batch(
     report = BatchReport(manifest.path, results, time.perf_counter() - started,
                          allow_row_failures=allow_row_failures, fail_fast=fail_fast)
     if report_json:
-        _write_text(report_json, json.dumps(report.as_dict(), indent=2) + "\n")
+        write_text(report_json, json.dumps(report.as_dict(), indent=2) + "\n")
     if report_md:
-        _write_text(report_md, report.markdown())
+        write_text(report_md, report.markdown())
     return report
 
 
@@ -334,21 +337,15 @@ def run_table(table_id: str, opts: MaterializeOptions) -> TableResult:
     return result
 
 
-def _check_report_path(flag: str, path: str) -> None:
-    """A report that can't be written is a usage error before any table runs, not after all of them."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise SalmatError(f"{flag} {path}: cannot create {folder} ({exc.strerror or exc}); choose another path") from None
-    if os.path.isdir(path) or not os.access(folder, os.W_OK):
-        raise SalmatError(f"{flag} {path} is not a writable file path; choose another path")
+def _check_report_paths(manifest: Manifest, report_json: str | None, report_md: str | None) -> None:
+    """A report that can't be written is a usage error before any table runs, not after all of them.
 
-
-def _write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    Each table's own output and audit file are checked when that table runs (`pipeline.run`)."""
+    reports = {"--report-json": report_json, "--report-md": report_md}
+    for flag, path in reports.items():
+        for job in manifest.jobs:
+            for what, written in (("output", job.options.output), ("audit_json", job.options.audit_json)):
+                if path and written and same_file(path, written):
+                    raise SalmatError(f"{flag} {path} is table {job.id!r}'s {what}: choose another {flag}")
+    inputs = {"the manifest": manifest.path} | {f"table {j.id!r}'s input": j.options.input for j in manifest.jobs}
+    preflight(reports, inputs)

@@ -2,12 +2,42 @@
 
 A cached result is keyed by
 
-- the clip's content: the sha256 of the file (a `files` table maps
-  (path, size, mtime_ns, inode) → sha256, so an unchanged file is not re-hashed),
-  plus the raw-video geometry for `.yuv` sources;
+- the clip's content: the sha256 of the file, plus the raw-video geometry for
+  `.yuv` sources. A `files` table maps (path, size, mtime_ns, ctime_ns, inode,
+  device) → sha256 so an unchanged file is not re-hashed. The ctime is what
+  makes this safe: the kernel sets it on every write, truncate, chmod or utime
+  and no user can set it back, so a file rewritten in place with its size and
+  mtime restored is hashed again. A file changed within one timestamp tick of
+  now could change again unseen within that tick, so hashing waits the tick out
+  first (≤ 20 ms; 2 s on filesystems with coarse timestamps);
 - the model's fingerprint (weights sha256 + preprocessing + algorithm version);
-- the sampling settings (mode, frame samples, max frames, max pixels);
-- the reducer settings (EMA alpha, historical motion weights).
+- the sampling settings and the reducer settings: every field of
+  `SamplingOptions` and `ReduceOptions`, enumerated from the dataclasses, so a
+  new setting is part of the key without anyone remembering to add it.
+
+Hashing is bounded: only regular files are hashed (a FIFO or device is refused
+without being opened), a file that does not read back exactly its stat size
+(`/proc` files) is refused, and hashing stops at a deadline (`hash_timeout`,
+default 60 s; the pipeline passes the clip timeout). A clip that can't be hashed
+is uncacheable for this run (`key()` returns None) and is computed normally. A
+file that changes while it is hashed, or between its key and its `put()`, is
+not cached either.
+
+The cache can't lie or crash. Each result row carries a sha256 over its key,
+its stats and its frame count, and every value is checked when read (all four
+reducers, finite numbers in [0, 1], a variance in [0, 1/4], at least one
+frame). A row that fails any check is a *damaged entry*: it is a miss (the clip
+is recomputed and the row replaced), it is counted in `describe()["damaged"]`,
+and the first one is reported on stderr. A cache file that can't be used at all
+(not a database, truncated, malformed pages, a directory or other non-regular
+file at its path, read-only, no WAL support) never blocks a run: salmat warns
+once on stderr, runs without the cache (`describe()["failed"]` is true) and
+leaves the file alone: it never deletes or moves a file it could not read, since
+another run may still have it open (moving a WAL database aside under a live
+connection can corrupt it). Delete it by hand to start a fresh cache. The one
+cache problem that stops a run is an explicit `--cache PATH` whose folder can't
+be created (exit 2, before any work); for the default location that is a
+warning too.
 
 All four reducers' (mean, var) are stored together, so switching
 `--temporal-aggregator` reruns no inference. Only `ok` results are stored, each
@@ -25,24 +55,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import sqlite3
 import stat
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar, cast
 
-from .engine import ClipResult, ReduceOptions
-from .errors import SalmatError
-from .sources import ClipSpec
+from .errors import ClipError, SalmatError
+from .sources import ClipSpec, open_source
+from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions
 
 CACHE_ENV = "SALMAT_CACHE_DIR"
 CACHE_FILE = "results.sqlite"
-SCHEMA_VERSION = 1
-# Bump when decoding, sampling or the reducers change in a way that changes results.
-RESULTS_VERSION = "salmat-results/2"
+SCHEMA_VERSION = 2  # 2: files.ctime_ns/dev, results.row_sha256
+# Bump when decoding, sampling or the reducers change in a way that changes results, or
+# when rows stored earlier can't be trusted (3: rows hashed through the mtime-only check).
+RESULTS_VERSION = "salmat-results/3"
 BUSY_TIMEOUT_S = 120.0
+DEFAULT_HASH_TIMEOUT_S = 60.0
+HASH_CHUNK = 1 << 20
+# A stored (mean, var) must be a possible statistic of a map clipped to [0, 1]; the slack
+# covers round-off only.
+_SLACK = 1e-6
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -64,6 +105,10 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (clip, model, sampling, reduce)
 );
 """
+# Columns added by schema 2, to fresh and to older cache files alike. They are nullable, so
+# an older salmat sharing the file keeps working; its rows (NULL here) are never trusted.
+_ADDED_COLUMNS = (("files", "ctime_ns", "INTEGER"), ("files", "dev", "INTEGER"),
+                  ("results", "row_sha256", "TEXT"))
 
 
 def default_cache_path() -> str:
@@ -75,12 +120,65 @@ def default_cache_path() -> str:
     return os.path.join(folder, CACHE_FILE)
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
+class HashTimeout(Exception):
+    """Hashing a file did not finish before its deadline."""
+
+
+class NotHashable(Exception):
+    """The path is not a regular file, or its content is not what its stat says (`/proc` files)."""
+
+
+def file_sha256(path: str, deadline: float | None = None, expect: tuple[int, ...] | None = None) -> str:
+    """sha256 of a regular file's content, read in 1 MiB chunks.
+
+    `deadline` is a `time.monotonic()` value, checked between chunks: past it,
+    `HashTimeout`. A FIFO, device or other non-regular file is refused without
+    being opened; the file is opened non-blocking and checked again after opening
+    (a FIFO swapped in between can't block), and it must read back exactly its
+    stat size (`NotHashable` otherwise): a `/proc` file reports size 0 and reads
+    on for gigabytes. With `expect`, the opened file must have that `_signature` (it is the
+    very file the caller looked at, unchanged).
+    """
+    before = os.stat(path)
+    if not stat.S_ISREG(before.st_mode):
+        raise NotHashable(f"{path} is not a regular file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_dev) != (before.st_ino, before.st_dev):
+            raise NotHashable(f"{path} was replaced while it was opened")
+        if expect is not None and _signature(st) != expect:
+            raise NotHashable(f"{path} changed since it was looked at")
+        h = hashlib.sha256()
+        left = st.st_size
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise HashTimeout(path)
+            chunk = handle.read(min(HASH_CHUNK, left + 4096))  # past the size: EOF, or too much
+            if not chunk:
+                break
+            left -= len(chunk)
+            if left < 0:
+                raise NotHashable(f"{path} holds more than its size of {st.st_size} bytes")
             h.update(chunk)
+        if left:
+            raise NotHashable(f"{path} holds less than its size of {st.st_size} bytes")
     return h.hexdigest()
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    """What changes whenever a file's content can have: ctime can't be set back by anyone.
+    Unsigned 64-bit inode and device numbers are folded into SQLite's signed INTEGER."""
+    return tuple(v - (1 << 64) if v >= (1 << 63) else v
+                 for v in (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
+
+
+def _timestamp_tick_ns(st: os.stat_result) -> int:
+    """How long a file timestamp can stay the same while the file changes again. Timestamps
+    that look whole-millisecond come from a coarse filesystem (FAT, exFAT, HFS+, some network
+    mounts): two seconds. Otherwise the kernel stamps files from its coarse clock, which
+    ticks every 1–10 ms: 20 ms."""
+    return 2_000_000_000 if st.st_ctime_ns % 1_000_000 == 0 else 20_000_000
 
 
 @dataclass
@@ -88,9 +186,12 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     stored: int = 0
-    uncacheable: int = 0  # sources that are not regular files (pipes): never hashed, never cached
+    uncacheable: int = 0  # not cached this run: not regular files (pipes), unhashable in time, or changing
+    damaged: int = 0  # entries that failed their checks: each was a miss, recomputed
+    hash_timeouts: int = 0  # files whose hash did not finish before the deadline (also uncacheable)
+    changed: int = 0  # results not stored because their file changed after it was hashed
     hash_seconds: float = 0.0
-    disabled: bool = False  # the cache failed mid-run; the run went on without it
+    disabled: bool = False  # the cache could not be opened, or failed mid-run; the run went on without it
 
 
 @dataclass(frozen=True)
@@ -99,45 +200,180 @@ class CacheKey:
     model: str
     sampling: str
     reduce: str
+    # Not part of the key: the hashed file and its signature, so `put` can refuse a result
+    # computed from a file that changed after it was hashed.
+    path: str = field(default="", compare=False, repr=False)
+    signature: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
-def sampling_key(sampling: Any) -> str:
-    return json.dumps({"sampling": sampling.sampling, "frame_samples": sampling.frame_samples,
-                       "max_frames": sampling.max_frames, "max_pixels": sampling.max_pixels,
-                       "results": RESULTS_VERSION}, sort_keys=True)
+def _settings(options: Any) -> dict[str, Any]:
+    """Every field of a settings dataclass, as JSON values (NumPy scalars included)."""
+    values: dict[str, Any] = {}
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = float(value)
+        values[f.name] = value
+    return values
+
+
+def sampling_key(sampling: SamplingOptions) -> str:
+    return json.dumps({"sampling": _settings(sampling), "results": RESULTS_VERSION}, sort_keys=True, default=repr)
 
 
 def reduce_key(reduce: ReduceOptions) -> str:
-    return json.dumps({"ema_alpha": float(reduce.ema_alpha), "historical_motion": bool(reduce.historical_motion)},
-                      sort_keys=True)
+    return json.dumps(_settings(reduce), sort_keys=True, default=repr)
+
+
+def _row_digest(key: CacheKey, stats: object, frames: object) -> str:
+    """The checksum a result row carries: over its key, its stats text and its frame count."""
+    text = json.dumps([key.clip, key.model, key.sampling, key.reduce, stats, frames], default=repr)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _encode_stats(result: ClipResult) -> str | None:
+    """The stats text to store, or None when `result` is not a complete, possible result."""
+    try:
+        stats = {name: [float(result.stats[name][0]), float(result.stats[name][1])] for name in REDUCERS}
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    if set(result.stats) != set(REDUCERS) or _stats_problem(stats) or _frames_problem(result.frames):
+        return None
+    return json.dumps(stats, sort_keys=True, allow_nan=False)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _stats_problem(stats: object) -> str | None:
+    """Why `stats` (decoded JSON) is not `{reducer: [mean, var]}` for exactly the four reducers."""
+    if not isinstance(stats, dict):
+        return f"stats is a JSON {type(stats).__name__}, not an object"
+    if set(stats) != set(REDUCERS):
+        return f"stats holds reducers {sorted(map(str, stats))}, not {sorted(REDUCERS)}"
+    for name, pair in stats.items():
+        if not isinstance(pair, list) or len(pair) != 2 or not all(_number(v) for v in pair):
+            return f"stats[{name!r}] is {pair!r}, not [mean, var] as two finite numbers"
+        mean, var = pair
+        if not (-_SLACK <= mean <= 1 + _SLACK and -_SLACK <= var <= 0.25 + _SLACK):
+            return f"stats[{name!r}] = {pair!r} is outside mean ∈ [0, 1], var ∈ [0, 1/4]"
+    return None
+
+
+def _frames_problem(frames: object) -> str | None:
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        return f"frames is {frames!r}, not a positive integer"
+    return None
+
+
+def _decode_row(key: CacheKey, stats_text: object, frames: object, check: object) -> ClipResult | str:
+    """The stored result, or why the row can't be trusted."""
+    if not isinstance(stats_text, str):
+        return f"stats is {type(stats_text).__name__}, not text"
+    if check != _row_digest(key, stats_text, frames):
+        return "its checksum does not match its content"
+    try:
+        stats = json.loads(stats_text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        return f"stats is not JSON ({exc})"
+    problem = _stats_problem(stats) or _frames_problem(frames)
+    if problem:
+        return problem
+    return ClipResult(OK, stats={name: (float(stats[name][0]), float(stats[name][1])) for name in REDUCERS},
+                      frames=cast(int, frames), seconds=0.0)
 
 
 class ResultCache:
-    """One connection to a cache file; use as a context manager or call `close()`."""
+    """One connection to a cache file; use as a context manager or call `close()`.
 
-    def __init__(self, path: str) -> None:
+    `hash_timeout`: seconds one file's content hash may take (None: 60 s); a file not
+    hashed in time is uncacheable for this run. `strict`: an unusable cache folder raises
+    `SalmatError` (an explicit `--cache`) instead of a warning (the default location).
+    A cache file that can't be used never raises: the cache is disabled with a warning.
+    """
+
+    def __init__(self, path: str, hash_timeout: float | None = None, *, strict: bool = True) -> None:
         self.path = os.path.abspath(path)
         self.stats = CacheStats()
+        self.hash_timeout = DEFAULT_HASH_TIMEOUT_S if hash_timeout is None else float(hash_timeout)
+        self._db: sqlite3.Connection | None = None
+        self._warned: set[str] = set()
+        folder = os.path.dirname(self.path)
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            if strict:
+                raise SalmatError(f"cannot create the folder {folder} for the result cache: "
+                                  f"{exc.strerror or exc}; pass --cache PATH in a folder that exists or can be "
+                                  "created, or --no-cache") from None
+            self._unusable(f"its folder can't be created: {exc.strerror or exc}")
+            return
+        problem = self._open()
+        if problem:
+            self._unusable(problem)
+
+    def _open(self) -> str | None:
+        """Connect and set up the schema; why the file can't be used, or None."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        if st is not None and not stat.S_ISREG(st.st_mode):  # a FIFO would block SQLite's first read
+            return "it is a directory" if stat.S_ISDIR(st.st_mode) else "it is not a regular file"
+        try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                        check_same_thread=False)
             self._retry(self._init_schema)
         except (OSError, sqlite3.Error) as exc:
-            raise SalmatError(f"cannot open the result cache {self.path}: {exc}; "
-                              "pass --cache PATH somewhere writable, or --no-cache") from None
+            self.close()
+            self._db = None
+            damaged = isinstance(exc, sqlite3.DatabaseError) and any(
+                word in str(exc) for word in ("not a database", "malformed", "corrupt"))
+            return f"it is damaged or not a salmat cache: {exc}" if damaged else str(exc)
+        return None
+
+    def _unusable(self, reason: str) -> None:
+        self.stats.disabled = True
+        print(f"salmat: warning: cannot use the result cache {self.path} ({reason}); continuing without it, "
+              "so every clip is computed; remove or replace that file to start a fresh cache, or pass "
+              "--cache PATH or --no-cache", file=sys.stderr)
+        self._warned.add("broken")
 
     def _init_schema(self) -> None:
-        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        db = cast(sqlite3.Connection, self._db)
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"journal mode is {mode}, not WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")  # concurrent runs migrate one at a time
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     @staticmethod
-    def _retry(fn, *args):
+    def _retry(fn: Callable[..., _T], *args: Any) -> _T:
         """SQLite's busy handler doesn't cover every lock (e.g. switching to WAL): retry those."""
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         while True:
@@ -150,116 +386,218 @@ class ResultCache:
 
     # ---- keys -----------------------------------------------------------------
 
-    def content_hash(self, path: str) -> str | None:
-        """sha256 of a regular file's content, via the (path, size, mtime, inode) shortcut; None for pipes etc."""
+    def content_hash(self, path: str, deadline: float | None = None) -> str | None:
+        """sha256 of a regular file's content (None: not hashable now; see `file_sha256`)."""
+        found = self._content(path, deadline)
+        return found[0] if found else None
+
+    def _content(self, path: str, deadline: float | None) -> tuple[str, tuple[int, ...]] | None:
+        """(sha256, signature) via the files-table shortcut; None for pipes, devices, files that
+        can't be hashed before `deadline`, and files that change while they are hashed."""
         try:
             st = os.stat(path)
         except OSError:
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
+        signature = _signature(st)
         real = os.path.realpath(path)
-        try:
-            row = None if self.stats.disabled else self._retry(lambda: self._db.execute(
-                "SELECT sha256 FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
-                (real, st.st_size, st.st_mtime_ns, st.st_ino)).fetchone())
-        except sqlite3.Error as exc:
-            self._broken(exc)
-            row = None
-        if row:
-            return row[0]
+        row = self._query("SELECT sha256 FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND ctime_ns = ? "
+                          "AND inode = ? AND dev = ?", (real, *signature))
+        if row is not None:
+            if isinstance(row[0], str) and len(row[0]) == 64 and all(c in "0123456789abcdef" for c in row[0]):
+                return row[0], signature
+            self._damaged(f"the remembered hash of {real} is {row[0]!r}")
         started = time.perf_counter()
+        # A change within the same timestamp tick as `st` would leave the signature as it is.
+        # For a file changed that recently, wait the tick out first (≤ 20 ms on local disks):
+        # any later change then gets a new ctime. A ctime in the future (clock skew) is never
+        # remembered.
+        remember = True
+        wait_ns = st.st_ctime_ns + _timestamp_tick_ns(st) - time.time_ns()
+        if wait_ns > _timestamp_tick_ns(st):
+            remember = False
+        elif wait_ns > 0:
+            time.sleep(wait_ns / 1e9)
+            try:
+                if _signature(os.stat(path)) != signature:
+                    return None  # it is being changed
+            except OSError:
+                return None
         try:
-            digest = file_sha256(path)
+            digest = file_sha256(path, deadline, expect=signature)
+        except HashTimeout:
+            self.stats.hash_timeouts += 1
+            self._warn_once("timeout", f"salmat: warning: hashing {path} for the result cache took longer than "
+                                       f"{self.hash_timeout:g} s; it is computed without the cache this run "
+                                       "(later ones are only counted in the audit)")
+            return None
+        except (OSError, NotHashable):
+            return None
+        finally:
+            self.stats.hash_seconds += time.perf_counter() - started
+        try:
+            after = os.stat(path)
         except OSError:
             return None
-        self.stats.hash_seconds += time.perf_counter() - started
-        after = os.stat(path)
-        if (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns) and not self.stats.disabled:
-            try:
-                self._retry(lambda: self._db.execute(
-                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, inode, sha256) VALUES (?, ?, ?, ?, ?)",
-                    (real, st.st_size, st.st_mtime_ns, st.st_ino, digest)))
-            except sqlite3.Error as exc:
-                self._broken(exc)
-        return digest
+        if _signature(after) != signature:
+            return None  # it changed while it was hashed: the digest may describe no version of it
+        if remember:
+            self._execute("INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, inode, dev, sha256) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (real, *signature, digest))
+        return digest, signature
 
-    def key(self, spec: ClipSpec, model_fingerprint: str, sampling: Any, reduce: ReduceOptions) -> CacheKey | None:
-        digest = self.content_hash(spec.path)
-        if digest is None:
+    def key(self, spec: ClipSpec, model_fingerprint: str, sampling: SamplingOptions,
+            reduce: ReduceOptions, hash_timeout: float | None = None) -> CacheKey | None:
+        """The cache key of one clip; None when it can't be cached this run (counted as uncacheable).
+
+        `hash_timeout` overrides the cache's for this call (seconds)."""
+        timeout = self.hash_timeout if hash_timeout is None else hash_timeout
+        found = self._content(spec.path, time.monotonic() + timeout)
+        if found is None or not self._is_the_checked_file(spec, found[1]):
             self.stats.uncacheable += 1
             return None
+        digest, signature = found
         clip = digest if not spec.raw else f"{digest}/raw/{spec.width}x{spec.height}/{spec.bit_depth}bit"
-        return CacheKey(clip, model_fingerprint, sampling_key(sampling), reduce_key(reduce))
+        return CacheKey(clip, model_fingerprint, sampling_key(sampling), reduce_key(reduce),
+                        path=spec.path, signature=signature)
+
+    @staticmethod
+    def _is_the_checked_file(spec: ClipSpec, signature: tuple[int, ...]) -> bool:
+        """With confinement, the file hashed must be the one `open_source` checks inside the
+        root (the same inode, unchanged): a link re-pointed outside after planning must not
+        be answered from the cache with another file's result."""
+        if spec.confine is None:
+            return True
+        try:
+            with open_source(spec) as checked:
+                return _signature(checked.stat) == signature
+        except ClipError:
+            return False  # the engine opens it again and reports why
 
     # ---- results --------------------------------------------------------------
 
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            print(message, file=sys.stderr)
+
     def _broken(self, exc: Exception) -> None:
-        """A cache that fails mid-run (disk full, file removed) only costs recomputation: warn once, stop using it."""
+        """A cache that fails mid-run (disk full, file removed, malformed pages) only costs
+        recomputation: warn once, stop using it."""
         if not self.stats.disabled:
-            print(f"salmat: warning: the result cache {self.path} failed ({exc}); continuing without it",
-                  file=sys.stderr)
+            damaged = isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc)
+            self._warn_once("broken", f"salmat: warning: the result cache {self.path} failed ({exc}); continuing "
+                                      "without it" + ("; the file is damaged: remove it to start a fresh cache"
+                                                      if damaged else ""))
         self.stats.disabled = True
 
+    def _damaged(self, reason: str) -> None:
+        """A row that fails its checks is a miss, never a value: count it, report the first."""
+        self.stats.damaged += 1
+        self._warn_once("damaged", f"salmat: warning: the result cache {self.path} holds a damaged entry ({reason}); "
+                                   "it is recomputed and replaced (later damaged entries are only counted in the "
+                                   "audit)")
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One row, or None (also when the cache is disabled or fails now)."""
+        if self.stats.disabled or self._db is None:
+            return None
+        db = self._db
+        try:
+            return cast("tuple[Any, ...] | None", self._retry(lambda: db.execute(sql, args).fetchone()))
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            self._broken(exc)
+            return None
+
+    def _execute(self, sql: str, args: tuple[Any, ...]) -> bool:
+        if self.stats.disabled or self._db is None:
+            return False
+        db = self._db
+        try:
+            self._retry(lambda: db.execute(sql, args))
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            self._broken(exc)
+            return False
+        return True
+
     def get(self, key: CacheKey | None) -> ClipResult | None:
+        """The stored result for `key`, or None (a miss); a damaged entry is a miss."""
         if key is None:
             return None
-        if self.stats.disabled:
-            self.stats.misses += 1
-            return None
-        try:
-            row = self._retry(lambda: self._db.execute(
-                "SELECT stats, frames FROM results WHERE clip = ? AND model = ? AND sampling = ? AND reduce = ?",
-                (key.clip, key.model, key.sampling, key.reduce)).fetchone())
-        except sqlite3.Error as exc:
-            self._broken(exc)
-            row = None
+        row = self._query("SELECT stats, frames, row_sha256 FROM results WHERE clip = ? AND model = ? "
+                          "AND sampling = ? AND reduce = ?", (key.clip, key.model, key.sampling, key.reduce))
         if row is None:
             self.stats.misses += 1
             return None
+        try:
+            found = _decode_row(key, *row)
+        except Exception as exc:  # noqa: BLE001 - whatever is stored, a bad row is a miss, never a crash
+            found = f"{type(exc).__name__}: {exc}"
+        if not isinstance(found, ClipResult):
+            self._damaged(found)
+            self.stats.misses += 1
+            return None
         self.stats.hits += 1
-        stats = {name: (float(v[0]), float(v[1])) for name, v in json.loads(row[0]).items()}
-        return ClipResult("ok", stats=stats, frames=int(row[1]), seconds=0.0)
+        return found
 
     def put(self, key: CacheKey | None, result: ClipResult) -> None:
-        """Store an `ok` result and commit it now (anything else is not cached)."""
-        if key is None or result.status != "ok" or self.stats.disabled:
+        """Store an `ok` result and commit it now. Anything else is not cached: other statuses,
+        incomplete or impossible stats, and results whose file changed after it was hashed."""
+        if key is None or result.status != OK or self.stats.disabled:
             return
-        stats = json.dumps({name: [mean, var] for name, (mean, var) in result.stats.items()})
-        try:
-            self._retry(lambda: self._db.execute(
-                "INSERT OR REPLACE INTO results (clip, model, sampling, reduce, stats, frames, seconds, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key.clip, key.model, key.sampling, key.reduce, stats, result.frames, result.seconds, time.time())))
-        except sqlite3.Error as exc:
-            self._broken(exc)
+        stats = _encode_stats(result)
+        if stats is None:
             return
-        self.stats.stored += 1
+        if key.path:
+            try:
+                unchanged = _signature(os.stat(key.path)) == key.signature
+            except OSError:
+                unchanged = False
+            if not unchanged:
+                self.stats.changed += 1
+                return
+        frames = int(result.frames)
+        if self._execute("INSERT OR REPLACE INTO results (clip, model, sampling, reduce, stats, frames, seconds, "
+                         "created, row_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (key.clip, key.model, key.sampling, key.reduce, stats, frames, float(result.seconds),
+                          time.time(), _row_digest(key, stats, frames))):
+            self.stats.stored += 1
 
     def count(self) -> int:
+        """Rows in the results table (0 when the cache could not be opened)."""
+        if self._db is None:
+            return 0
         return int(self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path, "hits": self.stats.hits, "misses": self.stats.misses,
                 "stored": self.stats.stored, "uncacheable": self.stats.uncacheable,
-                "failed": self.stats.disabled,
+                "damaged": self.stats.damaged, "hash_timeouts": self.stats.hash_timeouts,
+                "changed": self.stats.changed, "failed": self.stats.disabled,
                 "hash_seconds": round(self.stats.hash_seconds, 6)}
 
     def close(self) -> None:
+        if self._db is None:
+            return
         try:
             self._db.close()
         except sqlite3.Error:
             pass
 
-    def __enter__(self) -> "ResultCache":
+    def __enter__(self) -> ResultCache:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def open_cache(opts) -> ResultCache | None:
-    """The cache `opts` asks for (`--cache PATH`, the default location, or None for `--no-cache`)."""
-    if getattr(opts, "no_cache", False):
+def open_cache(path: str | None, enabled: bool = True, hash_timeout: float | None = None) -> ResultCache | None:
+    """The cache at `path` (None: the default location), or None when disabled (`--no-cache`).
+
+    `hash_timeout`: seconds one clip's content hash may take (None: 60 s; the pipeline
+    passes `--clip-timeout`). Only an explicit `path` whose folder can't be created raises
+    (`SalmatError`); any other problem with the cache is a warning and a run without it."""
+    if not enabled:
         return None
-    return ResultCache(opts.cache or default_cache_path())
+    return ResultCache(path or default_cache_path(), hash_timeout, strict=path is not None)

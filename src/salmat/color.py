@@ -14,6 +14,8 @@ the NumPy formula, about 4× faster.
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 
@@ -54,4 +56,4 @@ def rgb_planes(frame: YuvFrame) -> np.ndarray:
 
 def yuv_to_rgb(frame: YuvFrame) -> np.ndarray:
     """(H, W, 3) float32 RGB in [0, 1]; the same values as `rgb_planes`, interleaved."""
-    return cv2.merge(list(rgb_planes(frame)))
+    return cast(np.ndarray, cv2.merge(list(rgb_planes(frame))))

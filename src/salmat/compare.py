@@ -28,25 +28,26 @@ configuration error (before any work).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import pyarrow as pa
 
+from .compute import check_uniform_size, predict_maps
 from .decode import SamplingOptions, decode_sampled
-from .engine import _check_uniform_size, predict_maps
 from .errors import ClipError, SalmatError
 from .models import BUILTIN_MODELS, SaliencyModel, load_model
+from .options import CompareOptions
+from .outputs import atomic_output, preflight, write_json, write_text
 from .plots import clean, fmt, pearson, pyplot, save_figure, spearman
 from .sources import ClipSpec, SourceFailure, SourceOptions, plan_rows
 from .tables import TableReader
-from .temporal import DEFAULT_EMA_ALPHA, REDUCERS, reduce_all, reduce_stats
+from .temporal import reduce_all, reduce_stats
 
 SCHEMA = "salmat.compare/v1"
 KEY_CANDIDATES = ("clip_id", "id", "key", "dis_basename", "video", "name")
@@ -61,20 +62,11 @@ class CompareReport:
 
     def pair(self, model_a: str, model_b: str, reducer: str) -> dict[str, Any]:
         """Agreement figures between two models at one reducer."""
-        for p in self.report["model_pairs"]:
+        pairs: list[dict[str, Any]] = self.report["model_pairs"]
+        for p in pairs:
             if p["reducer"] == reducer and {p["a"], p["b"]} == {model_a, model_b}:
                 return p
         raise KeyError((model_a, model_b, reducer))
-
-
-def parse_list(value: str | Sequence[str], what: str) -> list[str]:
-    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
-    items = [v for v in items if v]
-    if not items:
-        raise SalmatError(f"{what} is empty; give a comma-separated list")
-    if len(set(items)) != len(items):
-        raise SalmatError(f"{what} names something twice: {', '.join(items)}")
-    return items
 
 
 def load_models(names: Sequence[str], preprocess: str | None = None, device: str = "cpu") -> list[SaliencyModel]:
@@ -94,47 +86,22 @@ def load_models(names: Sequence[str], preprocess: str | None = None, device: str
     return models
 
 
-def compare(
-    input: str,
-    out: str,
-    models: str | Sequence[str] = ("image_signature_v1",),
-    aggregators: str | Sequence[str] = REDUCERS,
-    target: str | None = None,
-    ema_alpha: float = DEFAULT_EMA_ALPHA,
-    frame_samples: int = 8,
-    sampling: str = "clip",
-    max_frames: int = 8,
-    root: str | None = None,
-    path_column: str = "src",
-    key_column: str | None = None,
-    width_column: str = "width",
-    height_column: str = "height",
-    default_width: int | None = None,
-    default_height: int | None = None,
-    max_pixels: int | None = 8192 * 8192,
-    preprocess: str | None = None,
-    device: str = "cpu",
-    long_format: str = "parquet",
-    plots: bool = True,
-    quiet: bool = True,
-) -> CompareReport:
-    """Run the comparison and write its files into `out`; configuration errors raise `SalmatError` first."""
+def compare(input: str | os.PathLike[str], out: str | os.PathLike[str], **settings: Any) -> CompareReport:
+    """Run the comparison and write its files into `out`; configuration errors raise `SalmatError` first.
+
+    `settings` are `salmat.options.CompareOptions`: the `salmat compare` flags with underscores
+    (`models` and `aggregators` take a comma-separated string or a list)."""
     started = time.perf_counter()
-    model_names = parse_list(models, "--models")
-    reducers = parse_list(aggregators, "--aggregators")
-    bad = [r for r in reducers if r not in REDUCERS]
-    if bad:
-        raise SalmatError(f"unknown reducer(s) {', '.join(bad)}; choose from {', '.join(REDUCERS)}")
-    if not (isinstance(ema_alpha, (int, float)) and math.isfinite(ema_alpha) and 0 < ema_alpha <= 1):
-        raise SalmatError(f"--ema-alpha must be in (0, 1], got {ema_alpha}")
-    if not isinstance(frame_samples, int) or frame_samples < 1:
-        raise SalmatError(f"--frame-samples must be a whole number ≥ 1, got {frame_samples!r}")
-    if sampling not in ("clip", "head"):
-        raise SalmatError(f"--sampling must be clip or head, got {sampling!r}")
-    if long_format not in ("parquet", "csv"):
-        raise SalmatError(f"--long-format must be parquet or csv, got {long_format!r}")
-    if root is not None and not os.path.isdir(root):
-        raise SalmatError(f"--root {root} is not a folder; pass the folder relative paths start from")
+    opts = CompareOptions.build(input=input, out=out, **settings)
+    opts.validate()
+    # The steps below read plain names; these are the validated settings.
+    input, out, target, root, key_column = opts.input, opts.out, opts.target, opts.root, opts.key_column
+    model_names, reducers, ema_alpha = list(opts.models), list(opts.aggregators), opts.ema_alpha
+    frame_samples, sampling, max_frames = opts.frame_samples, opts.sampling, opts.max_frames
+    path_column, width_column, height_column = opts.path_column, opts.width_column, opts.height_column
+    default_width, default_height, max_pixels = opts.default_width, opts.default_height, opts.max_pixels
+    preprocess, device, long_format = opts.preprocess, opts.device, opts.long_format
+    plots, quiet = opts.plots, opts.quiet
     reader = TableReader(input)
     names = reader.schema.names
     if path_column not in names:
@@ -148,7 +115,10 @@ def compare(
     if plots:
         pyplot()
     loaded = load_models(model_names, preprocess=preprocess, device=device)
-    os.makedirs(out, exist_ok=True)
+    written = [f"long.{long_format}", "report.json", "report.md"]
+    written += (["agreement.png"] + (["target_scatter.png"] if target else [])) if plots else []
+    preflight([(f"--out ({name})", os.path.join(out, name)) for name in written],
+              {"the input table": input} | {f"model {m}": m for m in model_names if m not in BUILTIN_MODELS})
 
     wanted = [c for c in (path_column, width_column, height_column, target, key_column) if c and c in names]
     table = reader.read_columns(list(dict.fromkeys(wanted)))
@@ -180,8 +150,8 @@ def compare(
     files["report_md"] = os.path.join(out, "report.md")
     report["files"] = {k: os.path.basename(v) for k, v in files.items()}
     report["seconds"] = round(time.perf_counter() - started, 3)
-    Path(files["report_json"]).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    Path(files["report_md"]).write_text(_markdown(report), encoding="utf-8")
+    write_json(files["report_json"], report)
+    write_text(files["report_md"], _markdown(report))
     return CompareReport(out, files, report, long)
 
 
@@ -199,7 +169,8 @@ class _Clip:
     frames: int = 0
 
 
-def _compute(sources, models, reducers, sampling, ema_alpha, quiet) -> list[_Clip]:
+def _compute(sources: Sequence[ClipSpec | SourceFailure], models: Sequence[SaliencyModel], reducers: Sequence[str],
+             sampling: SamplingOptions, ema_alpha: float, quiet: bool) -> list[_Clip]:
     from types import SimpleNamespace
 
     from .progress import ClipProgress
@@ -214,14 +185,15 @@ def _compute(sources, models, reducers, sampling, ema_alpha, quiet) -> list[_Cli
     return out
 
 
-def _compute_one(source, models, reducers, sampling, ema_alpha) -> _Clip:
+def _compute_one(source: ClipSpec | SourceFailure, models: Sequence[SaliencyModel], reducers: Sequence[str],
+                 sampling: SamplingOptions, ema_alpha: float) -> _Clip:
     ids = [m.id for m in models]
     if isinstance(source, SourceFailure):
         return _Clip({i: source.status for i in ids}, {i: source.message for i in ids}, {})
     assert isinstance(source, ClipSpec)
     try:
         frames = decode_sampled(source, sampling)
-        _check_uniform_size(frames)
+        check_uniform_size(frames)
         lumas = [f.luma8() for f in frames]
     except ClipError as exc:
         return _Clip({i: exc.status for i in ids}, {i: exc.message for i in ids}, {})
@@ -259,10 +231,11 @@ def _map_correlations(flat: list[np.ndarray | None]) -> np.ndarray:
     if not present:
         return corr
     # Unit-norm centred maps, kept as float32 (k × pixels) so a 4K clip with 12 combinations stays ~400 MB.
-    z = np.zeros((len(present), flat[present[0]].size), dtype=np.float32)
+    # `present` indexes the maps that are not None (each is released below once used).
+    z = np.zeros((len(present), cast(np.ndarray, flat[present[0]]).size), dtype=np.float32)
     valid = np.zeros(len(present), dtype=bool)
     for j, i in enumerate(present):
-        d = flat[i].astype(np.float64)
+        d = cast(np.ndarray, flat[i]).astype(np.float64)
         d -= d.mean()
         norm = math.sqrt(float(d @ d))
         if norm > 0:
@@ -289,10 +262,11 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
         col = pc.cast(col, pa.float64(), safe=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise SalmatError(f"target column {name!r} is not numeric; pass a numeric --target") from None
-    return col.to_numpy(zero_copy_only=False).astype(np.float64)
+    values: np.ndarray = col.to_numpy(zero_copy_only=False).astype(np.float64)
+    return values
 
 
-def _source_arrays(clips, combo) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _source_arrays(clips: Sequence[_Clip], combo: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per distinct source: mean and var (NaN unless ok) and the status, for one (model, reducer)."""
     model_id, reducer = combo
     nan = (math.nan, math.nan)
@@ -301,7 +275,8 @@ def _source_arrays(clips, combo) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return mean, var, [c.status[model_id] for c in clips]
 
 
-def _long_table(table, row_source, clips, combos, path_column, key_column, ema_alpha) -> pa.Table:
+def _long_table(table: pa.Table, row_source: np.ndarray, clips: Sequence[_Clip], combos: Sequence[tuple[str, str]],
+                path_column: str, key_column: str | None, ema_alpha: float) -> pa.Table:
     """models × reducers × rows entries, built by indexing per-source arrays (no Python loop over rows)."""
     n = table.num_rows
     src = np.asarray(row_source, dtype=np.int64)
@@ -330,16 +305,15 @@ def _long_table(table, row_source, clips, combos, path_column, key_column, ema_a
 
 
 def _write_long(long: pa.Table, path: str, fmt_name: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    if fmt_name == "parquet":
-        import pyarrow.parquet as pq
+    with atomic_output(path) as file:
+        if fmt_name == "parquet":
+            import pyarrow.parquet as pq
 
-        pq.write_table(long, tmp)
-    else:
-        import pyarrow.csv as pcsv
+            pq.write_table(long, file)
+        else:
+            import pyarrow.csv as pcsv
 
-        pcsv.write_csv(long, tmp)
-    os.replace(tmp, path)
+            pcsv.write_csv(long, file)
 
 
 # ---- report --------------------------------------------------------------------------
@@ -357,7 +331,18 @@ def _distribution(values: np.ndarray) -> dict[str, Any]:
             "min": clean(v.min()), "median": clean(np.median(v)), "max": clean(v.max())}
 
 
-def _report(input, clips, combos, row_source, target, target_values, model_names, models, settings, n_rows):
+class _PairAgreement(TypedDict):
+    """Agreement of two combinations: over clips (Pearson, Spearman) and over their maps."""
+
+    pearson: float | None
+    spearman: float | None
+    map_pearson: float | None
+    map_clips: int
+
+
+def _report(input: str, clips: Sequence[_Clip], combos: Sequence[tuple[str, str]], row_source: np.ndarray,
+            target: str | None, target_values: np.ndarray | None, model_names: Sequence[str],
+            models: Sequence[SaliencyModel], settings: dict[str, Any], n_rows: int) -> dict[str, Any]:
     k = len(combos)
     clip_mean = np.array([[c.stats.get(combo, (math.nan, math.nan))[0] for c in clips] for combo in combos]
                          ).reshape(k, len(clips))
@@ -386,7 +371,7 @@ def _report(input, clips, combos, row_source, target, target_values, model_names
                                "spearman": clean(spearman(row_vals, target_values))}
         combo_rows.append(entry)
 
-    def pair_entry(i, j):
+    def pair_entry(i: int, j: int) -> _PairAgreement:
         return {"pearson": clean(pear[i, j]), "spearman": clean(spear[i, j]), "map_pearson": clean(map_mean[i, j]),
                 "map_clips": int(counts[i, j])}
 
@@ -419,7 +404,7 @@ def _report(input, clips, combos, row_source, target, target_values, model_names
         "clips": len(clips),
         "clips_ok": {mid: statuses[mid].get("ok", 0) for mid in model_ids},
         "clip_statuses": statuses,
-        "models": [{"name": name, **_describe(m)} for name, m in zip(model_names, models)],
+        "models": [{"name": name, **_describe(m)} for name, m in zip(model_names, models, strict=True)],
         "reducers": reducers,
         "target": target,
         "settings": settings,
@@ -439,7 +424,7 @@ def _report(input, clips, combos, row_source, target, target_values, model_names
     }
 
 
-def _describe(model) -> dict[str, Any]:
+def _describe(model: SaliencyModel) -> dict[str, Any]:
     try:
         info = model.describe()
     except Exception:  # noqa: BLE001
@@ -498,7 +483,7 @@ def _markdown(rep: dict[str, Any]) -> str:
 # ---- pictures -----------------------------------------------------------------------
 
 
-def _plot_agreement(rep: dict[str, Any], combos, path: str) -> None:
+def _plot_agreement(rep: dict[str, Any], combos: Sequence[tuple[str, str]], path: str) -> None:
     plt = pyplot()
     labels = [f"{m}\n{r}" if len(combos) <= 8 else f"{m} / {r}" for m, r in combos]
     k = len(combos)
@@ -522,7 +507,8 @@ def _plot_agreement(rep: dict[str, Any], combos, path: str) -> None:
     plt.close(fig)
 
 
-def _plot_target(long: pa.Table, target_values, models, reducers, target, path: str) -> None:
+def _plot_target(long: pa.Table, target_values: np.ndarray, models: Sequence[SaliencyModel], reducers: Sequence[str],
+                 target: str | None, path: str) -> None:
     plt = pyplot()
     nm, nr = len(models), len(reducers)
     fig, axes = plt.subplots(nm, nr, figsize=(2.4 * nr + 0.4, 2.2 * nm + 0.4), dpi=80, squeeze=False,

@@ -20,23 +20,28 @@ from __future__ import annotations
 import math
 import os
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import BinaryIO
 
 import av
+import av.container
+import av.video.format
+import av.video.plane
+import av.video.stream
 import numpy as np
+import numpy.typing as npt
 
 from .errors import ClipError
 from .frames import YuvFrame
-from .sources import ClipSpec
+from .sources import ClipSpec, SourceFile, open_source, source_size
+from .values import SamplingOptions
+
+__all__ = ["SamplingOptions", "decode_sampled", "clip_indices"]
 
 
-@dataclass(frozen=True)
-class SamplingOptions:
-    sampling: str = "clip"
-    frame_samples: int = 8
-    max_frames: int = 8
-    max_pixels: int | None = None
 
 
 def clip_indices(total: int, n: int) -> list[int]:
@@ -83,7 +88,7 @@ def _raw_frame_bytes(spec: ClipSpec) -> tuple[int, int]:
 def _decode_raw(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
     _check_pixels(spec.width or 0, spec.height or 0, options)
     frame_bytes, sample_bytes = _raw_frame_bytes(spec)
-    size = os.path.getsize(spec.path)
+    size = source_size(spec)
     total = size // frame_bytes
     if total == 0:
         raise ClipError(
@@ -104,11 +109,13 @@ def _decode_raw(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
     else:
         indices = clip_indices(total, options.frame_samples)
     dtype = np.dtype("<u2") if sample_bytes == 2 else np.dtype(np.uint8)
-    with open(spec.path, "rb") as handle:
+    with open_source(spec) as handle:
         return [_read_raw_frame(handle, i * frame_bytes, spec, dtype) for i in indices]
 
 
-def _read_raw_frame(handle, offset: int, spec: ClipSpec, dtype: np.dtype) -> YuvFrame:
+def _read_raw_frame(
+    handle: BinaryIO | SourceFile, offset: int, spec: ClipSpec, dtype: np.dtype[np.unsignedinteger]
+) -> YuvFrame:
     w, h = spec.width or 0, spec.height or 0
     cw, ch = math.ceil(w / 2), math.ceil(h / 2)
     handle.seek(offset)
@@ -126,6 +133,20 @@ def _check_pixels(width: int, height: int, options: SamplingOptions) -> None:
         raise ClipError(
             "decode-failed",
             f"{width}x{height} exceeds --max-pixels {options.max_pixels}; raise the limit if the size is real",
+        )
+
+
+def _check_frame_pixels(frame: av.VideoFrame, max_pixels: int | None, index: int | None) -> None:
+    """Hold one decoded frame to `--max-pixels` before it is converted to arrays.
+
+    The size checked at open is the stream header's, i.e. its first frame's at best: a
+    stream can change size mid-stream (a new H.264 SPS), so every decoded frame is checked."""
+    if max_pixels and frame.width * frame.height > max_pixels:
+        which = f"frame {index}" if index is not None else f"the frame at pts {frame.pts}"
+        raise ClipError(
+            "decode-failed",
+            f"{which} is {frame.width}x{frame.height}, which exceeds --max-pixels {max_pixels} "
+            "(the stream's size changes mid-stream or its header understates it); raise the limit if the size is real",
         )
 
 
@@ -149,56 +170,104 @@ def set_decode_threads(threads: int) -> None:
 # index come from the container and the parsers, so nothing else changes.
 _PROBE_OPTIONS = {"skip_frame": "all"}
 
+# The FFmpeg input formats a source may be: single-file containers and elementary streams that
+# carry video, read from the one file salmat opened. Left out on purpose: every format that opens
+# other files or URLs named inside the source (hls playlists, dash manifests, concat lists,
+# image2 sequence patterns, sdp/rtp/rtsp, ...), devices and lavfi, and audio- or subtitle-only
+# formats (no video stream to sample). A source FFmpeg probes as anything else is refused.
+SINGLE_FILE_FORMATS = (
+    "mov", "mp4", "matroska", "webm", "avi", "flv", "mpegts", "mpeg", "mpegvideo", "m4v", "h261", "h263",
+    "h264", "hevc", "vvc", "evc", "av1", "obu", "ivf", "dirac", "vc1", "vc1test", "cavsvideo", "avs2",
+    "avs3", "yuv4mpegpipe", "nut", "mxf", "gxf", "ogg", "asf", "rm", "dv", "mjpeg", "mjpeg_2000",
+    "smjpeg", "gif", "apng",
+)
 
+# avformat (not decoder) options for every source. `protocol_whitelist` names no real protocol:
+# the source is read through salmat's own file object, never by FFmpeg from a path or URL, so
+# nothing a demuxer finds inside a file (a segment, a list entry, `file:`/`concat:`/`subfile:`/
+# `data:`/`http:` URLs) can be opened; mov/mp4 external data references stay off.
+_OPEN_OPTIONS = {
+    "format_whitelist": ",".join(SINGLE_FILE_FORMATS),
+    "protocol_whitelist": "none",
+    "enable_drefs": "0",
+}
+
+
+_NOT_SINGLE_FILE = ("salmat reads single-file video containers and streams only, not playlists (.m3u8), "
+                    "concat lists, image sequences or other formats that name further files")
+
+
+def _open_container(handle: SourceFile) -> av.container.InputContainer:
+    name = os.path.basename(handle.name)
+
+    def refuse_other_files(url: str, flags: int, options: dict[str, str]) -> None:
+        """PyAV's `io_open`: every further file or URL a demuxer asks for is refused."""
+        raise ClipError("decode-failed", f"{name}: names another file or URL ({url!r}); {_NOT_SINGLE_FILE}")
+
+    try:
+        return av.open(handle, "r", options=_PROBE_OPTIONS, container_options=_OPEN_OPTIONS,
+                       io_open=refuse_other_files)
+    except av.error.ArgumentError as exc:  # EINVAL: FFmpeg's answer to a format or protocol off its whitelist
+        raise ClipError("decode-failed", f"{name}: FFmpeg refused to open it ({exc.strerror}); "
+                                         f"{_NOT_SINGLE_FILE}") from exc
+
+
+@contextmanager
 def _open_stream(
-    path: str, options: SamplingOptions | None = None
-) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open `path`'s first video stream; with `options`, refuse frames over `--max-pixels`."""
-    container = av.open(path, "r", options=_PROBE_OPTIONS)
-    if not container.streams.video:
-        container.close()
-        raise ClipError("decode-failed", f"{os.path.basename(path)}: no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    if _decode_threads:
-        stream.codec_context.thread_count = _decode_threads
-    if options is not None:
-        try:
+    source: str | ClipSpec, options: SamplingOptions | None = None
+) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """Open the first video stream of `source` (a path, or a spec held to its --confine-to-root);
+    with `options`, refuse frames over `--max-pixels`. The file is opened and checked by
+    `sources.open_source` and FFmpeg reads only through that handle; both close on exit."""
+    spec = source if isinstance(source, ClipSpec) else ClipSpec(source)
+    with open_source(spec) as handle, _open_container(handle) as container:
+        if not container.streams.video:
+            raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if _decode_threads:
+            stream.codec_context.thread_count = _decode_threads
+        if options is not None:
             _check_pixels(stream.codec_context.width, stream.codec_context.height, options)
-        except ClipError:
-            container.close()
-            raise
-    return container, stream
+        yield container, stream
 
 
 def _decode_container(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
     if options.sampling == "head":
-        container, stream = _open_stream(spec.path, options)
-        with container:
-            head = _decode_sequential(container, stream, set(range(options.max_frames)), options.max_frames)
+        with _open_stream(spec, options) as (container, stream):
+            head = _decode_sequential(container, stream, set(range(options.max_frames)), options.max_frames,
+                                      options.max_pixels)
         frames = [head[i] for i in head_indices(len(head), options.frame_samples)]
     else:
-        frames, _ = decode_clip_sample(spec.path, options.frame_samples, options=options)
+        frames, _ = decode_clip_sample(spec, options.frame_samples, options=options)
     if not frames:
         raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: the stream yields no frames")
     return frames
 
 
-def _decode_sequential(container, stream, wanted: set[int], stop: int | None) -> list[YuvFrame]:
-    """Decode in order, converting only the wanted indices; stop after index `stop − 1`."""
+def _decode_sequential(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    wanted: set[int],
+    stop: int | None,
+    max_pixels: int | None = None,
+) -> list[YuvFrame]:
+    """Decode in order, converting only the wanted indices; stop after index `stop − 1`.
+
+    Every decoded frame is held to `max_pixels` before anything else is done with it."""
     kept: list[YuvFrame] = []
     for index, frame in enumerate(container.decode(stream)):
         if stop is not None and index >= stop:
             break
+        _check_frame_pixels(frame, max_pixels, index)
         if index in wanted:
             kept.append(to_yuv_frame(frame))
     return kept
 
 
-def count_frames(path: str) -> int:
+def count_frames(path: str | ClipSpec) -> int:
     """Exact frame count by demuxing packets (no decoding)."""
-    container, stream = _open_stream(path)
-    with container:
+    with _open_stream(path) as (container, stream):
         return sum(1 for packet in container.demux(stream) if packet.size)
 
 
@@ -218,9 +287,11 @@ class PacketIndex:
     seekable: bool
 
 
-def packet_index(container, stream) -> PacketIndex:
+def packet_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> PacketIndex:
     """Demux every packet of `stream` once (no decoding); the container is used up after."""
-    pts, key_pts, seekable = [], [], True
+    pts: list[int] = []
+    key_pts: list[int] = []
+    seekable = True
     for packet in container.demux(stream):
         if not packet.size:
             continue
@@ -278,7 +349,13 @@ class _SeekMiss(Exception):
     """A seek did not land where the packet index said; the caller falls back to a sequential pass."""
 
 
-def _decode_seeking(container, stream, wanted: list[int], index: PacketIndex) -> list[YuvFrame]:
+def _decode_seeking(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    wanted: list[int],
+    index: PacketIndex,
+    max_pixels: int | None = None,
+) -> list[YuvFrame]:
     runs, _, _ = plan_seeks(wanted, index.keyframes)
     kept: list[YuvFrame] = []
     for run in runs:
@@ -286,6 +363,7 @@ def _decode_seeking(container, stream, wanted: list[int], index: PacketIndex) ->
         container.seek(targets[0], stream=stream, backward=True, any_frame=False)
         position = 0
         for frame in container.decode(stream):
+            _check_frame_pixels(frame, max_pixels, None)
             if frame.pts is None:
                 raise _SeekMiss("a decoded frame has no pts")
             if frame.pts < targets[position]:
@@ -302,7 +380,7 @@ def _decode_seeking(container, stream, wanted: list[int], index: PacketIndex) ->
 
 
 def decode_clip_sample(
-    path: str, n: int, strategy: str = "auto", options: SamplingOptions | None = None
+    path: str | ClipSpec, n: int, strategy: str = "auto", options: SamplingOptions | None = None
 ) -> tuple[list[YuvFrame], str]:
     """`--sampling clip` for one container file: `n` evenly spaced frames; (frames, strategy used).
 
@@ -312,22 +390,20 @@ def decode_clip_sample(
     this stream's keyframe layout. Both give the same frames. Each pass opens the file
     afresh (opening costs ~3 ms): raw elementary streams such as `.h264` can't rewind.
     """
-    container, stream = _open_stream(path, options)
-    with container:
+    with _open_stream(path, options) as (container, stream):
         index = packet_index(container, stream)
         total = stream.frames or len(index.pts)
     wanted = clip_indices(total, n)
+    max_pixels = options.max_pixels if options is not None else None
     if strategy != "sequential" and wanted and index.seekable and total == len(index.pts):
         if strategy == "seek" or choose_strategy(wanted, index) == "seek":
-            container, stream = _open_stream(path)
-            with container:
+            with _open_stream(path) as (container, stream):
                 try:
-                    return _decode_seeking(container, stream, wanted, index), "seek"
+                    return _decode_seeking(container, stream, wanted, index, max_pixels), "seek"
                 except _SeekMiss:
                     pass  # decode it sequentially below
-    container, stream = _open_stream(path)
-    with container:
-        frames = _decode_sequential(container, stream, set(wanted), (wanted[-1] + 1) if wanted else 0)
+    with _open_stream(path) as (container, stream):
+        frames = _decode_sequential(container, stream, set(wanted), (wanted[-1] + 1) if wanted else 0, max_pixels)
     return frames, "sequential"
 
 
@@ -343,20 +419,20 @@ def to_yuv_frame(frame: av.VideoFrame) -> YuvFrame:
     return YuvFrame(planes[0], planes[1], planes[2], depth)
 
 
-def _bit_depth(fmt) -> int:
+def _bit_depth(fmt: av.video.format.VideoFormat) -> int:
     try:
         return max(component.bits for component in fmt.components)
     except (AttributeError, ValueError):
         return 8
 
 
-def _plane_array(plane, dtype) -> np.ndarray:
+def _plane_array(plane: av.video.plane.VideoPlane, dtype: npt.DTypeLike) -> np.ndarray:
     itemsize = np.dtype(dtype).itemsize
     raw = np.frombuffer(memoryview(plane), dtype=dtype)
     rows = raw.reshape(plane.height, plane.line_size // itemsize)
     return np.ascontiguousarray(rows[:, : plane.width])
 
 
-def frame_rate(stream) -> Fraction | None:
+def frame_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
     rate = stream.average_rate or stream.guessed_rate
     return Fraction(rate) if rate else None

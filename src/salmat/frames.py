@@ -28,7 +28,7 @@ class YuvFrame:
     def width(self) -> int:
         return int(self.y.shape[1])
 
-    def to_8bit(self) -> "YuvFrame":
+    def to_8bit(self) -> YuvFrame:
         """8-bit copy; deeper samples are rounded as `(v + 2**(d-9)) >> (d-8)` (10-bit: `(v + 2) >> 2`)."""
         if self.bit_depth == 8:
             return self
@@ -36,7 +36,8 @@ class YuvFrame:
         half = 1 << (shift - 1)
 
         def down(plane: np.ndarray) -> np.ndarray:
-            return np.minimum((plane.astype(np.uint32) + half) >> shift, 255).astype(np.uint8)
+            narrowed: np.ndarray = np.minimum((plane.astype(np.uint32) + half) >> shift, 255).astype(np.uint8)
+            return narrowed
 
         return YuvFrame(down(self.y), down(self.u), down(self.v), 8)
 

@@ -1,72 +1,129 @@
-"""Every `materialize` setting in one validated dataclass.
+"""Every command's settings, each declared once (see `salmat.option_spec`).
 
-Field names are the CLI flags with dashes turned into underscores, one to one,
-so `salmat.materialize(input, output, frame_samples=4)` and
-`salmat materialize --input … --frame-samples 4` are the same call.
+One frozen dataclass per command (`MaterializeOptions`, `CompareOptions`,
+`PreviewOptions`, `BatchOptions`, `AuditOptions`). Field names are the CLI
+flags with dashes turned into underscores, one to one, so
+`salmat.materialize(input, output, frame_samples=4)` and
+`salmat materialize --input … --frame-samples 4` are the same call; the
+parsers in `salmat.cli` are built from these classes. Settings several
+commands share (`--ema-alpha`, `--frame-samples`, `--root`, …) are declared
+once below and reused, so their defaults, help and checks can't drift apart.
+
+Only the standard library and salmat's leaf modules are imported here, so
+`salmat --help` stays fast.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
 
+from .defaults import DEFAULT_CLIP_TIMEOUT, DEFAULT_EMA_ALPHA, DEFAULT_MAX_PIXELS, MIN_PANEL_WIDTH
 from .errors import SalmatError
-from .temporal import DEFAULT_EMA_ALPHA, REDUCERS
+from .option_spec import (
+    Options,
+    Setting,
+    comma_list,
+    existing_folder,
+    item_list,
+    non_empty,
+    non_negative,
+    path,
+    seconds,
+    setting,
+    unit_interval,
+    whole,
+)
+from .values import REDUCERS
 
 SAMPLING_MODES = ("clip", "head")
 COMPAT_MODES = ("historical",)
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16")
+ENGINES = ("local", "ray")
+LONG_FORMATS = ("parquet", "csv")
+
+# argparse groups of `salmat materialize --help` (other commands reuse them through the shared settings).
+SOURCES, FRAMES, MODEL, COLUMNS, RUN = "sources", "frames and temporal reducer", "model", "columns", "run"
+
+# ---- settings several commands share: declared here once, each command takes `.field()` of them ----
+
+INPUT = Setting(help="feature table: .jsonl, .parquet or .csv (never modified)", required=True, convert=path)
+PATH_COLUMN = Setting("src", "column holding each row's clip path", check=non_empty, group=SOURCES)
+ROOT = Setting(None, "folder that relative paths are joined to", check=existing_folder, convert=path,
+               group=SOURCES, example="/data/clips")
+WIDTH_COLUMN = Setting("width", "raw .yuv width column", group=SOURCES)
+HEIGHT_COLUMN = Setting("height", "raw .yuv height column", group=SOURCES)
+DEFAULT_WIDTH = Setting(None, "raw .yuv width when the row has none", check=whole(1), group=SOURCES,
+                        example="1920")
+DEFAULT_HEIGHT = Setting(None, "raw .yuv height when the row has none", check=whole(1), group=SOURCES,
+                         example="1080")
+MAX_PIXELS = Setting(DEFAULT_MAX_PIXELS, "refuse frames larger than this before decoding", check=whole(1),
+                     group=SOURCES)
+FRAME_SAMPLES = Setting(8, "frames sampled per clip", check=whole(1), group=FRAMES)
+SAMPLING = Setting("clip", "clip: evenly over the whole clip; head: among the first --max-frames (historical)",
+                   choices=SAMPLING_MODES, group=FRAMES)
+MAX_FRAMES = Setting(8, "frames decoded by --sampling head", check=whole(1), group=FRAMES)
+EMA_ALPHA = Setting(DEFAULT_EMA_ALPHA, "EMA alpha in (0, 1]", check=unit_interval, group=FRAMES)
+REDUCER_LIST = Setting(REDUCERS, "comma-separated temporal reducers", choices=REDUCERS, convert=comma_list,
+                       check=item_list, group=FRAMES, metavar="R,R")
+PREPROCESS = Setting(None, "ONNX preprocessing preset: vmaf-student, u2net, custom:FILE", group=MODEL)
+DEVICE = Setting("cpu", "where ONNX models run", choices=DEVICES, group=MODEL)
+QUIET = Setting(False, "no progress bar", group=RUN)
+PLOTS = Setting(True, "write the PNG plots (--no-plots skips them)", group=RUN)
 
 
 @dataclass(frozen=True)
-class MaterializeOptions:
-    input: str
-    output: str
-    # sources
-    path_column: str = "src"
-    root: str | None = None
-    width_column: str = "width"
-    height_column: str = "height"
-    default_width: int | None = None
-    default_height: int | None = None
-    confine_to_root: bool = False
-    max_pixels: int | None = 8192 * 8192
-    # frames and reducer
-    frame_samples: int = 8
-    sampling: str = "clip"
-    max_frames: int = 8
-    temporal_aggregator: str = "mean"
-    ema_alpha: float = DEFAULT_EMA_ALPHA
-    compat: str | None = None
-    # model
-    model: str | None = None
-    model_path: str | None = None
-    model_id: str | None = None
-    preprocess: str | None = None
-    device: str = "cpu"
-    precision: str = "fp32"
-    # rows and columns
-    overwrite: bool = False
-    status_column: str = "saliency_status"
-    model_id_column: str = "saliency_model_id"
-    aggregator_column: str = "saliency_aggregator"
-    ema_alpha_column: str = "saliency_ema_alpha"
-    error_column: str = "saliency_error"
-    # run
-    workers: int = os.cpu_count() or 1  # all cores; 1 runs clips in this process
-    clip_timeout: float | None = None
-    cache: str | None = None
-    no_cache: bool = False
-    engine: str = "local"
-    ray_address: str | None = None
-    num_gpus_per_worker: float = 0.0
-    audit_json: str | None = None
-    quiet: bool = False
+class MaterializeOptions(Options):
+    command: ClassVar[str] = "materialize"
 
-    def effective(self) -> "MaterializeOptions":
+    input: str = INPUT.field()
+    output: str = setting(help="output table; format from the suffix; written atomically", required=True,
+                          convert=path)
+    path_column: str = PATH_COLUMN.field()
+    root: str | None = ROOT.field()
+    confine_to_root: bool = setting(False, "refuse sources outside --root (status outside-root)", group=SOURCES)
+    width_column: str = WIDTH_COLUMN.field()
+    height_column: str = HEIGHT_COLUMN.field()
+    default_width: int | None = DEFAULT_WIDTH.field()
+    default_height: int | None = DEFAULT_HEIGHT.field()
+    max_pixels: int | None = MAX_PIXELS.field()
+    frame_samples: int = FRAME_SAMPLES.field()
+    sampling: str = SAMPLING.field()
+    max_frames: int = MAX_FRAMES.field()
+    temporal_aggregator: str = setting("mean", "temporal reducer", choices=REDUCERS, group=FRAMES)
+    ema_alpha: float = EMA_ALPHA.field()
+    compat: str | None = setting(None, "historical: reproduce the earlier tool (head sampling, its motion "
+                                       "weights and preprocessing)", choices=COMPAT_MODES, group=FRAMES)
+    model: str | None = setting(None, "built-in model id (default image_signature_v1; see `salmat models`)",
+                                group=MODEL, example="image_signature_v1")
+    model_path: str | None = setting(None, "an ONNX saliency model file", convert=path, group=MODEL)
+    model_id: str | None = setting(None, "label for an ONNX model (default: the file's stem)", group=MODEL)
+    preprocess: str | None = PREPROCESS.field()
+    device: str = DEVICE.field()
+    precision: str = setting("fp32", "GPU precision (torch path)", choices=PRECISIONS, group=MODEL)
+    overwrite: bool = setting(False, "recompute rows that already hold saliency values", group=COLUMNS)
+    status_column: str = setting("saliency_status", "status column ('' omits it)", group=COLUMNS)
+    model_id_column: str = setting("saliency_model_id", "model id column ('' omits it)", group=COLUMNS)
+    aggregator_column: str = setting("saliency_aggregator", "reducer column ('' omits it)", group=COLUMNS)
+    ema_alpha_column: str = setting("saliency_ema_alpha", "EMA alpha column ('' omits it)", group=COLUMNS)
+    error_column: str = setting("saliency_error", "error message column ('' omits it)", group=COLUMNS)
+    workers: int = setting(os.cpu_count() or 1, "clip worker processes (default: all cores)", check=whole(1),
+                           group=RUN)
+    clip_timeout: float | None = setting(DEFAULT_CLIP_TIMEOUT, "seconds a clip may take (decode + model) before its "
+                                         "worker is stopped and its rows get decode-timeout/model-timeout "
+                                         "(from Python, None runs --workers 1 in this process, unbounded)",
+                                         check=seconds, group=RUN, example="60")
+    cache: str | None = setting(None, "SQLite result cache path", convert=path, group=RUN)
+    no_cache: bool = setting(False, "neither read nor write the result cache", group=RUN)
+    engine: str = setting("local", "local process pool or Ray Data", choices=ENGINES, group=RUN)
+    ray_address: str | None = setting(None, "Ray cluster address (default: a local cluster)", group=RUN)
+    num_gpus_per_worker: float = setting(0.0, "GPUs per Ray actor", check=non_negative, group=RUN)
+    audit_json: str | None = setting(None, "write the run record here", convert=path, group=RUN)
+    quiet: bool = QUIET.field()
+
+    def effective(self) -> MaterializeOptions:
         """Apply `--compat historical` (head sampling over 8 frames) and check every value."""
         opts = self
         if opts.compat == "historical":
@@ -78,33 +135,7 @@ class MaterializeOptions:
     def historical(self) -> bool:
         return self.compat == "historical"
 
-    def validate(self) -> None:
-        _choice("--sampling", self.sampling, SAMPLING_MODES)
-        _choice("--temporal-aggregator", self.temporal_aggregator, REDUCERS)
-        _choice("--device", self.device, DEVICES)
-        _choice("--precision", self.precision, PRECISIONS)
-        _choice("--engine", self.engine, ("local", "ray"))
-        if self.compat is not None:
-            _choice("--compat", self.compat, COMPAT_MODES)
-        if not (isinstance(self.ema_alpha, (int, float)) and math.isfinite(self.ema_alpha) and 0 < self.ema_alpha <= 1):
-            raise SalmatError(f"--ema-alpha must be in (0, 1], got {self.ema_alpha}; e.g. --ema-alpha 0.6")
-        for flag, value in (("--frame-samples", self.frame_samples), ("--max-frames", self.max_frames),
-                            ("--workers", self.workers)):
-            if not isinstance(value, int) or value < 1:
-                raise SalmatError(f"{flag} must be a whole number ≥ 1, got {value!r}")
-        for flag, value in (("--default-width", self.default_width), ("--default-height", self.default_height),
-                            ("--max-pixels", self.max_pixels)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise SalmatError(f"{flag} must be a whole number ≥ 1, got {value!r}")
-        if self.clip_timeout is not None and not self.clip_timeout > 0:
-            raise SalmatError(f"--clip-timeout must be > 0 seconds, got {self.clip_timeout}")
-        if not self.path_column:
-            raise SalmatError("--path-column must name the column that holds each row's clip path")
-        if self.root is not None and not os.path.isdir(self.root):
-            raise SalmatError(f"--root {self.root} is not a folder; pass the folder relative paths start from")
-        self._check_column_names()
-
-    def _check_column_names(self) -> None:
+    def cross_check(self) -> None:
         names = [n for n in self.metadata_columns().values() if n]
         names += ["saliency_mean", "saliency_var"]
         if len(names) != len(set(names)):
@@ -122,9 +153,6 @@ class MaterializeOptions:
             "error": self.error_column,
         }
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def option_names() -> list[str]:
     return [f.name for f in fields(MaterializeOptions)]
@@ -132,13 +160,98 @@ def option_names() -> list[str]:
 
 def build_options(input: str, output: str, **settings: Any) -> MaterializeOptions:
     """Options from keyword settings; an unknown name is a one-line `SalmatError`."""
-    known = set(option_names())
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise SalmatError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known - {'input', 'output'}))}")
-    return MaterializeOptions(input=str(input), output=str(output), **settings)
+    return MaterializeOptions.build(input=input, output=output, **settings)
 
 
-def _choice(flag: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise SalmatError(f"{flag} must be one of {', '.join(allowed)}; got {value!r}")
+@dataclass(frozen=True)
+class CompareOptions(Options):
+    """`salmat compare` / `salmat.compare_models(input, out, **settings)`."""
+
+    command: ClassVar[str] = "compare"
+
+    input: str = INPUT.field(help="feature table naming the clips")
+    out: str = setting(help="folder for long.*, report.json, report.md and PNGs", required=True, convert=path)
+    models: tuple[str, ...] = setting(("image_signature_v1",), "comma-separated built-in ids or .onnx paths",
+                                      convert=comma_list, check=item_list, group=MODEL, metavar="M,M")
+    aggregators: tuple[str, ...] = REDUCER_LIST.field()
+    target: str | None = setting(None, "quality column to correlate with (e.g. mos, vmaf)")
+    key_column: str | None = setting(None, "row key column for the long table; unset: clip_id, id, … if present")
+    path_column: str = PATH_COLUMN.field()
+    root: str | None = ROOT.field()
+    width_column: str = WIDTH_COLUMN.field()
+    height_column: str = HEIGHT_COLUMN.field()
+    default_width: int | None = DEFAULT_WIDTH.field()
+    default_height: int | None = DEFAULT_HEIGHT.field()
+    max_pixels: int | None = MAX_PIXELS.field()
+    frame_samples: int = FRAME_SAMPLES.field()
+    sampling: str = SAMPLING.field()
+    max_frames: int = MAX_FRAMES.field()
+    ema_alpha: float = EMA_ALPHA.field()
+    preprocess: str | None = PREPROCESS.field(help="preprocessing preset for .onnx models")
+    device: str = DEVICE.field()
+    long_format: str = setting("parquet", "long table format", choices=LONG_FORMATS, group=RUN)
+    plots: bool = PLOTS.field()
+    quiet: bool = QUIET.field()
+
+
+@dataclass(frozen=True)
+class PreviewOptions(Options):
+    """`salmat preview` / `salmat.contact_sheet(clip, out, **settings)`."""
+
+    command: ClassVar[str] = "preview"
+
+    clip: str = setting(help="a video file (or raw .yuv named with its size)", positional=True, convert=path)
+    out: str = setting("sheet.png", "PNG to write", convert=path)
+    model: str | None = setting(None, "built-in id or .onnx path; unset: image_signature_v1", group=MODEL)
+    preprocess: str | None = PREPROCESS.field(help="preprocessing preset for an .onnx model")
+    device: str = DEVICE.field()
+    default_width: int | None = DEFAULT_WIDTH.field(help="raw .yuv width (else from a _WxH_ name token)")
+    default_height: int | None = DEFAULT_HEIGHT.field(help="raw .yuv height (else from a _WxH_ name token)")
+    max_pixels: int | None = MAX_PIXELS.field()
+    frame_samples: int = FRAME_SAMPLES.field(default=6, help="frames sampled (six fit a sheet's width)")
+    sampling: str = SAMPLING.field()
+    max_frames: int = MAX_FRAMES.field()
+    ema_alpha: float = EMA_ALPHA.field()
+    reducers: tuple[str, ...] = REDUCER_LIST.field(help="comma-separated temporal reducers, one panel each")
+    panel_width: int = setting(200, "pixel width of each panel", check=whole(MIN_PANEL_WIDTH))
+    colors: int = setting(256, "palette size of the PNG (0: full colour)", check=whole(0, 256))
+
+
+@dataclass(frozen=True)
+class BatchOptions(Options):
+    """`salmat batch` / `salmat.run_batch(manifest, **settings)`; the tables' settings are in the manifest."""
+
+    command: ClassVar[str] = "batch"
+
+    # The API also takes a loaded `salmat.batch.Manifest` here.
+    manifest: str = setting(help="manifest .json or .toml; relative paths are its folder's", required=True,
+                            convert=path)
+    report_json: str | None = setting(None, "write the batch report (salmat.batch/v1) here", convert=path)
+    report_md: str | None = setting(None, "write a Markdown table of the tables here", convert=path)
+    fail_fast: bool = setting(False, "stop at the first table that is not ok")
+    allow_row_failures: bool = setting(False, "exit 0 when rows failed (a table that errored still exits 1)")
+    # None leaves each table's own `quiet`; True silences every table.
+    quiet: bool | None = QUIET.field(default=None, help="no progress bars (unset: each table's own quiet)",
+                                     group=None)
+
+
+@dataclass(frozen=True)
+class AuditOptions(Options):
+    """`salmat audit` / `salmat.audit_table(input, out, **settings)`."""
+
+    command: ClassVar[str] = "audit"
+
+    input: str = INPUT.field(help="feature table (per clip or per frame)")
+    # The API may leave `out` unset (report only, no files); the command exists to write them.
+    out: str | None = setting(None, "folder for signal_audit.json, signal_audit.md and signal_audit.png",
+                              required=True, convert=path)
+    target: str = setting("auto", "target column, or auto (vmaf, vmaf_score, mos_raw_0_100, mos, dmos, score)",
+                          check=non_empty)
+    group_by: str | None = setting(None, "average rows per value of this column first")
+    saliency_columns: tuple[str, ...] | None = setting(None, "comma-separated (unset: saliency_mean,saliency_var)",
+                                                       convert=comma_list, check=item_list, metavar="C,C")
+    folds: int = setting(5, "cross-validation folds", check=whole(2))
+    bootstrap: int = setting(1000, "bootstrap resamples for the interval (0: none)", check=whole(0))
+    ridge_alpha: float = setting(1.0, "ridge regression penalty", check=non_negative)
+    seed: int = setting(0, "random seed (folds, bootstrap)", check=whole(0))
+    plots: bool = PLOTS.field(help="write signal_audit.png (--no-plots skips it)", group=None)

@@ -8,25 +8,26 @@ writes the output atomically.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import pyarrow as pa
 
 from . import audit as audit_mod
-from .decode import SamplingOptions
-from .engine import ClipResult, ReduceOptions, run_clips
-from .cache import ResultCache, open_cache
+from .cache import CacheKey, ResultCache, open_cache
+from .compute import ClipJob
+from .engines import EngineSettings, get_engine
 from .errors import SalmatError
-from .models import SaliencyModel, load_model
+from .models.spec import ModelSpec
 from .options import MaterializeOptions, build_options
+from .outputs import preflight
 from .progress import ClipProgress
-from .rows import OK, SKIPPED, ColumnBuilder, Provenance, RowOutcomes, existing_values_mask
-from .sources import ClipSpec, SourceFailure, SourceOptions, plan_rows
-from .tables import TableReader, TableWriter, check_output_writable
+from .rows import ColumnBuilder, Provenance, RowOutcomes, existing_values_mask, with_float_cells
+from .sources import ClipSpec, SourceFailure, SourceOptions, check_source_options, plan_rows
+from .tables import TableReader, TableWriter, detect_format
+from .values import OK, SKIPPED, WORKER_LOST, ClipResult, ReduceOptions, SamplingOptions
 
 
 @dataclass
@@ -69,23 +70,15 @@ def materialize(input: str, output: str, **settings: Any) -> RunReport:
     return run(build_options(input, output, **settings))
 
 
-def load_model_for(opts: MaterializeOptions, threads: int | None = None) -> SaliencyModel:
-    """The model `opts` names; `threads` caps an ONNX model's inference threads (pool workers).
-
-    An ONNX model with `--device cuda|auto` runs through torch (`models/torch_backend.py`)
-    when onnxruntime has no CUDA provider but torch sees a GPU."""
-    if opts.model_path and opts.model is None and opts.device != "cpu":
-        from .models.torch_backend import load_torch_model, wants_torch
-
-        if wants_torch(opts.device):
-            return load_torch_model(opts.model_path, _preset(opts), opts.model_id, opts.device, opts.precision)
-    return load_model(opts.model, opts.model_path, _preset(opts), opts.model_id, opts.device, threads=threads)
+# ---- settings → the values each stage takes ----------------------------------
 
 
-def _preset(opts: MaterializeOptions) -> str | None:
-    if opts.historical and opts.model_path and opts.preprocess is None:
-        return "vmaf-student"
-    return opts.preprocess
+def model_spec(opts: MaterializeOptions) -> ModelSpec:
+    """The model `opts` names (`--compat historical` gives an ONNX model the student's preset)."""
+    preset = opts.preprocess
+    if opts.historical and opts.model_path and preset is None:
+        preset = "vmaf-student"
+    return ModelSpec(opts.model, opts.model_path, opts.model_id, preset, opts.device, opts.precision)
 
 
 def sampling_options(opts: MaterializeOptions) -> SamplingOptions:
@@ -96,20 +89,40 @@ def reduce_options(opts: MaterializeOptions) -> ReduceOptions:
     return ReduceOptions(opts.ema_alpha, historical_motion=opts.historical)
 
 
+def engine_settings(opts: MaterializeOptions) -> EngineSettings:
+    return EngineSettings(opts.workers, opts.clip_timeout, opts.ray_address, opts.num_gpus_per_worker)
+
+
+def engine_name(opts: MaterializeOptions, clips: int) -> str:
+    """Ray when asked; the pool for several workers and clips, or whenever a clip timeout is
+    set (it needs a process it can stop); otherwise this process."""
+    if opts.engine == "ray":
+        return "ray"
+    if clips > 0 and (opts.clip_timeout or (opts.workers > 1 and clips > 1)):
+        return "pool"
+    return "inline"
+
+
 def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     """Validate everything, then compute and write; configuration errors raise before any work."""
     started = time.perf_counter()
     opts = opts.effective()
     reader = TableReader(opts.input)
     _check_columns(reader.schema, opts)
-    ensure_output_folder(opts.output)
-    check_output_writable(opts.output, opts.input)
-    model = load_model_for(opts)
-    cache = open_cache(opts)
+    detect_format(opts.output)  # a table suffix, checked before anything is created
+    preflight({"--output": opts.output, "--audit-json": opts.audit_json}, {"the input table": opts.input})
+    check_source_options(opts.root, opts.confine_to_root)
+    spec = model_spec(opts)
+    model = spec.load()
+    job = ClipJob(spec.pinned(model.fingerprint), sampling_options(opts), reduce_options(opts))
+    cache = open_cache(opts.cache, enabled=not opts.no_cache, hash_timeout=opts.clip_timeout)
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
     keys = reader.read_columns(_key_columns(opts))
+    reader.check_unchanged()  # a table rewritten since it was opened is refused before any work
+    # Geometry cells are read one by one: a text cell ("n/a") leaves its own row without geometry.
+    keys = with_float_cells(keys, [c for c in (opts.width_column, opts.height_column) if c != opts.path_column])
     skipped = existing_values_mask(keys) & (not opts.overwrite)
     plan = plan_rows(keys, _source_options(opts), ~skipped)
     del keys
@@ -117,7 +130,7 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
 
     t = time.perf_counter()
     try:
-        results = _compute_sources(plan.sources, model, opts, rows=len(skipped), cache=cache)
+        results = _compute_sources(plan.sources, job, opts, rows=len(skipped), cache=cache)
     finally:
         if cache is not None:
             cache.close()
@@ -140,16 +153,6 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     return report
 
 
-def ensure_output_folder(output: str) -> None:
-    """Create a missing output folder (as `mkdir -p` would); failing that is a usage error."""
-    folder = os.path.dirname(os.path.abspath(output))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise SalmatError(f"cannot create the output folder {folder}: {exc.strerror or exc}; "
-                          "choose another --output") from None
-
-
 def _key_columns(opts: MaterializeOptions) -> list[str]:
     return [c for c in (opts.path_column, opts.width_column, opts.height_column, "saliency_mean", "saliency_var") if c]
 
@@ -161,35 +164,32 @@ def _source_options(opts: MaterializeOptions) -> SourceOptions:
 
 def _check_columns(schema: pa.Schema, opts: MaterializeOptions) -> None:
     if opts.path_column not in schema.names:
-        shown = ", ".join(schema.names[:12]) + (", …" if len(schema.names) > 12 else "")
+        shown = ", ".join(repr(n) for n in schema.names[:12]) + (", …" if len(schema.names) > 12 else "")
         raise SalmatError(f"{opts.input} has no column {opts.path_column!r} (columns: {shown}); "
                           "pass --path-column NAME")
 
 
-def _compute_sources(sources: list, model: SaliencyModel, opts: MaterializeOptions, rows: int,
+def _compute_sources(sources: list[ClipSpec | SourceFailure], job: ClipJob, opts: MaterializeOptions, rows: int,
                      cache: ResultCache | None = None) -> list[ClipResult]:
     """A result per distinct source: resolution failures as they are, cached clips from the
     cache, the rest computed (each `ok` result committed to the cache as it finishes)."""
     results: list[ClipResult | None] = [
         ClipResult(s.status, error=s.message) if isinstance(s, SourceFailure) else None for s in sources
     ]
-    todo = [i for i, s in enumerate(sources) if isinstance(s, ClipSpec)]
-    sampling, reduce = sampling_options(opts), reduce_options(opts)
-    keys = {}
+    todo = {i: s for i, s in enumerate(sources) if isinstance(s, ClipSpec)}
+    keys: dict[int, CacheKey | None] = {}
     with ClipProgress(len(todo), rows, quiet=opts.quiet) as progress:
         if cache is not None:
-            missing = []
-            for i in todo:
-                keys[i] = cache.key(sources[i], model.fingerprint, sampling, reduce)
+            for i, spec in list(todo.items()):
+                keys[i] = cache.key(spec, job.model.fingerprint or "", job.sampling, job.reduce)
                 hit = cache.get(keys[i])
-                if hit is None:
-                    missing.append(i)
-                else:
+                if hit is not None:
                     results[i] = hit
                     progress.update(hit)
-            todo = missing
-        position = {sources[i]: i for i in todo}
-        for spec, result in run_clips([sources[i] for i in todo], model, opts, sampling, reduce):
+                    del todo[i]
+        position = {spec: i for i, spec in todo.items()}
+        engine = get_engine(engine_name(opts, len(todo)))
+        for spec, result in engine(list(todo.values()), job, engine_settings(opts)):
             results[position[spec]] = result
             if cache is not None:
                 cache.put(keys[position[spec]], result)
@@ -198,26 +198,36 @@ def _compute_sources(sources: list, model: SaliencyModel, opts: MaterializeOptio
 
 
 def _fill(results: list[ClipResult | None]) -> list[ClipResult]:
-    return [r or ClipResult("worker-lost", error="the engine returned no result for this clip") for r in results]
+    return [r or ClipResult(WORKER_LOST, error="the engine returned no result for this clip") for r in results]
 
 
 def _write_output(reader: TableReader, outcomes: RowOutcomes, provenance: Provenance,
                   opts: MaterializeOptions) -> None:
     builder = ColumnBuilder(outcomes, provenance, opts.metadata_columns())
     schema = builder.output_schema(reader.schema)
+    rows = len(outcomes.skipped)
+
+    def changed(how: str) -> SalmatError:
+        return SalmatError(f"{opts.input} changed while it was read ({how}); nothing was written; "
+                           "rerun when it is stable")
+
     start = 0
     try:
         with TableWriter(opts.output, schema) as writer:
+            # Every check that the input is still the table that was planned happens inside this
+            # block: a failure discards the temporary file, so nothing is published.
             for batch in reader.iter_batches():
+                if start + batch.num_rows > rows:
+                    raise changed(f"more than the {rows} rows it had")
                 writer.write_batch(builder.attach(batch, start, schema))
                 start += batch.num_rows
+            if start != rows:
+                raise changed(f"{start} rows now, {rows} before")
+            reader.check_unchanged()
     except OSError as exc:  # disk full, file size limit, I/O error: the writer has already removed its temp file
         raise SalmatError(f"cannot write {opts.output}: {exc.strerror or exc}; nothing was written and any earlier "
                           "file there is untouched; free some space or choose another --output") from None
-    if start != len(outcomes.skipped):
-        raise SalmatError(f"{opts.input} changed while it was read ({start} rows now, "
-                          f"{len(outcomes.skipped)} before); rerun when it is stable")
 
 
-def print_summary(report: RunReport, stream=sys.stderr) -> None:
-    print(report.summary_line(), file=stream)
+def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
+    print(report.summary_line(), file=stream or sys.stderr)

@@ -7,13 +7,20 @@ with the Agg backend, and a missing install is a one-line `SalmatError`.
 from __future__ import annotations
 
 import math
+import os
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import SalmatError
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.typing import ColorType
 
-def pyplot():
+
+def pyplot() -> ModuleType:
     """`matplotlib.pyplot` on the Agg backend, or a one-line error naming the fix."""
     try:
         import matplotlib
@@ -66,7 +73,7 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.clip((dx @ dy) / den, -1.0, 1.0))
 
 
-def _finite_pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
+def _finite_pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -87,31 +94,31 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def save_figure(fig, path, dpi: int | None = None, colors: int = 256, facecolor=None) -> None:
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int | None = None, colors: int = 256,
+                facecolor: ColorType | None = None) -> None:
     """Write `fig` as a palette PNG (≤ `colors` colours): the same pixels size, a fraction of the bytes.
 
     The figure is rendered by Agg at `dpi`, then quantised with Pillow (a matplotlib
     dependency); `colors=0` keeps the full-colour PNG. The file is written atomically.
     """
     import io
-    import os
+
+    from .outputs import atomic_output
 
     buf = io.BytesIO()
-    kwargs = {"format": "png"}
+    kwargs: dict[str, Any] = {"format": "png"}
     if dpi is not None:
         kwargs["dpi"] = dpi
     if facecolor is not None:
         kwargs["facecolor"] = facecolor
     fig.savefig(buf, **kwargs)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    if colors:
-        from PIL import Image
+    with atomic_output(path) as f:
+        if colors:
+            from PIL import Image
 
-        buf.seek(0)
-        image = Image.open(buf).convert("RGB")
-        image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-            tmp, format="PNG", optimize=True)
-    else:
-        with open(tmp, "wb") as f:
+            buf.seek(0)
+            image = Image.open(buf).convert("RGB")
+            image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+                f, format="PNG", optimize=True)
+        else:
             f.write(buf.getvalue())
-    os.replace(tmp, path)

@@ -15,19 +15,30 @@ colours unless `colors=0`).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .color import yuv_to_rgb
+from .compute import check_uniform_size, predict_maps
 from .decode import SamplingOptions, decode_sampled
-from .engine import _check_uniform_size, predict_maps
+from .defaults import MIN_PANEL_WIDTH
 from .errors import ClipError, SalmatError
 from .maps import full_size
+from .options import PreviewOptions
+from .outputs import preflight
 from .plots import pyplot, save_figure
 from .sources import SourceFailure, SourceOptions, resolve_source
-from .temporal import DEFAULT_EMA_ALPHA, REDUCERS, reduce_all, reduce_stats
+from .temporal import REDUCERS, reduce_all, reduce_stats
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
+    from matplotlib.figure import Figure
+
+_Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), as `SheetLayout.box` gives it
 
 BACKGROUND = (1.0, 1.0, 1.0)
 OVERLAY_ALPHA = 0.6
@@ -85,13 +96,13 @@ class SheetLayout:
         return [self.box(2, c) for c in range(len(self.reducers))]
 
 
-def sheet_layout(frames: int, frame_width: int, frame_height: int, reducers=REDUCERS,
+def sheet_layout(frames: int, frame_width: int, frame_height: int, reducers: Sequence[str] = REDUCERS,
                  panel_width: int = 200) -> SheetLayout:
     """The geometry for `frames` sampled frames of a `frame_width × frame_height` clip."""
     if frames < 1:
         raise SalmatError("a contact sheet needs at least one frame")
-    if panel_width < 16:
-        raise SalmatError(f"--panel-width must be ≥ 16 pixels, got {panel_width}")
+    if panel_width < MIN_PANEL_WIDTH:
+        raise SalmatError(f"--panel-width must be ≥ {MIN_PANEL_WIDTH} pixels, got {panel_width}")
     panel_height = max(1, int(round(panel_width * frame_height / max(frame_width, 1))))
     return SheetLayout(frames, tuple(reducers), int(panel_width), panel_height)
 
@@ -104,42 +115,30 @@ class PreviewResult:
     stats: dict[str, tuple[float, float]]
 
 
-def preview(
-    clip: str,
-    out: str = "sheet.png",
-    model: str | None = None,
-    preprocess: str | None = None,
-    frame_samples: int = 6,
-    sampling: str = "clip",
-    max_frames: int = 8,
-    ema_alpha: float = DEFAULT_EMA_ALPHA,
-    reducers=REDUCERS,
-    panel_width: int = 200,
-    default_width: int | None = None,
-    default_height: int | None = None,
-    colors: int = 256,
-) -> PreviewResult:
-    """Decode, run the model, reduce, and draw the sheet; returns its layout and the per-reducer stats."""
+def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+            **settings: Any) -> PreviewResult:
+    """Decode, run the model, reduce, and draw the sheet; returns its layout and the per-reducer stats.
+
+    `settings` are `salmat.options.PreviewOptions`: the `salmat preview` flags with underscores
+    (`reducers` takes a comma-separated string or a list). `out=None` writes `sheet.png`."""
     from .compare import load_models
 
+    opts = PreviewOptions.build(clip=clip, **settings, **({} if out is None else {"out": out}))
+    opts.validate()
+    # The steps below read plain names; these are the validated settings.
+    clip, out, model, preprocess, sampling = opts.clip, opts.out, opts.model, opts.preprocess, opts.sampling
+    ema_alpha, reducers, panel_width, colors = opts.ema_alpha, opts.reducers, opts.panel_width, opts.colors
+    default_width, default_height = opts.default_width, opts.default_height
     plt = pyplot()
-    if not isinstance(frame_samples, int) or frame_samples < 1:
-        raise SalmatError(f"--frame-samples must be a whole number ≥ 1, got {frame_samples!r}")
-    if not 0 < ema_alpha <= 1:
-        raise SalmatError(f"--ema-alpha must be in (0, 1], got {ema_alpha}")
-    bad = [r for r in reducers if r not in REDUCERS]
-    if bad:
-        raise SalmatError(f"unknown reducer(s) {', '.join(bad)}; choose from {', '.join(REDUCERS)}")
-    if not isinstance(colors, int) or not 0 <= colors <= 256:
-        raise SalmatError(f"--colors must be 0 (full colour) or 1–256, got {colors!r}")
     spec = resolve_source(str(clip), None, None, SourceOptions(default_width=default_width,
                                                                default_height=default_height))
     if isinstance(spec, SourceFailure):
         raise SalmatError(f"{clip}: {spec.message} ({spec.status})")
-    saliency = load_models([model or "image_signature_v1"], preprocess=preprocess)[0]
+    saliency = load_models([model or "image_signature_v1"], preprocess=preprocess, device=opts.device)[0]
+    preflight({"--out": out}, {"the clip": clip, "the model": model if model and os.path.isfile(model) else None})
     try:
-        frames = decode_sampled(spec, SamplingOptions(sampling, frame_samples, max_frames, 8192 * 8192))
-        _check_uniform_size(frames)
+        frames = decode_sampled(spec, SamplingOptions(sampling, opts.frame_samples, opts.max_frames, opts.max_pixels))
+        check_uniform_size(frames)
         maps = predict_maps(saliency, frames)
     except ClipError as exc:
         raise SalmatError(f"{clip}: {exc.message} ({exc.status})") from None
@@ -151,23 +150,23 @@ def preview(
     layout = sheet_layout(len(frames), frames[0].width, frames[0].height, reducers, panel_width)
     w, h = layout.size
     dpi = 100
-    fig = plt.figure(figsize=(w / dpi, h / dpi), dpi=dpi, facecolor=BACKGROUND)
+    fig: Figure = plt.figure(figsize=(w / dpi, h / dpi), dpi=dpi, facecolor=BACKGROUND)
     cmap = _colormap("inferno")
 
-    def panel(box, image, **kw):
+    def panel(box: _Box, image: np.ndarray, **kw: Any) -> Axes:
         x0, y0, x1, y1 = box
         ax = fig.add_axes((x0 / w, 1 - y1 / h, (x1 - x0) / w, (y1 - y0) / h))
         ax.imshow(image, aspect="auto", interpolation="bilinear", **kw)
         ax.set_axis_off()
         return ax
 
-    def label(box, text):
+    def label(box: _Box, text: str) -> None:
         x0, _, x1, y1 = box
         fig.text((x0 + x1) / 2 / w, 1 - (y1 + layout.label_height / 2) / h, text, ha="center", va="center",
                  fontsize=6.5, family="monospace", linespacing=1.1)
 
     stride = max(1, frames[0].width // (2 * panel_width))
-    for i, (frame, frame_map) in enumerate(zip(frames, full_size(maps))):
+    for i, (frame, frame_map) in enumerate(zip(frames, full_size(maps), strict=True)):
         rgb = yuv_to_rgb(frame)[::stride, ::stride]
         sal = np.clip(frame_map[::stride, ::stride], 0.0, 1.0)
         panel(layout.frame_boxes()[i], rgb)
@@ -184,13 +183,12 @@ def preview(
     fig.text(layout.gap / w, 1 - (layout.title_height / 2) / h,
              f"{os.path.basename(str(clip))} — {saliency.id}, {len(frames)} sampled frames "
              f"({sampling})", ha="left", va="center", fontsize=8)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, out, dpi=dpi, colors=colors, facecolor=BACKGROUND)
     plt.close(fig)
     return PreviewResult(str(out), layout, saliency.id, stats)
 
 
-def _colormap(name: str):
+def _colormap(name: str) -> Colormap:
     import matplotlib
 
     return matplotlib.colormaps[name]

@@ -13,22 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .engine import ClipResult
+from .values import OK, SKIPPED, STATUSES, ClipResult
 
-OK = "ok"
-SKIPPED = "skipped-existing"
-STATUSES = (
-    OK,
-    SKIPPED,
-    "missing-source",
-    "missing-geometry",
-    "decode-failed",
-    "model-failed",
-    "decode-timeout",
-    "model-timeout",
-    "outside-root",
-    "worker-lost",
-)
 _CODE = {status: code for code, status in enumerate(STATUSES)}
 VALUE_COLUMNS = ("saliency_mean", "saliency_var")
 
@@ -52,7 +38,9 @@ class RowOutcomes:
     source_error: pa.Array     # string per source (null unless failed)
 
     @classmethod
-    def build(cls, skipped: np.ndarray, row_source: np.ndarray, results: list[ClipResult], aggregator: str):
+    def build(
+        cls, skipped: np.ndarray, row_source: np.ndarray, results: list[ClipResult], aggregator: str
+    ) -> RowOutcomes:
         status = np.array([_CODE[r.status] for r in results], dtype=np.int8)
         mean = np.array([r.stats[aggregator][0] if r.status == OK else np.nan for r in results], dtype=np.float64)
         var = np.array([r.stats[aggregator][1] if r.status == OK else np.nan for r in results], dtype=np.float64)
@@ -73,37 +61,87 @@ class RowOutcomes:
 
 
 def existing_values_mask(table: pa.Table) -> np.ndarray:
-    """Rows holding finite `saliency_mean` AND `saliency_var` (a lone mean is not existing)."""
+    """Rows holding finite `saliency_mean` AND `saliency_var` (a lone mean is not existing).
+
+    Each cell is read on its own (`float_cells`): text that is no number makes its own row
+    not existing, and no other."""
     mask = np.ones(table.num_rows, dtype=bool)
     for name in VALUE_COLUMNS:
         if name not in table.column_names:
             return np.zeros(table.num_rows, dtype=bool)
-        values = _as_float(table.column(name)).to_numpy(zero_copy_only=False)
+        values = float_cells(table.column(name)).to_numpy(zero_copy_only=False)
         mask &= np.isfinite(values.astype(np.float64))
     return mask
 
 
-def _as_float(col) -> pa.ChunkedArray | pa.Array:
+# A superset of the text Arrow's string → float64 cast accepts (checked by a test): a cell that
+# doesn't match can't parse, so only matching cells are cast.
+_NUMBER_TEXT = r"(?is)^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf(?:inity)?|nan.*)$"
+
+
+def float_cells(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """`col` as float64, cell by cell: a cell that can't be read as a number is null, and only
+    that cell (`"n/a"` in a column of numbers written as text leaves the others as they are).
+
+    Numbers and numeric text become their value; a column of a type with no numeric reading
+    (lists, structs, timestamps) is all null. Each cell gets the value Arrow's cast gives it
+    alone, however the column is cut into batches.
+    """
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    if pa.types.is_string_view(col.type):
+        col = col.cast(pa.string())
     try:
         return pc.cast(col, pa.float64(), safe=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         return pa.nulls(len(col), pa.float64())
+    numeric = pc.fill_null(pc.match_substring_regex(col, _NUMBER_TEXT), False)
+    text = pc.if_else(numeric, col, pa.scalar(None, col.type))
+    try:
+        return pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        pass
+    # Text the pattern lets through but Arrow refuses (rare): cast each distinct value alone.
+    encoded = pc.dictionary_encode(text)
+    values = []
+    for value in encoded.dictionary.to_pylist():
+        try:
+            values.append(pc.cast(pa.array([value], col.type), pa.float64())[0].as_py())
+        except pa.ArrowInvalid:
+            values.append(None)
+    return pa.array(values, pa.float64()).take(encoded.indices)
 
 
-def _cast_or_null(col, typ: pa.DataType):
-    """`col` as `typ`; a column that can't be (text in a float column) becomes null.
+def _cast_or_null(col: pa.ChunkedArray | pa.Array, typ: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    """`col` as `typ`; a float64 column cell by cell (`float_cells`), any other column that
+    can't be cast becomes null.
 
-    Only skipped rows use the old values. A value column that can't be read as numbers has
-    no skipped rows (`existing_values_mask`), so no value is lost; an old metadata column of
-    the wrong kind (text in `saliency_ema_alpha`) comes out null rather than crashing the run.
+    Only skipped rows use the old values, and they are exactly the rows whose value cells
+    read as finite numbers (`existing_values_mask`, same `float_cells`), so no value is lost;
+    an old metadata column of the wrong kind comes out null rather than crashing the run.
     """
+    if pa.types.is_floating(typ):
+        return pc.cast(float_cells(col), typ)
     try:
         return pc.cast(col, typ, safe=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return pa.nulls(len(col), typ)
 
 
-def _constant_where(mask: np.ndarray, value, typ: pa.DataType) -> pa.Array:
+def with_float_cells(table: pa.Table, names: list[str]) -> pa.Table:
+    """`table` with each named column (those it has) read as numbers cell by cell (`float_cells`)."""
+    for name in names:
+        index = table.schema.get_field_index(name)
+        if name and index >= 0:
+            table = table.set_column(index, name, float_cells(table.column(index)))
+    return table
+
+
+def _constant_where(mask: np.ndarray, value: object, typ: pa.DataType) -> pa.Array:
     """`value` where `mask`, null elsewhere, without a Python object per row."""
     return pc.if_else(pa.array(mask), pa.scalar(value, typ), pa.scalar(None, typ))
 

@@ -17,18 +17,18 @@ reduced to one row per clip by the mean, so frames don't inflate n.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import SalmatError
+from .options import AuditOptions
+from .outputs import preflight, write_json, write_text
 from .plots import clean, fmt, pearson, spearman
 from .tables import TableReader
 
@@ -46,6 +46,34 @@ MIN_FINITE = 0.5
 MIN_ROWS_FOR_CV = 10
 
 
+class FeatureStats(TypedDict):
+    """One feature's entry in the report's `features` list."""
+
+    column: str
+    saliency: bool
+    finite_ratio: float | None
+    std: float | None
+    iqr: float | None
+    pearson: float | None
+    spearman: float | None
+    n: int
+    rank: NotRequired[int]   # set once the features are sorted
+
+
+class RedundantPair(TypedDict):
+    a: str
+    b: str
+    pearson: float | None
+
+
+class ComplementaryPair(TypedDict):
+    a: str
+    b: str
+    pearson: float | None
+    a_target_r: float
+    b_target_r: float
+
+
 @dataclass
 class AuditReport:
     report: dict[str, Any]
@@ -60,32 +88,25 @@ class AuditReport:
         return self.report.get("incremental")
 
 
-def audit_table(
-    input: str,
-    out: str | None = None,
-    target: str = "auto",
-    group_by: str | None = None,
-    saliency_columns: Sequence[str] | None = None,
-    folds: int = 5,
-    bootstrap: int = 1000,
-    ridge_alpha: float = 1.0,
-    seed: int = 0,
-    plots: bool = True,
-) -> AuditReport:
-    """Audit a feature table; writes `signal_audit.json` and `signal_audit.md` into `out` when given."""
-    reader = TableReader(input)
+def audit_table(input: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                **settings: Any) -> AuditReport:
+    """Audit a feature table; writes `signal_audit.json` and `signal_audit.md` into `out` when given.
+
+    `settings` are `salmat.options.AuditOptions`: the `salmat audit` flags with underscores."""
+    AuditOptions.build(input=input, out=out, **settings).validate()  # before the table is read
+    reader = TableReader(os.fspath(input))
     table = reader.read_columns(reader.schema.names)
-    return audit_arrow(table, input, out=out, target=target, group_by=group_by, saliency_columns=saliency_columns,
-                       folds=folds, bootstrap=bootstrap, ridge_alpha=ridge_alpha, seed=seed, plots=plots)
+    return audit_arrow(table, os.fspath(input), out=out, **settings)
 
 
-def audit_arrow(table: pa.Table, name: str = "<table>", out: str | None = None, target: str = "auto",
-                group_by: str | None = None, saliency_columns: Sequence[str] | None = None, folds: int = 5,
-                bootstrap: int = 1000, ridge_alpha: float = 1.0, seed: int = 0, plots: bool = True) -> AuditReport:
-    if folds < 2:
-        raise SalmatError(f"--folds must be ≥ 2, got {folds}")
-    if bootstrap < 0:
-        raise SalmatError(f"--bootstrap must be ≥ 0, got {bootstrap}")
+def audit_arrow(table: pa.Table, name: str = "<table>", out: str | os.PathLike[str] | None = None,
+                **settings: Any) -> AuditReport:
+    """Audit an Arrow table (`name` labels it in messages); `settings` as for `audit_table`."""
+    opts = AuditOptions.build(input=name, out=out, **settings)
+    opts.validate()
+    # The steps below read plain names; these are the validated settings.
+    out, target, group_by, saliency_columns = opts.out, opts.target, opts.group_by, opts.saliency_columns
+    folds, bootstrap, ridge_alpha, seed, plots = opts.folds, opts.bootstrap, opts.ridge_alpha, opts.seed, opts.plots
     names = table.column_names
     target = _pick_target(names, target, name)
     numeric = [c for c in names if _is_numeric(table.schema.field(c).type)]
@@ -114,8 +135,11 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | None = None, 
     missing = [c for c in sal_cols if c not in features]
     if missing:
         raise SalmatError(f"saliency column(s) {', '.join(missing)} are not numeric columns of {name}")
+    if out is not None:
+        written = ["signal_audit.json", "signal_audit.md"] + (["signal_audit.png"] if plots else [])
+        preflight([(f"--out ({w})", os.path.join(out, w)) for w in written], [name] if os.path.exists(name) else [])
 
-    feats = []
+    feats: list[FeatureStats] = []
     for c in features:
         v = x[c]
         fin = np.isfinite(v)
@@ -158,7 +182,6 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | None = None, 
     }
     files = {}
     if out is not None:
-        os.makedirs(out, exist_ok=True)
         files = {"json": os.path.join(out, "signal_audit.json"), "md": os.path.join(out, "signal_audit.md")}
         if plots:
             png = os.path.join(out, "signal_audit.png")
@@ -169,8 +192,8 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | None = None, 
             except SalmatError as exc:   # matplotlib missing: the numbers still stand
                 report["plot"] = None
                 report["plot_skipped"] = str(exc)
-        Path(files["json"]).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        Path(files["md"]).write_text(markdown(report), encoding="utf-8")
+        write_json(files["json"], report)
+        write_text(files["md"], markdown(report))
     return AuditReport(report, files)
 
 
@@ -191,15 +214,16 @@ def _pick_target(names: list[str], target: str | None, where: str) -> str:
 
 
 def _is_numeric(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:
     col = pc.cast(table.column(name), pa.float64(), safe=False)
-    return col.to_numpy(zero_copy_only=False).astype(np.float64)
+    values: np.ndarray = col.to_numpy(zero_copy_only=False).astype(np.float64)
+    return values
 
 
-def _group_mean(data: dict[str, np.ndarray], key_col, key: str) -> dict[str, np.ndarray]:
+def _group_mean(data: dict[str, np.ndarray], key_col: pa.ChunkedArray, key: str) -> dict[str, np.ndarray]:
     """Per-group mean of each column over its finite values (NaN where a group has none)."""
     codes_arr = pc.dictionary_encode(pc.cast(key_col, pa.string())).combine_chunks()
     codes = codes_arr.indices.to_numpy(zero_copy_only=False)
@@ -209,7 +233,7 @@ def _group_mean(data: dict[str, np.ndarray], key_col, key: str) -> dict[str, np.
     codes = np.where(null, -1, codes).astype(np.int64)
     groups = len(codes_arr.dictionary)
     keep = codes >= 0
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for c, v in data.items():
         fin = keep & np.isfinite(v)
         sums = np.bincount(codes[fin], weights=v[fin], minlength=groups)
@@ -222,8 +246,10 @@ def _group_mean(data: dict[str, np.ndarray], key_col, key: str) -> dict[str, np.
 # ---- pairs and family --------------------------------------------------------------
 
 
-def _pairs(features, x, by_name):
-    redundant, complementary = [], []
+def _pairs(features: list[str], x: dict[str, np.ndarray],
+           by_name: dict[str, FeatureStats]) -> tuple[list[RedundantPair], list[ComplementaryPair]]:
+    redundant: list[RedundantPair] = []
+    complementary: list[ComplementaryPair] = []
     for i, a in enumerate(features):
         for b in features[i + 1:]:
             r = pearson(x[a], x[b])
@@ -235,16 +261,16 @@ def _pairs(features, x, by_name):
             if (abs(r) <= COMPLEMENT_R and ra is not None and rb is not None
                     and abs(ra) >= COMPLEMENT_TARGET_R and abs(rb) >= COMPLEMENT_TARGET_R):
                 complementary.append({"a": a, "b": b, "pearson": clean(r), "a_target_r": ra, "b_target_r": rb})
-    redundant.sort(key=lambda p: -abs(p["pearson"]))
+    redundant.sort(key=lambda p: -abs(p["pearson"] or 0.0))  # never None: only a finite r makes a pair
     complementary.sort(key=lambda p: -(abs(p["a_target_r"]) + abs(p["b_target_r"])))
     return redundant, complementary
 
 
-def _family(sal_cols, by_name) -> dict[str, Any]:
+def _family(sal_cols: list[str], by_name: dict[str, FeatureStats]) -> dict[str, Any]:
     if not sal_cols:
         return {"status": "missing", "columns": [],
                 "reason": "no saliency_mean/saliency_var columns; run `salmat materialize` first"}
-    rhos = [abs(by_name[c]["spearman"]) for c in sal_cols if by_name[c]["spearman"] is not None]
+    rhos = [abs(rho) for rho in (by_name[c]["spearman"] for c in sal_cols) if rho is not None]
     finite = [by_name[c]["finite_ratio"] or 0.0 for c in sal_cols]
     max_rho = max(rhos) if rhos else None
     if max(finite) < MIN_FINITE:
@@ -260,12 +286,14 @@ def _family(sal_cols, by_name) -> dict[str, Any]:
 # ---- incremental value ------------------------------------------------------------------
 
 
-def _usable(c, by_name) -> bool:
+def _usable(c: str, by_name: dict[str, FeatureStats]) -> bool:
     f = by_name[c]
     return (f["finite_ratio"] or 0.0) >= MIN_FINITE and (f["std"] or 0.0) > 0
 
 
-def _incremental(x, y, features, sal_cols, by_name, folds, bootstrap, alpha, seed) -> dict[str, Any]:
+def _incremental(x: dict[str, np.ndarray], y: np.ndarray, features: list[str], sal_cols: list[str],
+                 by_name: dict[str, FeatureStats], folds: int, bootstrap: int, alpha: float,
+                 seed: int) -> dict[str, Any]:
     base_cols = [c for c in features if c not in sal_cols and _usable(c, by_name)]
     sal_used = [c for c in sal_cols if _usable(c, by_name)]
     n = y.size
@@ -284,7 +312,7 @@ def _incremental(x, y, features, sal_cols, by_name, folds, bootstrap, alpha, see
     base = {"srocc": _srocc(pred_base, y), "plcc": _plcc(pred_base, y)}
     full = {"srocc": _srocc(pred_full, y), "plcc": _plcc(pred_full, y)}
     delta = {k: full[k] - base[k] for k in base}
-    ci = {k: [None, None] for k in base}
+    ci: dict[str, list[float | None]] = {k: [None, None] for k in base}
     if bootstrap > 0:
         boots = {"srocc": np.empty(bootstrap), "plcc": np.empty(bootstrap)}
         for b in range(bootstrap):
@@ -306,7 +334,8 @@ def _incremental(x, y, features, sal_cols, by_name, folds, bootstrap, alpha, see
                         "no clear added value (the SROCC CI includes 0 or lies below it)")}
 
 
-def _cv_predict(x, y, cols, fold_of, folds, alpha) -> np.ndarray:
+def _cv_predict(x: dict[str, np.ndarray], y: np.ndarray, cols: list[str], fold_of: np.ndarray, folds: int,
+                alpha: float) -> np.ndarray:
     pred = np.empty(y.size)
     mat = np.column_stack([x[c] for c in cols]) if cols else np.zeros((y.size, 0))
     for k in range(folds):
@@ -315,7 +344,7 @@ def _cv_predict(x, y, cols, fold_of, folds, alpha) -> np.ndarray:
     return pred
 
 
-def _ridge_fit_predict(x_train, y_train, x_test, alpha) -> np.ndarray:
+def _ridge_fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alpha: float) -> np.ndarray:
     """Ridge on standardised features (train statistics; NaN imputed by the train mean), closed form."""
     y_mean = float(y_train.mean())
     if x_train.shape[1] == 0:
@@ -333,12 +362,12 @@ def _ridge_fit_predict(x_train, y_train, x_test, alpha) -> np.ndarray:
     return zs @ w + y_mean
 
 
-def _srocc(pred, y) -> float:
+def _srocc(pred: np.ndarray, y: np.ndarray) -> float:
     r = spearman(pred, y)
     return 0.0 if not math.isfinite(r) else r
 
 
-def _plcc(pred, y) -> float:
+def _plcc(pred: np.ndarray, y: np.ndarray) -> float:
     r = pearson(pred, y)
     return 0.0 if not math.isfinite(r) else r
 
@@ -370,7 +399,8 @@ def markdown(rep: dict[str, Any]) -> str:
                   + ", ".join(f"`{c}`" for c in inc["saliency_columns"])
                   + f"; 95% paired bootstrap interval over {inc['bootstrap']} resamples.", "",
                   "| | SROCC | PLCC |", "| --- | ---: | ---: |",
-                  f"| without saliency | {fmt(inc['without_saliency']['srocc'])} | {fmt(inc['without_saliency']['plcc'])} |",
+                  f"| without saliency | {fmt(inc['without_saliency']['srocc'])} | "
+                  f"{fmt(inc['without_saliency']['plcc'])} |",
                   f"| with saliency | {fmt(inc['with_saliency']['srocc'])} | {fmt(inc['with_saliency']['plcc'])} |",
                   f"| difference | {fmt(inc['delta']['srocc'])} [{fmt(inc['ci95']['srocc'][0])}, "
                   f"{fmt(inc['ci95']['srocc'][1])}] | {fmt(inc['delta']['plcc'])} [{fmt(inc['ci95']['plcc'][0])}, "

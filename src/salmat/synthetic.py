@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -39,7 +40,7 @@ def disc_frame_rgb(index: int, frames: int, width: int, height: int, seed: int =
 def disc_mask(index: int, frames: int, width: int, height: int) -> np.ndarray:
     cx, cy = disc_center(index, frames, width, height)
     yy, xx = np.mgrid[0:height, 0:width]
-    return (xx - cx) ** 2 + (yy - cy) ** 2 <= disc_radius(width, height) ** 2
+    return cast(np.ndarray, (xx - cx) ** 2 + (yy - cy) ** 2 <= disc_radius(width, height) ** 2)
 
 
 def write_disc_clip(path: str | Path, width: int = 320, height: int = 180, frames: int = 24, fps: int = 25,
@@ -50,6 +51,7 @@ def write_disc_clip(path: str | Path, width: int = 320, height: int = 180, frame
         codec = "mpeg4"
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream), f"{codec} is not a video codec"
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         if gop:

@@ -14,12 +14,19 @@ identical column types. Column types follow these rules:
 
 * Parquet: types exactly as stored.
 * JSONL: types are inferred over the *whole* file (not just its first block): JSON integers
-  -> int64, any JSON fraction in a column -> float64 for the whole column, true/false -> bool,
+  -> int64, or uint64 for a column whose integers are all >= 0 and some beyond int64 (up to
+  2**64 - 1); any JSON fraction in a column -> float64 for the whole column, true/false -> bool,
   strings -> string (``"00123"`` stays the string ``"00123"``; date-like strings also stay
   strings), objects -> struct, arrays -> list. ``null`` is a missing value, so an int column
   with nulls stays int64. A column that is null on every row becomes string. A column that
   holds two JSON types (say numbers on one line, strings on another), an invalid JSON line, a
   line that is not an object, a repeated key or invalid UTF-8 is an error naming the line.
+  No number is silently changed, so these are errors too: an integer no 64-bit type holds
+  (below -2**63 or above 2**64 - 1), a number too large for float64 (``1e400``), and a column
+  whose integers can't all be held exactly by one type (one beyond int64 beside a negative
+  number or a fraction; one float64 can't hold exactly, such as 2**53 + 1, beside a fraction).
+  Store such values as strings. A line that nests objects and arrays more than 64 levels deep
+  (the row object counts as one) is refused before it is parsed.
 * CSV/TSV: every cell is first read as text, then each column gets one type from all of its
   non-empty cells over the whole file, first rule that fits:
   int64 if every value round-trips exactly through int (``str(int(v)) == v``, so ``"00123"``,
@@ -27,15 +34,25 @@ identical column types. Column types follow these rules:
   true/false (also True/False, TRUE/FALSE); float64 if every value is a plain decimal number
   (``-12``, ``0.5``, ``1e+20``; no leading zeros, no ``+``) or nan/inf/-inf; otherwise string.
   Integer-looking text too large for int64 keeps the whole column string, so long ids are not
-  rounded. An unquoted empty cell is null; a quoted empty cell (``""``) is an empty string in
-  a string column and null in any other. A column with no non-empty cell is string. Paths,
+  rounded; so does an integer float64 can't hold exactly (2**53 + 1) in a column that would
+  otherwise be float64, and a number too large for float64 (``1e400``, not ``inf``). An
+  unquoted empty cell is null; a quoted empty cell (``""``) is an empty string in a string
+  column and null in any other. A column with no non-empty cell is string. Paths,
   codes with leading zeros and dates therefore stay strings. In a one-column file a blank
   line is a row with a null value; with more columns blank lines are skipped.
 
 An empty file (JSONL with no objects, CSV without even a header) reads as a table with no
 columns and no rows; a CSV with only a header has its columns (typed string) and no rows.
 
-Anything wrong with an input (missing, unreadable, malformed, inconsistent) raises
+Column names must be unique in every format (Parquet too), and so must the field names of
+each struct column: two columns called ``x`` are an error, not one column read twice.
+
+The file may not change while it is read: each pass checks that it still holds `num_rows`
+rows, and `TableReader.check_unchanged` compares its size, modification and change times,
+inode and device with those it had when it was opened (call it before publishing anything
+built from it). A JSONL line read in a pass is held to the scan's nesting and length limits.
+
+Anything wrong with an input (missing, unreadable, malformed, inconsistent, changed) raises
 `SalmatError` with a one-line message naming the file and the problem, never a traceback.
 
 Writing (`TableWriter`) goes to a temporary file in the output's folder, which is fsynced and
@@ -69,12 +86,12 @@ import hashlib
 import io
 import json
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -82,6 +99,7 @@ import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from salmat.errors import SalmatError
+from salmat.outputs import AtomicFile, preflight
 
 __all__ = [
     "TableReader",
@@ -112,6 +130,31 @@ _JSONL_SCAN_CHUNK = 8 * _MiB  # bytes parsed at once while inferring the JSONL s
 _CSV_BLOCK = 8 * _MiB  # pyarrow CSV block; also the longest row a CSV may have
 _MESSAGE_LIMIT = 300  # keep quoted pyarrow messages to one readable line
 
+# JSONL: deeper nesting is refused before pyarrow (which crashes on it) or Python recursion sees it.
+_MAX_NESTING = 64
+# Only `{`, `[` (as `{`) and line ends kept: a run of more than _MAX_NESTING `{` is a line with
+# that many opening brackets, the only kind that can nest too deep.
+_OPENERS_SHAPE = bytes.maketrans(b"[", b"{")
+_NOT_OPENERS = bytes(b for b in range(256) if b not in b"{[\n")
+_TOO_MANY_OPENERS = b"{" * (_MAX_NESTING + 1)
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"{}[]\n')  # dropped when measuring depth
+# Integers of 16 digits or more are the only ones beyond int64 or that float64 may not hold
+# exactly (2**53 has 16 digits), and a number too large for float64 has an integer part of 16
+# digits or more or an exponent of 3 digits or more. In a chunk's "shape" digits read 0, e/E
+# read e, + stays, and what may come before a JSON number (`:` `,` `[` `-` whitespace) reads as
+# a space, so `_WIDE_NUMBER_TOKENS` find such numbers (a run after a decimal point or a letter
+# is no integer part). Strings that look like one only cost a parse of their line.
+_NUMBER_SHAPE = bytes(
+    ord("0") if 48 <= b <= 57 else ord("e") if b in b"eE" else ord(" ") if b in b":,[-\x20\t\r" else
+    b if b in b"\n+" else ord("x")
+    for b in range(256)
+)
+_WIDE_NUMBER_TOKENS = (b" " + b"0" * 16, b"e000", b"e+000")
+_FLOAT_EXACT = 2**53
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+
 # CSV typing rules, as RE2 patterns run by pyarrow over whole columns.
 # `^(0|-?[1-9][0-9]*)$` is exactly the set of strings with str(int(v)) == v.
 _INT_PATTERN = r"^(0|-?[1-9][0-9]*)$"
@@ -120,6 +163,7 @@ _FLOAT_PATTERN = (
     r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
     r"|(?i:-?(nan|inf|infinity)))$"
 )
+_NON_FINITE_PATTERN = r"^(?i:-?(nan|inf|infinity))$"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -189,6 +233,36 @@ def _unique_names(path: Path, names: list[str]) -> None:
         seen.add(name)
 
 
+def _check_names(path: Path, schema: pa.Schema) -> None:
+    """Every column, and every field of a struct column, must have its own name: with two
+    columns called `x`, one would silently take the other's values (or a lookup would fail)."""
+    _unique_names(path, schema.names)
+
+    def visit(data_type: pa.DataType, where: str) -> None:
+        if pa.types.is_struct(data_type):
+            names = [f.name for f in data_type]
+            repeated = next((n for n in names if names.count(n) > 1), None)
+            if repeated is not None:
+                raise _malformed(path, f"column {where!r} has two fields named {repeated!r}",
+                                 "give every field its own name")
+            for child in data_type:
+                visit(child.type, f"{where}.{child.name}")
+        elif pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
+            visit(data_type.value_type, f"{where}[]")
+        elif pa.types.is_map(data_type):
+            visit(data_type.key_type, f"{where}{{key}}")
+            visit(data_type.item_type, f"{where}{{value}}")
+
+    for field in schema:
+        visit(field.type, field.name)
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int, int, int]:
+    """What tells one version of a file from another without reading it."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """Return `batch` with exactly `schema`'s columns and types (absent columns as nulls)."""
     if batch.schema.equals(schema):
@@ -225,6 +299,15 @@ def _rebatch(batches: Iterable[pa.RecordBatch], schema: pa.Schema, batch_rows: i
 # --------------------------------------------------------------------------- reading
 
 
+class _Source(Protocol):
+    """What `TableReader` needs of a format's reader (`_ParquetSource`, `_JsonlSource`, `_CsvSource`)."""
+
+    schema: pa.Schema
+    num_rows: int
+
+    def batches(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]: ...
+
+
 class TableReader:
     """One input table, validated on open and read in two passes with identical types.
 
@@ -236,11 +319,17 @@ class TableReader:
         self.path = Path(path)
         self.format = detect_format(self.path)
         _require_file(self.path)
-        source_class = {"parquet": _ParquetSource, "jsonl": _JsonlSource, "csv": _CsvSource}[self.format]
+        sources: dict[str, Callable[[Path], _Source]] = {
+            "parquet": _ParquetSource, "jsonl": _JsonlSource, "csv": _CsvSource,
+        }
+        source_class = sources[self.format]
         try:
+            # Taken before the first byte is read: `check_unchanged` compares against it.
+            self._stamp = _file_stamp(self.path)
             self._source = source_class(self.path)
         except OSError as exc:
             raise _unreadable(self.path, exc) from None
+        _check_names(self.path, self._source.schema)
 
     @property
     def schema(self) -> pa.Schema:
@@ -262,21 +351,52 @@ class TableReader:
             # A column-less table that still knows its row count.
             return pa.table({"_": pa.nulls(self.num_rows)}).select([])
         schema = pa.schema([self.schema.field(n) for n in present])
-        batches = [_conform(b, schema) for b in self._guarded(self._source.batches(present))]
+        batches = [_conform(b, schema) for b in self._counted(self._guarded(self._source.batches(present)))]
         return pa.Table.from_batches(batches, schema=schema)
 
     def iter_batches(self, batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
-        """Stream the whole table in file order, `batch_rows` rows per batch (last may be shorter)."""
+        """Stream the whole table in file order, `batch_rows` rows per batch (last may be shorter).
+
+        Raises SalmatError as soon as the file turns out to hold more rows than `num_rows`,
+        and at the end if it held fewer (it changed since it was opened).
+        """
         if batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
         schema = self.schema
-        conformed = (_conform(b, schema) for b in self._guarded(self._source.batches(None)))
+        conformed = (_conform(b, schema) for b in self._counted(self._guarded(self._source.batches(None))))
         return _rebatch(conformed, schema, batch_rows)
+
+    def check_unchanged(self) -> None:
+        """Raise SalmatError if the file is not the one opened: its size, modification or change
+        time, inode or device differ from when `TableReader` was created (rewritten, appended,
+        replaced). Call it after the last read, before publishing anything made from it."""
+        try:
+            now = _file_stamp(self.path)
+        except OSError as exc:
+            raise self._changed(f"it can no longer be read: {_os_problem(exc)}") from None
+        if now != self._stamp:
+            raise self._changed("its size, time stamps or inode differ from when it was opened")
+
+    def _changed(self, how: str) -> SalmatError:
+        return SalmatError(f"{self.path} changed while it was read ({how}); rerun when it is stable")
+
+    def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Pass batches on while checking that the file still holds exactly `num_rows` rows."""
+        seen = 0
+        for batch in batches:
+            seen += batch.num_rows
+            if seen > self.num_rows:
+                raise self._changed(f"more than the {self.num_rows} rows it had when opened")
+            yield batch
+        if seen != self.num_rows:
+            raise self._changed(f"{seen} rows now, {self.num_rows} when it was opened")
 
     def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """Turn a failure mid-stream (file changed, corrupt page) into a SalmatError."""
         try:
             yield from batches
+        except _FileChanged as exc:
+            raise self._changed(str(exc)) from None
         except _DATA_ERRORS as exc:
             raise _data_failure(self.path, exc, "repair or regenerate the file") from None
 
@@ -303,6 +423,10 @@ class _JsonlSource:
         self.path = path
         self.num_rows = 0
         self._longest_line = 0
+        # Integers beyond int64 or that float64 can't hold exactly, by place in the row:
+        # (line, value) of the first one.
+        self._wide: dict[_JsonPath, tuple[int, int]] = {}
+        self._negative_wide: set[_JsonPath] = set()
         merged = pa.schema([])
         with open(path, "rb") as file:
             for first_line, chunk in _line_chunks(file, _JSONL_SCAN_CHUNK):
@@ -317,6 +441,84 @@ class _JsonlSource:
                 except _TypeConflict as conflict:
                     raise self._explain(str(conflict), None) from None
         self.schema = pa.schema([f.with_type(_settle(f.type, final=True)) for f in merged])
+        if self._wide:
+            self.schema = self._exact_integers(self.schema)
+
+    def _note_wide_numbers(self, chunk: bytes, first_line: int) -> None:
+        """Find the numbers pyarrow would change and refuse those no type holds exactly.
+
+        An integer beyond int64 (pyarrow makes its column float64) or one float64 can't hold
+        exactly is kept, the first of each column, for `_exact_integers`; an integer no 64-bit
+        type holds, and a number too large for float64 (pyarrow makes some of them infinity),
+        are refused at once. Only lines whose shape (`_NUMBER_SHAPE`) holds a 16-digit run or a
+        3-digit exponent can hold such numbers; only those are parsed, in Python.
+        """
+        shape = chunk.translate(_NUMBER_SHAPE)
+        starts: set[int] = set()
+        for token in _WIDE_NUMBER_TOKENS:
+            found = shape.find(token)
+            while found >= 0:
+                starts.add(chunk.rfind(b"\n", 0, found) + 1)
+                line_end = chunk.find(b"\n", found)
+                found = -1 if line_end < 0 else shape.find(token, line_end)
+        line = first_line
+        counted_to = 0  # the newlines before this offset are counted in `line`
+        for start in sorted(starts):
+            line += chunk.count(b"\n", counted_to, start)
+            counted_to = start
+            line_end = chunk.find(b"\n", start)
+            try:
+                record = json.loads(chunk[start: None if line_end < 0 else line_end],
+                                    parse_int=_json_int, parse_float=_finite_float)
+            except _TooLarge as exc:
+                raise _malformed(self.path, f"line {line}: {exc}", "store such values as strings (in quotes)") from None
+            except (ValueError, RecursionError):
+                continue  # not valid JSON: pyarrow will refuse the line
+            for place, value in _integers(record, ()):
+                if isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX and (
+                        -_FLOAT_EXACT <= value <= _FLOAT_EXACT or float(value) == value):
+                    continue  # int64 holds it, and so does float64 if the column has fractions
+                if not isinstance(value, int) or not _INT64_MIN <= value <= _UINT64_MAX:
+                    raise _malformed(self.path, f"line {line}: column {_place_name(place)!r} holds the integer "
+                                     f"{_shown_number(str(value))}, which no 64-bit integer type holds",
+                                     "store such values as strings (in quotes)")
+                self._wide.setdefault(place, (line, value))
+                if value < 0:
+                    self._negative_wide.add(place)
+
+    def _exact_integers(self, schema: pa.Schema) -> pa.Schema:
+        """Keep the integers `_note_wide_numbers` found exact: a column pyarrow made float64
+        because of them becomes uint64 when every value in it is a whole number >= 0, checked by
+        reading those columns once more; otherwise no number type holds them all and the file
+        is refused."""
+        for place, (line, value) in self._wide.items():
+            data_type = _type_at(schema, place)
+            if data_type is None or pa.types.is_integer(data_type):
+                continue  # int64 (every value fits) or not a number column at all (pyarrow will say)
+            if place not in self._negative_wide:
+                candidate = _with_type_at(schema, place, pa.uint64())
+                if self._reads_as(candidate, str(place[0])):
+                    schema = candidate
+                    continue
+            why = "is beyond int64" if value > _INT64_MAX else "float64 can't hold exactly"
+            raise _malformed(
+                self.path,
+                f"column {_place_name(place)!r} holds the integer {value} (line {line}), which {why}, beside "
+                "negative numbers or fractions, so no number type holds every value exactly",
+                "store the column as strings (in quotes)",
+            )
+        return schema
+
+    def _reads_as(self, schema: pa.Schema, column: str) -> bool:
+        """Whether every row's `column` parses with the type `schema` gives it."""
+        try:
+            for _ in self._read(pa.schema([schema.field(column)])):
+                pass
+        except _FileChanged as exc:
+            raise SalmatError(f"{self.path} changed while it was read ({exc}); rerun when it is stable") from None
+        except pa.ArrowInvalid:
+            return False
+        return True
 
     def _infer_chunk(self, chunk: bytes, lines: list[bytes], first_line: int) -> tuple[pa.Schema, int]:
         span = (first_line, first_line + len(lines) - 1)
@@ -329,11 +531,19 @@ class _JsonlSource:
             chunk.decode("utf-8")
         except UnicodeDecodeError:
             raise self._explain("the text is not valid UTF-8", span) from None
+        # pyarrow's parser recurses once per level and crashes (segfault) on very deep nesting;
+        # Python's json module and the schema code here recurse too. Refuse it first.
+        deep = _too_deep_line(chunk)
+        if deep is not None:
+            index, depth = deep
+            raise _malformed(self.path, f"line {first_line + index} nests objects/arrays {depth} levels deep "
+                             f"(at most {_MAX_NESTING} are read)", "flatten the data")
+        self._note_wide_numbers(chunk, first_line)
         options = pjson.ReadOptions(block_size=len(chunk) + 1, use_threads=False)
         try:
             # Only the inferred schema is used: inferred data can be invalid (apache/arrow#51305);
             # the reads later use the schema explicitly, which parses correctly.
-            table = pjson.read_json(io.BytesIO(chunk), read_options=options)
+            table = pjson.read_json(pa.BufferReader(chunk), read_options=options)
         except _DATA_ERRORS as exc:
             raise self._explain(str(exc), span) from None
         # pyarrow takes `{..} {..}` or `{..} null` on one line as several rows; JSONL does not.
@@ -359,12 +569,121 @@ class _JsonlSource:
     def batches(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
         if self.num_rows == 0:
             return  # pyarrow refuses an empty stream; there is nothing to read anyway
-        schema = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
+        yield from self._read(self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns]))
+
+    def _read(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """The rows as `schema`, read chunk by chunk, each chunk screened again as the scan did.
+
+        The scan checked every line, so a chunk failing a screen means the file changed since;
+        without the screen pyarrow would crash on it (deep nesting, a line starting with null).
+        Other changes are found by the row count and `TableReader.check_unchanged`. pyarrow gets
+        each chunk as an in-memory buffer: no Python callback from its threads.
+        """
         # A block must hold the longest line, or pyarrow reports a "straddling" object.
         read_options = pjson.ReadOptions(block_size=max(_MiB, 2 * self._longest_line + 1024))
         parse_options = pjson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-        with pjson.open_json(self.path, read_options=read_options, parse_options=parse_options) as reader:
-            yield from reader
+        with open(self.path, "rb") as file:
+            for _, chunk in _line_chunks(file, _JSONL_SCAN_CHUNK):
+                if not chunk.strip(_JSON_SPACE):
+                    continue
+                if _too_deep_line(chunk) is not None:
+                    raise _FileChanged(f"a line now nests objects/arrays more than {_MAX_NESTING} levels deep")
+                lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+                if chunk.count(b"\n{") + chunk.startswith(b"{") != lines and (
+                        _count_object_lines(chunk, chunk.split(b"\n")) is None):
+                    raise _FileChanged("a line no longer starts with '{'")
+                table = pjson.read_json(pa.BufferReader(chunk), read_options=read_options,
+                                        parse_options=parse_options)
+                yield from table.to_batches()
+
+
+class _FileChanged(ValueError):
+    """What a read found shows the file is not the one `TableReader` opened."""
+
+
+def _too_deep_line(chunk: bytes) -> tuple[int, int] | None:
+    """(0-based line index, depth) of the first line nesting more than `_MAX_NESTING` levels.
+
+    Only a line with more opening brackets than that can be too deep; when one has, the whole
+    chunk is measured at once with NumPy: escaped quotes and backslashes dropped, only quotes,
+    brackets and line ends kept, brackets inside strings (odd quote count so far on their
+    line) ignored, depth taken relative to each line's start.
+    """
+    if chunk.translate(_OPENERS_SHAPE, _NOT_OPENERS).find(_TOO_MANY_OPENERS) < 0:
+        return None  # no line has that many opening brackets (a bytes.find at C speed)
+    if b"\\" in chunk:
+        chunk = chunk.replace(b"\\\\", b"").replace(b'\\"', b"")  # escaped backslashes, then quotes
+    data = np.frombuffer(chunk.translate(None, _NOT_STRUCTURE), dtype=np.uint8)
+    newlines = np.flatnonzero(data == ord("\n"))
+    line_of = np.cumsum(data == ord("\n"), dtype=np.int32)
+    quotes = np.cumsum(data == ord('"'), dtype=np.int32)
+    outside = ((quotes - np.concatenate(([0], quotes[newlines]))[line_of]) & 1) == 0
+    steps = np.zeros(len(data), dtype=np.int32)
+    steps[outside & ((data == ord("{")) | (data == ord("[")))] = 1
+    steps[outside & ((data == ord("}")) | (data == ord("]")))] = -1
+    level = np.cumsum(steps, dtype=np.int32)
+    starts = np.concatenate(([0], newlines + 1))
+    starts = starts[starts < len(data)]
+    base = np.concatenate(([0], level[newlines]))[: len(starts)]  # the level each line starts at
+    depth = np.maximum.reduceat(level, starts) - base if len(starts) else np.zeros(0, dtype=np.int32)
+    deep = np.flatnonzero(depth > _MAX_NESTING)
+    return (int(deep[0]), int(depth[deep[0]])) if len(deep) else None
+
+
+_JsonPath = tuple[str | None, ...]  # column, then field names; None steps into a list's items
+
+
+def _integers(value: Any, place: _JsonPath) -> Iterator[tuple[_JsonPath, int | _HugeInteger]]:
+    """Every JSON integer in `value` with its place (depth is bounded by `_too_deep_line`)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, _HugeInteger)):
+        yield place, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _integers(item, (*place, key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _integers(item, (*place, None))
+
+
+def _place_name(place: _JsonPath) -> str:
+    name = str(place[0])
+    for step in place[1:]:
+        name += "[]" if step is None else f".{step}"
+    return name
+
+
+def _type_at(schema: pa.Schema, place: _JsonPath) -> pa.DataType | None:
+    """The type at `place` in `schema`, or None if the schema has no such place."""
+    index = schema.get_field_index(str(place[0]))
+    if index < 0:
+        return None
+    data_type = schema.field(index).type
+    for step in place[1:]:
+        if step is None and pa.types.is_list(data_type):
+            data_type = data_type.value_type
+        elif step is not None and pa.types.is_struct(data_type) and data_type.get_field_index(step) >= 0:
+            data_type = data_type.field(step).type
+        else:
+            return None
+    return data_type
+
+
+def _with_type_at(schema: pa.Schema, place: _JsonPath, new: pa.DataType) -> pa.Schema:
+    """`schema` with the type at `place` (which `_type_at` found) replaced by `new`."""
+
+    def replace(data_type: pa.DataType, steps: _JsonPath) -> pa.DataType:
+        if not steps:
+            return new
+        if steps[0] is None:
+            return pa.list_(data_type.value_field.with_type(replace(data_type.value_type, steps[1:])))
+        fields = [f.with_type(replace(f.type, steps[1:])) if f.name == steps[0] else f for f in data_type]
+        return pa.struct(fields)
+
+    index = schema.get_field_index(str(place[0]))
+    field = schema.field(index)
+    return schema.set(index, field.with_type(replace(field.type, place[1:])))
 
 
 def _count_object_lines(chunk: bytes, lines: list[bytes]) -> int | None:
@@ -474,6 +793,30 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+class _TooLarge(ValueError):
+    """A JSON number float64 can't hold (it would become infinity)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _TooLarge(f"the number {_shown_number(text)} is too large for float64")
+    return value
+
+
+class _HugeInteger(str):
+    """The text of a JSON integer too long for `int` to parse by default (and beyond 64 bits)."""
+
+
+def _json_int(text: str) -> int | _HugeInteger:
+    return int(text) if len(text) <= 40 else _HugeInteger(text)
+
+
+def _shown_number(text: str) -> str:
+    """A number's text, shortened when it is long enough to swamp a one-line message."""
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-4:]} ({len(text)} characters)"
+
+
 def _diagnose_jsonl(path: Path) -> str | None:
     """Describe the first line that breaks the JSONL rules, or None when none is found."""
     first_kind: dict[str, tuple[str, int]] = {}
@@ -500,9 +843,11 @@ def _diagnose_jsonl(path: Path) -> str | None:
             if not raw.strip(_JSON_SPACE):
                 continue
             try:
-                record = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_repeats)
+                record = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_repeats, parse_float=_finite_float)
             except UnicodeDecodeError:
                 return f"line {line_number} is not valid UTF-8"
+            except _TooLarge as exc:
+                return f"line {line_number}: {exc}"
             except (ValueError, RecursionError) as exc:
                 return f"line {line_number} is not valid JSON ({exc})"
             if not isinstance(record, dict):
@@ -520,7 +865,8 @@ class _CsvSource:
         self.path = path
         self._parse = pcsv.ParseOptions(delimiter=_delimiter(path), newlines_in_values=True)
         try:
-            with pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK), parse_options=self._parse) as peek:
+            read_options = pcsv.ReadOptions(block_size=_CSV_BLOCK)
+            with pcsv.open_csv(path, read_options=read_options, parse_options=self._parse) as peek:
                 names = peek.schema.names
         except _DATA_ERRORS as exc:
             # pyarrow has no error type for a file without a header; treat it as an empty table.
@@ -545,7 +891,10 @@ class _CsvSource:
             quoted_strings_can_be_null=False,  # keeps "" (quoted) apart from an empty cell
         )
         return pcsv.open_csv(
-            self.path, read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK), parse_options=self._parse, convert_options=convert
+            self.path,
+            read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK),
+            parse_options=self._parse,
+            convert_options=convert,
         )
 
     def _scan(self) -> pa.Schema:
@@ -588,15 +937,27 @@ class _CsvColumnTyper:
         if "int" in self.candidates and not pc.all(looks_int).as_py():
             self.candidates.discard("int")
         if self.candidates & {"int", "float"}:
+            ints = values.filter(looks_int)
             try:
-                pc.cast(values.filter(looks_int), pa.int64())
+                pc.cast(ints, pa.int64())
             except pa.ArrowInvalid:
                 # An integer beyond int64: neither int64 nor float64 keeps it exactly.
                 self.candidates -= {"int", "float"}
+            else:
+                # 16 digits or more: float64 may round it (2**53 + 1), so it can't be float64.
+                long = ints.filter(pc.greater_equal(pc.utf8_length(ints), 16)).to_pylist()
+                if any(float(int(v)) != int(v) for v in long):
+                    self.candidates.discard("float")
         if "bool" in self.candidates and not pc.all(pc.match_substring_regex(values, _BOOL_PATTERN)).as_py():
             self.candidates.discard("bool")
         if "float" in self.candidates and not pc.all(pc.match_substring_regex(values, _FLOAT_PATTERN)).as_py():
             self.candidates.discard("float")
+        if "float" in self.candidates:
+            # A number too large for float64 ("1e400") would become inf: keep the column text.
+            written_inf = pc.match_substring_regex(values, _NON_FINITE_PATTERN)
+            finite = pc.is_finite(pc.cast(values, pa.float64()))
+            if not pc.all(pc.or_(finite, written_inf)).as_py():
+                self.candidates.discard("float")
 
     def result(self) -> pa.DataType:
         if not self.any_value:
@@ -628,35 +989,11 @@ def check_output_writable(
 ) -> None:
     """Raise SalmatError now, before any work, if a table could not be written to `path`.
 
-    Checks the suffix, that the folder exists and accepts new files, that `path` is not a
-    folder, and that `path` is not the input (also through links).
+    Checks the suffix, then `salmat.outputs.preflight` without creating the folder: it must
+    exist and accept new files, `path` must not be a folder nor the input (also through links).
     """
-    output = Path(path)
-    detect_format(output)
-    if output.is_dir():
-        raise SalmatError(f"the output {output} is a folder: name a file, e.g. {output / 'features.parquet'}")
-    folder = output.absolute().parent
-    if not folder.is_dir():
-        raise SalmatError(f"the output folder {folder} does not exist: create it or choose another --output")
-    if input_path is not None and _same_file(output, Path(input_path)):
-        raise SalmatError(f"the output {output} is the input: the input is never modified: choose another --output")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".salmat-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise SalmatError(
-            f"cannot write to the output folder {folder}: {_os_problem(exc)}: choose another --output"
-        ) from None
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
+    detect_format(path)
+    preflight({"--output": path}, [input_path], create_folders=False)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -666,16 +1003,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
             return hashlib.file_digest(file, "sha256").hexdigest()
     except OSError as exc:
         raise _unreadable(Path(path), exc) from None
-
-
-def _new_file_mode(path: Path) -> int:
-    """Mode for the output: the replaced file's, else 0o666 minus the umask (mkstemp gives 0o600)."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0)  # the only portable way to read the umask; restored at once
-        os.umask(mask)
-        return 0o666 & ~mask
 
 
 class TableWriter:
@@ -694,18 +1021,16 @@ class TableWriter:
             _check_csv_schema(self.path, schema)
         folder = self.path.absolute().parent
         try:
-            # Same folder as the output, so the final os.replace is an atomic rename.
-            fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
+            self._out = AtomicFile(self.path)  # temp file, mode, commit and SIGTERM cleanup: outputs.py
         except FileNotFoundError:
-            raise SalmatError(f"the output folder {folder} does not exist: create it or choose another --output") from None
+            raise SalmatError(f"the output folder {folder} does not exist: "
+                              "create it or choose another --output") from None
         except OSError as exc:
             raise SalmatError(f"cannot write {self.path}: {_os_problem(exc)}: choose another --output") from None
-        self._temp = Path(temp)
-        self._file = os.fdopen(fd, "wb")
+        self._file = self._out.file
         self._sink: Any = None
         self._done = False
         try:
-            os.fchmod(self._file.fileno(), _new_file_mode(self.path))
             self._sink = _make_sink(self.format, self._file, schema, _delimiter(self.path))
         except BaseException:
             self._discard()
@@ -729,15 +1054,11 @@ class TableWriter:
             return
         try:
             self._sink.close()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self._temp, self.path)
         except BaseException:
             self._discard()
             raise
         self._done = True
-        _fsync_folder(self.path.absolute().parent)
+        self._out.commit()  # on failure it removes the temp file itself
 
     def abort(self) -> None:
         """Drop everything written; the output path is left as it was."""
@@ -749,10 +1070,9 @@ class TableWriter:
         if self._sink is not None:
             try:
                 self._sink.close()
-            except Exception:
-                pass  # a half-written file is about to be deleted anyway
-        self._file.close()
-        self._temp.unlink(missing_ok=True)
+            except Exception:  # noqa: BLE001 - a half-written file is about to be deleted anyway
+                pass
+        self._out.discard()
 
     def __enter__(self) -> TableWriter:
         return self
@@ -764,20 +1084,6 @@ class TableWriter:
             self.close()
         else:
             self.abort()
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable; some filesystems cannot fsync folders, which is fine."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _check_csv_schema(path: Path, schema: pa.Schema) -> None:
@@ -825,7 +1131,10 @@ def _csv_type(data_type: pa.DataType) -> pa.DataType:
 
 
 def _is_binary(data_type: pa.DataType) -> bool:
-    return pa.types.is_binary(data_type) or pa.types.is_large_binary(data_type) or pa.types.is_fixed_size_binary(data_type)
+    binary: bool = (
+        pa.types.is_binary(data_type) or pa.types.is_large_binary(data_type) or pa.types.is_fixed_size_binary(data_type)
+    )
+    return binary
 
 
 def _csv_column(column: pa.Array) -> pa.Array:
@@ -876,20 +1185,21 @@ def _json_values(column: pa.Array) -> list[Any]:
     if pa.types.is_dictionary(data_type):
         return _json_values(column.dictionary_decode())
     if pa.types.is_floating(data_type) and not pa.types.is_float16(data_type):
-        return pc.if_else(pc.is_finite(column), column, pa.scalar(None, data_type)).to_pylist()
+        finite = pc.if_else(pc.is_finite(column), column, pa.scalar(None, data_type))
+        return cast("list[Any]", finite.to_pylist())
     if pa.types.is_timestamp(data_type):
         # pyarrow's text keeps nanoseconds and the zone offset; ISO-8601 wants a "T".
         text = pc.replace_substring(pc.cast(column, pa.string()), " ", "T", max_replacements=1)
-        return text.to_pylist()
+        return cast("list[Any]", text.to_pylist())
     if pa.types.is_date(data_type) or pa.types.is_time(data_type) or pa.types.is_decimal(data_type):
-        return pc.cast(column, pa.string()).to_pylist()
+        return cast("list[Any]", pc.cast(column, pa.string()).to_pylist())
     if pa.types.is_duration(data_type):
         seconds = pc.divide(pc.cast(pc.cast(column, pa.int64()), pa.float64()), _DURATION_PER_SECOND[data_type.unit])
-        return seconds.to_pylist()
+        return cast("list[Any]", seconds.to_pylist())
     if pa.types.is_integer(data_type) or pa.types.is_boolean(data_type) or pa.types.is_null(data_type):
-        return column.to_pylist()
+        return cast("list[Any]", column.to_pylist())
     if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
-        return column.to_pylist()
+        return cast("list[Any]", column.to_pylist())
     return [_jsonable(v) for v in column.to_pylist()]
 
 

@@ -14,7 +14,10 @@ The reduced map is clipped to [0, 1] before `map_stats`.
 mean, EMA and motion-weighted are linear, so they run on the small maps and only
 their result is upsampled; `max` is not, so it upsamples each frame's map. Both
 routes give the same clip maps up to float32 round-off (~1e-7). `reduce_stats`
-goes one step further and takes the linear maps' statistics at working size.
+goes one step further and takes the linear maps' statistics at working size
+(`WorkingMaps.stats`; for extreme shapes, where that would need large matrices,
+from one upsampled map instead). Memory stays linear in the frame's pixels:
+`max` holds two frame-sized float32 buffers, each linear reducer at most one.
 
 Maps are float32 and the reducers work in float32 (a 1080p clip's maps are
 66 MB; float64 copies of them cost more than the model). Accumulating eight
@@ -24,15 +27,15 @@ figure anyone reads; `map_stats` accumulates in float64.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import cv2
 import numpy as np
 
+from .defaults import DEFAULT_EMA_ALPHA  # noqa: F401 - re-exported: the one default, kept in salmat.defaults
 from .maps import WorkingMaps
-
-REDUCERS = ("mean", "ema", "max", "motion-weighted")
-DEFAULT_EMA_ALPHA = 0.6
+from .values import REDUCERS as REDUCERS  # re-exported: preview and the tests read it here
 
 
 def motion_weights(lumas: Sequence[np.ndarray]) -> np.ndarray:
@@ -64,11 +67,11 @@ def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def reduce_mean(maps: np.ndarray) -> np.ndarray:
-    return np.add.reduce(maps, axis=0, dtype=np.float32) / np.float32(len(maps))
+    return cast(np.ndarray, np.add.reduce(maps, axis=0, dtype=np.float32) / np.float32(len(maps)))
 
 
 def reduce_ema(maps: np.ndarray, alpha: float) -> np.ndarray:
-    acc = maps[0].astype(np.float32, copy=True)
+    acc: np.ndarray = maps[0].astype(np.float32, copy=True)
     keep = np.float32(1.0 - alpha)
     for frame_map in maps[1:]:
         acc *= keep
@@ -77,7 +80,7 @@ def reduce_ema(maps: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def reduce_max(maps: np.ndarray) -> np.ndarray:
-    return np.maximum.reduce(maps, axis=0)
+    return cast(np.ndarray, np.maximum.reduce(maps, axis=0))
 
 
 def reduce_weighted(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -86,7 +89,7 @@ def reduce_weighted(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
     if total <= 0.0:
         return reduce_mean(maps)
     acc = np.zeros(maps.shape[1:], dtype=np.float32)
-    for weight, frame_map in zip(weights / total, maps):
+    for weight, frame_map in zip(weights / total, maps, strict=False):
         if weight:
             acc += np.float32(weight) * frame_map
     return acc

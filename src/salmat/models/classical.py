@@ -17,7 +17,14 @@ Every model here works on a small copy of the frame and upsamples its map back:
 2. **Working size.** Width ``working_width`` (default 64 px) whatever the frame
    width (small frames are enlarged to it), height
    ``max(1, round(working_width * H / W))``, so the aspect ratio is kept and the
-   map has the same coarseness in every clip.
+   map has the same coarseness in every clip. Frames taller than
+   ``MAX_WORKING_ASPECT`` (16) : 1 are the exception: their working height is
+   capped at ``16 * working_width`` and the width follows the aspect,
+   ``max(1, round(16 * working_width * W / H))``, so the working map never
+   exceeds ``16 * working_width²`` pixels (65 536 at the default width),
+   whatever the frame's shape (a 2x2000 frame would otherwise get a 64x64000
+   working map, 1000x its own size). Every frame up to 16 : 1 keeps the rule
+   above exactly.
 3. **Colour** (where a model needs it): BT.709 limited-range Y'CbCr → R'G'B'
    clipped to [0, 1] (the same matrix as `salmat.color`), then sRGB → CIE Lab
    (D65) in float64 NumPy. OpenCV's float Lab path is not used: it is only
@@ -76,7 +83,8 @@ engine can run the linear temporal reducers at working size (see `salmat.maps`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -92,6 +100,7 @@ __all__ = [
     "SpectralResidualModel",
     "PqftModel",
     "working_size",
+    "MAX_WORKING_ASPECT",
 ]
 
 # Normalisation: a map whose (max - min) is within this fraction of max|map| is flat.
@@ -115,9 +124,22 @@ _WHITE = _RGB_TO_XYZ.sum(axis=1)
 # ---------------------------------------------------------------- preprocessing
 
 
+# Frames taller than this (height : width) get a capped working height instead of a
+# fixed working width, so the working map is never larger than MAX_WORKING_ASPECT · ww².
+MAX_WORKING_ASPECT = 16
+
+
 def working_size(height: int, width: int, working_width: int = 64) -> tuple[int, int]:
-    """(h, w) of the working copy: fixed width, aspect kept, height at least 1."""
-    return max(1, round(working_width * height / width)), working_width
+    """(h, w) of the working copy: fixed width, aspect kept, height at least 1.
+
+    The height is capped at `MAX_WORKING_ASPECT * working_width`; a frame taller than
+    that aspect keeps its aspect with a narrower working width (at least 1), so the
+    working map's size is bounded whatever the frame's shape."""
+    height_cap = MAX_WORKING_ASPECT * working_width
+    small_height = max(1, round(working_width * height / width))
+    if small_height <= height_cap:
+        return small_height, working_width
+    return height_cap, max(1, round(height_cap * width / height))
 
 
 def _box_shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -169,7 +191,7 @@ def _rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     xyz = (lin @ _RGB_TO_XYZ.T) / _WHITE
     eps, kappa = 216.0 / 24389.0, 24389.0 / 27.0
     f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16.0) / 116.0)
-    lab = np.empty_like(f)
+    lab: np.ndarray = np.empty_like(f)
     lab[..., 0] = 116.0 * f[..., 1] - 16.0
     lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
     lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
@@ -187,7 +209,7 @@ def _smooth(saliency: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur; reflected borders work for any map size, even 1 px."""
     from scipy import ndimage
 
-    return ndimage.gaussian_filter(saliency, sigma=sigma, mode="reflect", truncate=4.0)
+    return cast(np.ndarray, ndimage.gaussian_filter(saliency, sigma=sigma, mode="reflect", truncate=4.0))
 
 
 def _normalize(saliency: np.ndarray) -> np.ndarray:

@@ -17,8 +17,9 @@ a call.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -208,7 +209,7 @@ class OnnxSaliencyModel:
         if preset.size == "resize":
             assert preset.resize_to is not None
             want = [preset.resize_to[1], preset.resize_to[0]]
-            for got, w in zip(fixed_hw, want):
+            for got, w in zip(fixed_hw, want, strict=True):  # both height, width (rank-4 input checked)
                 if got is not None and got != w:
                     raise SalmatError(
                         f"ONNX model {name}: input {inp.name!r} is fixed to {_fmt_shape(ishape)} but preset "

@@ -15,8 +15,9 @@ Install: `pip install 'salmat[torch]'` (onnx2torch) next to a CUDA build of torc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class TorchOnnxModel:
             out = self.module(torch.from_numpy(x).to(self.device, dtype=self._dtype))
         if isinstance(out, (tuple, list)):
             out = out[0]
-        return out.float().cpu().numpy()
+        return cast(np.ndarray, out.float().cpu().numpy())
 
     def predict(self, frames: Sequence[YuvFrame]) -> np.ndarray:
         if not frames:

@@ -4,9 +4,9 @@ The flow (see docs/ray.md):
 
 1. Each distinct `ClipSpec` becomes one row — its fields as plain columns plus a
    stable clip key (a hash of those fields) — of `ray.data.from_items`.
-2. `map_batches` runs `_ClipActor`, a callable class: each actor loads the model
-   once (`salmat.pipeline.load_model_for`) and calls
-   `salmat.engine.compute_clip` per clip. It returns the status, the error, the
+2. `map_batches` runs `_ClipActor`, a callable class: each actor starts the job
+   once (`ClipJob.start` loads the model) and computes each clip with it
+   (`ClipRunner.compute`). It returns the status, the error, the
    frame count and every reducer's (mean, var) as columns, and never raises:
    one raised exception would drop a whole block.
 3. The driver streams the result batches back and maps them to specs by clip
@@ -28,20 +28,27 @@ Guard rails, each measured on a 2-CPU machine:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import queue
+import sys
+import tempfile
 import threading
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
-from .decode import SamplingOptions
-from .engine import ClipResult, ReduceOptions, compute_clip
-from .errors import SalmatError
-from .sources import ClipSpec
-from .temporal import REDUCERS
+from ..compute import ClipJob, ClipRunner
+from ..errors import SalmatError
+from ..sources import ClipSpec
+from ..values import DECODE_FAILED, OK, REDUCERS, WORKER_LOST, ClipResult
+from .base import EngineSettings, Results, available_cores
+from .pool import WorkerPool
+
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 3            # dataset executions per run: the first, then re-runs of missing clips
 MAX_RESTARTS = 2            # restarts of one actor after it dies
@@ -49,52 +56,71 @@ MAX_TASK_RETRIES = 2        # re-submissions of one batch after its actor died
 MAX_INIT_DEATHS = 2         # consecutive actors that may fail to start before an execution gives up
 MAX_FIRST_BLOCKS = 4096     # blocks of the first execution (re-runs use one clip per block)
 
-WORKER_LOST = "worker-lost"
-
-ModelFactory = Callable[[Any], Any]
-
 
 def _stat_column(kind: str, reducer: str) -> str:
     return f"{kind}_{reducer.replace('-', '_')}"
 
 
+def _spec_json(spec: ClipSpec) -> str:
+    """Every field of the spec, so a field added to `ClipSpec` travels without another edit here
+    (non-UTF-8 paths survive: JSON escapes their surrogates)."""
+    return json.dumps(dataclasses.asdict(spec), sort_keys=True)
+
+
 def clip_key(spec: ClipSpec) -> str:
     """A key that names a clip the same way in every run and on every node."""
-    fields = [spec.path, bool(spec.raw), spec.width, spec.height, int(spec.bit_depth)]
-    return hashlib.sha1(json.dumps(fields).encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha1(_spec_json(spec).encode("ascii")).hexdigest()
 
 
 def _spec_row(key: str, spec: ClipSpec) -> dict[str, Any]:
-    return {"key": key, "path": spec.path, "raw": bool(spec.raw), "width": int(spec.width or 0),
-            "height": int(spec.height or 0), "bit_depth": int(spec.bit_depth)}
+    return {"key": key, "spec": _spec_json(spec)}
 
 
 def _row_spec(row: dict[str, Any]) -> ClipSpec:
-    return ClipSpec(str(row["path"]), raw=bool(row["raw"]), width=int(row["width"]) or None,
-                    height=int(row["height"]) or None, bit_depth=int(row["bit_depth"]))
+    return ClipSpec(**json.loads(row["spec"]))
+
+
+class _CloudpickledJob:
+    """The job, carried on to the actor's worker process the way Ray carried it to the actor
+    (cloudpickle): a job class Ray pickled by value (defined in a notebook, a script or a test)
+    can't be pickled again by reference."""
+
+    def __init__(self, job: ClipJob) -> None:
+        from ray import cloudpickle
+
+        self.payload: bytes = cloudpickle.dumps(job)  # type: ignore[no-untyped-call]
+
+    def start(self, threads: int | None = None) -> ClipRunner:
+        from ray import cloudpickle
+
+        job: ClipJob = cloudpickle.loads(self.payload)
+        return job.start(threads)
 
 
 class _ClipActor:
-    """One Ray actor: holds the model, turns every clip into a result row, never raises from `__call__`."""
+    """One Ray actor: turns every clip into a result row, never raises from `__call__`.
 
-    def __init__(self, opts, sampling: SamplingOptions, reduce: ReduceOptions,
-                 model_factory: ModelFactory | None = None) -> None:
-        # A model that can't load here (a node without onnxruntime, a missing file) is an actor
-        # start failure: Ray Data retries the start a bounded number of times, then the driver
-        # re-runs the clips and finally marks them worker-lost with this message.
-        if model_factory is None:
-            from .pipeline import load_model_for
+    Without a clip timeout the actor holds the model itself. With one, it runs its clips in a
+    one-worker `WorkerPool` (a child process of the actor), which stops a clip that runs past
+    the timeout and replaces the worker, so the actor and its other clips carry on."""
 
-            model_factory = load_model_for
-        self.model = model_factory(opts)
-        self.sampling = sampling
-        self.reduce = reduce
+    def __init__(self, job: ClipJob, clip_timeout: float | None = None) -> None:
+        self.pool: WorkerPool | None = None
+        self.runner: ClipRunner | None = None
+        if clip_timeout is not None:
+            self.pool = WorkerPool(_CloudpickledJob(job), EngineSettings(workers=1, clip_timeout=clip_timeout), 1)
+            return
+        # A model that can't load here (a node without onnxruntime, a missing file, another
+        # model than the driver's) is an actor start failure: Ray Data retries the start a
+        # bounded number of times, then the driver re-runs the clips and finally marks them
+        # worker-lost with this message.
+        self.runner = job.start()
 
-    def __call__(self, batch):
+    def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
         rows = batch.to_pylist()
-        columns: dict[str, list] = {"key": [], "status": [], "error": [], "frames": [], "seconds": []}
+        columns: dict[str, list[Any]] = {"key": [], "status": [], "error": [], "frames": [], "seconds": []}
         for reducer in REDUCERS:
             columns[_stat_column("mean", reducer)] = []
             columns[_stat_column("var", reducer)] = []
@@ -115,14 +141,25 @@ class _ClipActor:
 
     def _one(self, row: dict[str, Any]) -> ClipResult:
         try:
-            return compute_clip(_row_spec(row), self.model, self.sampling, self.reduce)
-        except Exception as exc:  # noqa: BLE001 - compute_clip never raises; this is the last fence
-            return ClipResult("decode-failed", error=f"{type(exc).__name__}: {exc}")
+            if self.runner is not None:
+                return self.runner.compute(_row_spec(row))
+            return self._in_pool(_row_spec(row))
+        except Exception as exc:  # noqa: BLE001 - compute never raises; this is the last fence
+            return ClipResult(DECODE_FAILED, error=f"{type(exc).__name__}: {exc}")
+
+    def _in_pool(self, spec: ClipSpec) -> ClipResult:
+        assert self.pool is not None
+        self.pool.submit([spec])
+        for _, result in self.pool.results():
+            return result
+        self.pool.pending.clear()  # no worker could start: nothing will run it
+        reason = self.pool.last_startup_error or "the worker process exited before it was ready"
+        return ClipResult(WORKER_LOST, error=f"no worker process could start on this Ray node: {reason}")
 
 
 def _result_from_row(row: dict[str, Any]) -> ClipResult:
     stats = {}
-    if row["status"] == "ok":
+    if row["status"] == OK:
         stats = {r: (row[_stat_column("mean", r)], row[_stat_column("var", r)]) for r in REDUCERS}
     return ClipResult(row["status"], stats=stats, error=row["error"], frames=int(row["frames"] or 0),
                       seconds=float(row["seconds"] or 0.0))
@@ -131,7 +168,7 @@ def _result_from_row(row: dict[str, Any]) -> ClipResult:
 # ---- cluster ---------------------------------------------------------------
 
 
-def _import_ray():
+def _import_ray() -> Any:
     try:
         import ray
         import ray.data  # noqa: F401
@@ -139,13 +176,6 @@ def _import_ray():
         raise SalmatError(f"--engine ray needs Ray Data ({exc}); install it with pip install 'salmat[ray]', "
                           "or use --engine local") from None
     return ray
-
-
-def local_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def ensure_ray(address: str | None) -> bool:
@@ -158,15 +188,76 @@ def ensure_ray(address: str | None) -> bool:
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "ignore_reinit_error": True, "log_to_driver": False,
                               "logging_level": logging.WARNING, "configure_logging": True}
-    if not address and not os.environ.get("RAY_ADDRESS"):
-        kwargs["num_cpus"] = local_cpus()  # a new local cluster: this machine's cores, no more
+    local = not address and not os.environ.get("RAY_ADDRESS")
+    if local:
+        kwargs["num_cpus"] = available_cores()  # a new local cluster: this machine's cores, no more
+    # A new local cluster turns on Ray's token authentication and says so on stderr at WARNING level;
+    # that cluster is this run's own and ends with it, so the notice is noise. (Joining a cluster
+    # that has *no* authentication still warns: that one is the user's to know.)
+    auth_logger = logging.getLogger(_AUTH_LOGGER)
+    auth_level = auth_logger.level
+    if local:
+        auth_logger.setLevel(logging.ERROR)
     try:
-        ray.init(address=address or None, **kwargs)
+        # "local": a new cluster even when this machine runs one already (`ray start`, whose address
+        # Ray would otherwise join, and then refuse num_cpus); `--ray-address auto` joins that one.
+        ray.init(address=address or ("local" if local else None), **kwargs)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError from a bad address
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         raise SalmatError(f"cannot start or join {where}: {' '.join(str(exc).split()) or type(exc).__name__}; "
                           "check --ray-address (e.g. ray://head:10001 or auto), or use --engine local") from None
+    finally:
+        auth_logger.setLevel(auth_level)
+    if not (address or os.environ.get("RAY_ADDRESS") or "").startswith("ray://"):
+        _spend_actor_restart_notice(ray)
     return True
+
+
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+_RESTART_NOTICE = "has constructor arguments in the object store"
+
+
+class _NoticeProbe:
+    """An actor that is created only to be killed (see `_spend_actor_restart_notice`)."""
+
+    def __init__(self, _arg: Any) -> None:
+        pass
+
+
+def _spend_actor_restart_notice(ray: Any) -> None:
+    """Keep Ray's core worker from writing its actor-restart notice to this process's stderr.
+
+    The first time a process creates an actor that may restart and whose constructor argument
+    lives in the object store, Ray's C++ core logs an ERROR line about it (ray-project/ray#53727)
+    straight to file descriptor 2, once per process. Every Ray Data actor pool is such an actor
+    (Ray Data passes the map function by object reference), so every run printed it, although
+    nothing failed. Here one such actor is created, with descriptor 2 pointed at a temporary
+    file, and killed at once: the notice is spent there, and anything else written to stderr
+    meanwhile is passed on. Best effort: on any failure the notice may simply appear later.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        return
+    with tempfile.TemporaryFile() as capture:
+        try:
+            os.dup2(capture.fileno(), 2)
+            try:
+                probe = ray.remote(num_cpus=0, max_restarts=1)(_NoticeProbe).remote(ray.put(None))
+                ray.kill(probe, no_restart=True)
+            finally:
+                os.dup2(saved, 2)
+        except Exception:  # noqa: BLE001 - a cosmetic step must never fail a run
+            pass
+        finally:
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode("utf-8", "replace")
+    rest = "".join(line for line in text.splitlines(keepends=True) if _RESTART_NOTICE not in line)
+    if rest:
+        sys.stderr.write(rest)
+        sys.stderr.flush()
 
 
 def actor_cpus(cluster_cpus: float, workers: int) -> float:
@@ -178,17 +269,15 @@ def actor_cpus(cluster_cpus: float, workers: int) -> float:
 # ---- the engine ------------------------------------------------------------
 
 
-def run_clips_ray(specs: list[ClipSpec], opts, sampling: SamplingOptions, reduce: ReduceOptions,
-                  model_factory: ModelFactory | None = None) -> Iterator[tuple[ClipSpec, ClipResult]]:
+def run_ray(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings) -> Results:
     """Yield (spec, result) for every spec, in any order; never raises for a clip or a worker.
 
-    `model_factory(opts)` builds the model inside each actor (default
-    `salmat.pipeline.load_model_for`); it must be picklable.
+    Each actor starts `job` itself (it is pickled to the workers).
     """
     if not specs:
         return
     ray = _import_ray()
-    started = ensure_ray(getattr(opts, "ray_address", None))
+    started = ensure_ray(settings.ray_address)
     try:
         pending = {clip_key(spec): spec for spec in specs}
         last_error = "the Ray worker computing it died or was lost on every try"
@@ -196,8 +285,8 @@ def run_clips_ray(specs: list[ClipSpec], opts, sampling: SamplingOptions, reduce
             if not pending:
                 break
             results = _with_stall_timeout(
-                _execute(ray, pending, opts, sampling, reduce, model_factory, one_per_block=attempt > 0),
-                stall_seconds(opts))
+                _execute(ray, pending, job, settings, one_per_block=attempt > 0),
+                stall_seconds(settings))
             while True:
                 try:
                     key, result = next(results)
@@ -219,23 +308,21 @@ def run_clips_ray(specs: list[ClipSpec], opts, sampling: SamplingOptions, reduce
             ray.shutdown()
 
 
-def stall_seconds(opts) -> float:
+def stall_seconds(settings: EngineSettings) -> float:
     """How long an execution may go without yielding a result before it counts as lost.
 
     Ray Data can wait forever on an actor pool whose actors keep dying; this bound
-    turns that into a retry and, at the end, `worker-lost` rows. `SALMAT_RAY_STALL_S`
-    overrides it; otherwise 4 × `--clip-timeout`, or 600 s without one.
+    turns that into a retry and, at the end, `worker-lost` rows: `settings.stall_seconds`,
+    or 600 s (longer when a clip may take longer).
     """
-    override = os.environ.get("SALMAT_RAY_STALL_S")
-    if override:
-        return float(override)
-    timeout = getattr(opts, "clip_timeout", None)
-    return max(60.0, 4.0 * timeout) if timeout else 600.0
+    if settings.stall_seconds is not None:
+        return settings.stall_seconds
+    return max(600.0, 2.0 * (settings.clip_timeout or 0.0) + 60.0)  # a timed-out clip is not a stall
 
 
-def _with_stall_timeout(results: Iterator, seconds: float) -> Iterator:
+def _with_stall_timeout(results: Iterator[T], seconds: float) -> Iterator[T]:
     """Re-yield `results` from a helper thread, raising `TimeoutError` after `seconds` without one."""
-    handoff: queue.Queue = queue.Queue()
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue()
 
     def pump() -> None:
         try:
@@ -265,15 +352,15 @@ def _describe(exc: BaseException) -> str:
     return text[:500]
 
 
-def _execute(ray, pending: dict[str, ClipSpec], opts, sampling: SamplingOptions, reduce: ReduceOptions,
-             model_factory: ModelFactory | None, one_per_block: bool) -> Iterator[tuple[str, ClipResult]]:
+def _execute(ray: Any, pending: dict[str, ClipSpec], job: ClipJob, settings: EngineSettings,
+             one_per_block: bool) -> Iterator[tuple[str, ClipResult]]:
     """One dataset execution over the pending clips; yields (key, result) as result batches arrive."""
     from ray.data import ActorPoolStrategy, DataContext
 
     items = [_spec_row(key, spec) for key, spec in pending.items()]
-    workers = max(1, min(int(getattr(opts, "workers", 1) or 1), len(items)))  # no idle actors
+    workers = max(1, min(settings.workers, len(items)))  # no idle actors
     blocks = len(items) if one_per_block else min(len(items), MAX_FIRST_BLOCKS)
-    cluster_cpus = float(ray.cluster_resources().get("CPU", local_cpus()))
+    cluster_cpus = float(ray.cluster_resources().get("CPU", available_cores()))
     ctx = DataContext.get_current()
     data_logger = logging.getLogger("ray.data")
     level = data_logger.level
@@ -296,12 +383,12 @@ def _execute(ray, pending: dict[str, ClipSpec], opts, sampling: SamplingOptions,
             dataset = ray.data.from_items(items, override_num_blocks=blocks)
             dataset = dataset.map_batches(
                 _ClipActor,
-                fn_constructor_args=(opts, sampling, reduce, model_factory),
+                fn_constructor_args=(job, settings.clip_timeout),
                 batch_size=1,
                 batch_format="pyarrow",
                 compute=ActorPoolStrategy(size=workers),
                 num_cpus=actor_cpus(cluster_cpus, workers),
-                num_gpus=float(getattr(opts, "num_gpus_per_worker", 0.0) or 0.0) or None,
+                num_gpus=settings.num_gpus_per_worker or None,
                 max_restarts=MAX_RESTARTS,
                 max_task_retries=MAX_TASK_RETRIES,
             )

@@ -1,0 +1,134 @@
+"""One clip, start to finish: decode → model → every temporal reducer → statistics.
+
+`ClipJob` is the picklable work unit every engine runs: what model to load (a
+`ModelSpec`), which frames to take and how to reduce them. An engine sends the
+job to its workers once; each worker calls `job.start()` to load the model, then
+`runner.compute(spec)` per clip. `compute` never raises: any failure becomes a
+`ClipResult` with a contract status and a message, so one bad clip can't take
+down a worker, a pool or a Ray block.
+
+Tests inject faults by subclassing `ClipJob` (its `start` can return a runner
+that crashes on one clip): that is the one seam, the same for every engine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decode import decode_sampled
+from .errors import ClipError
+from .frames import YuvFrame
+from .maps import WorkingMaps
+from .models.base import SaliencyModel
+from .models.spec import ModelSpec
+from .sources import ClipSpec
+from .temporal import reduce_stats
+from .values import DECODE_FAILED, MODEL_FAILED, OK, ClipResult, ReduceOptions, SamplingOptions
+
+PhaseFn = Callable[[str], None]
+
+
+def predict_maps(model: SaliencyModel, frames: list[YuvFrame]) -> np.ndarray | WorkingMaps:
+    """Run the model and check its contract: one finite map per frame at the frame's size.
+
+    A model with `predict_working` (the built-ins) returns its maps before upsampling,
+    which the reducers use at working size; `salmat.maps.full_size` gives full-size maps.
+    """
+    try:
+        if hasattr(model, "predict_working"):
+            working: WorkingMaps = model.predict_working(frames)
+            _check_maps(model, np.asarray(working.maps), tuple(working.frame_size), frames)
+            return working
+        maps = np.asarray(model.predict(frames), dtype=np.float32)
+    except ClipError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any model failure is this clip's status
+        raise ClipError(MODEL_FAILED, f"{model.id} raised {type(exc).__name__}: {exc}") from exc
+    _check_maps(model, maps, maps.shape[1:], frames)
+    return maps
+
+
+def _check_maps(model: SaliencyModel, maps: np.ndarray, frame_size: tuple[int, ...], frames: list[YuvFrame]) -> None:
+    """`maps`: the model's (n, h, w) array; `frame_size`: the (H, W) it stands for."""
+    expected = (len(frames), frames[0].height, frames[0].width)
+    shape = (*maps.shape[:1], *frame_size) if maps.ndim == 3 else maps.shape
+    if shape != expected:
+        raise ClipError(MODEL_FAILED, f"{model.id} returned maps of shape {shape}, expected {expected}")
+    # One float64 sum is finite exactly when every value is (NaN and inf propagate), unless
+    # huge finite values overflow it — then the full check decides.
+    if not np.isfinite(maps.sum(dtype=np.float64)) and not np.all(np.isfinite(maps)):
+        raise ClipError(MODEL_FAILED, f"{model.id} returned non-finite values")
+
+
+def check_uniform_size(frames: list[YuvFrame]) -> None:
+    sizes = {(f.height, f.width) for f in frames}
+    if len(sizes) > 1:
+        raise ClipError(DECODE_FAILED, f"frame size changes within the clip: {sorted(sizes)}")
+
+
+def sampled_maps(
+    spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, on_phase: PhaseFn | None = None,
+) -> tuple[list[YuvFrame], np.ndarray | WorkingMaps]:
+    """Sampled frames and their maps (raises `ClipError`).
+
+    `on_phase("model")` is called once decoding is done and inference starts (the
+    pool uses it to tell a decode timeout from a model timeout).
+    """
+    frames = decode_sampled(spec, sampling)
+    check_uniform_size(frames)
+    if on_phase is not None:
+        on_phase("model")
+    return frames, predict_maps(model, frames)
+
+
+def compute_clip(
+    spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, reduce: ReduceOptions,
+    on_phase: PhaseFn | None = None,
+) -> ClipResult:
+    """One clip, start to finish; every failure is returned as a status, never raised."""
+    start = time.perf_counter()
+
+    def failed(status: str, message: str) -> ClipResult:
+        return ClipResult(status, error=message, seconds=time.perf_counter() - start)
+
+    try:
+        frames, maps = sampled_maps(spec, model, sampling, on_phase)
+        lumas = [frame.luma8() for frame in frames]
+        stats = reduce_stats(maps, lumas, reduce.ema_alpha, reduce.historical_motion)
+    except ClipError as exc:
+        return failed(exc.status, exc.message)
+    except MemoryError:
+        return failed(DECODE_FAILED, f"{os.path.basename(spec.path)}: out of memory")
+    except Exception as exc:  # noqa: BLE001 - the engine must never raise for a bad clip
+        return failed(DECODE_FAILED, f"{type(exc).__name__}: {exc}")
+    return ClipResult(OK, stats=stats, frames=len(frames), seconds=time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """Everything a worker needs to compute clips; picklable, sent to each worker once."""
+
+    model: ModelSpec
+    sampling: SamplingOptions
+    reduce: ReduceOptions
+
+    def start(self, threads: int | None = None) -> ClipRunner:
+        """Load the model (may raise: a worker that can't start is the engine's to handle)."""
+        return ClipRunner(self, self.model.load(threads=threads))
+
+
+class ClipRunner:
+    """A started job: the loaded model plus the job's settings."""
+
+    def __init__(self, job: ClipJob, model: SaliencyModel) -> None:
+        self.job = job
+        self.model = model
+
+    def compute(self, spec: ClipSpec, on_phase: PhaseFn | None = None) -> ClipResult:
+        """Never raises."""
+        return compute_clip(spec, self.model, self.job.sampling, self.job.reduce, on_phase)

@@ -1,0 +1,78 @@
+"""`ModelSpec`: a small picklable description of a model that each process loads itself.
+
+The driver loads the model once to learn its id and fingerprint, then pins the
+spec to that fingerprint (`pinned`). Every pool worker and Ray actor loads the
+spec on its own side; a pinned spec that loads a *different* model there (a
+node with another file under the same path, another onnxruntime) refuses to
+start, so the model the run records (audit, cache key, `saliency_model_id`) is
+always the model that computed the values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..errors import SalmatError
+from .base import SaliencyModel
+
+
+def _file_state(path: str | None) -> tuple[int, int, int] | None:
+    """Changes when the file at `path` is rewritten, so a reused model is never a stale one."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino) if st else None
+
+
+_LAST_LOADED: list[Any] = []  # [(spec without fingerprint, threads), model]; one entry per process
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str | None = None        # a built-in id (None: the default built-in)
+    model_path: str | None = None   # an ONNX file
+    model_id: str | None = None     # the label of an ONNX model
+    preprocess: str | None = None   # an ONNX preprocessing preset
+    device: str = "cpu"
+    precision: str = "fp32"
+    fingerprint: str | None = None  # set by `pinned`: the model every process must load
+
+    def pinned(self, fingerprint: str) -> ModelSpec:
+        return replace(self, fingerprint=fingerprint)
+
+    def load(self, threads: int | None = None) -> SaliencyModel:
+        """The model; `threads` caps an ONNX model's inference threads (pool workers).
+
+        An ONNX model with `--device cuda|auto` runs through torch (`torch_backend.py`)
+        when onnxruntime has no CUDA provider but torch sees a GPU.
+        """
+        model = self._load_once(threads)
+        if self.fingerprint is not None and model.fingerprint != self.fingerprint:
+            raise SalmatError(f"the model loaded here ({model.id}, fingerprint {model.fingerprint[:16]}…) is not the "
+                              f"one the run started with (fingerprint {self.fingerprint[:16]}…); every worker must "
+                              "see the same model file and libraries")
+        return model
+
+    def _load_once(self, threads: int | None) -> SaliencyModel:
+        """The last model loaded in this process is reused: the driver loads it to learn its
+        fingerprint, and the in-process engine then needs the same model again."""
+        key = (replace(self, fingerprint=None), threads, _file_state(self.model_path))
+        if _LAST_LOADED and _LAST_LOADED[0] == key:
+            cached: SaliencyModel = _LAST_LOADED[1]
+            return cached
+        model = self._load(threads)
+        _LAST_LOADED[:] = [key, model]
+        return model
+
+    def _load(self, threads: int | None) -> SaliencyModel:
+        if self.model_path and self.model is None and self.device != "cpu":
+            from .torch_backend import load_torch_model, wants_torch
+
+            if wants_torch(self.device):
+                return load_torch_model(self.model_path, self.preprocess, self.model_id, self.device, self.precision)
+        from . import load_model
+
+        return load_model(self.model, self.model_path, self.preprocess, self.model_id, self.device, threads=threads)

@@ -1,0 +1,324 @@
+"""Every file salmat writes goes through here: one pre-flight check, one atomic write.
+
+* `preflight` runs before any work: it refuses an output that is a folder, an input, or
+  another output of the same run, creates missing folders, probes that each folder takes
+  new files, and removes temp files that killed runs left there.
+* `atomic_output` writes a temp file in the destination's folder, fsyncs it and renames
+  it over the destination; on any exception the temp file goes and the destination is
+  untouched. `write_bytes`/`write_text`/`write_json` are one-call forms of it.
+* Temp files are named `.salmat-tmp-<pid>-<host>-<random>-<name>` (`<host>`: 6 hex of the
+  host name's hash) so a later run can tell a dead run's leftover from a live run's file,
+  also in a folder shared between machines (only this host's pids are checked).
+* `install_sigterm_cleanup` (called once by the CLI) removes live temp files on SIGTERM
+  and exits 143, as a kill would, instead of leaving `.salmat-tmp-*` files behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Union
+
+from .errors import SalmatError
+
+__all__ = [
+    "TEMP_PREFIX", "AtomicFile", "atomic_output", "clean_leftovers", "install_sigterm_cleanup",
+    "new_file_mode", "preflight", "same_file", "temp_prefix", "write_bytes", "write_json", "write_text",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+TEMP_PREFIX = ".salmat-tmp-"
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_TEMP_NAME = re.compile(r"^\.salmat-tmp-(\d+)-([0-9a-f]{6})-")
+_NAME_KEEP = 80  # the destination's name in the temp name is for humans; keep it under NAME_MAX
+
+# Temp files of this process not yet renamed or removed; the SIGTERM handler removes them.
+_LIVE: set[str] = set()
+_HANDLER_PID: int | None = None
+
+
+def temp_prefix(pid: int | None = None) -> str:
+    """The temp-file prefix of process `pid` (default: this one) on this host."""
+    return f"{TEMP_PREFIX}{os.getpid() if pid is None else pid}-{_HOST}-"
+
+
+# --------------------------------------------------------------------------- pre-flight
+
+
+def preflight(
+    outputs: Mapping[str, PathLike | None] | Iterable[tuple[str, PathLike | None]],
+    inputs: Mapping[str, PathLike | None] | Iterable[PathLike | None] = (),
+    *,
+    create_folders: bool = True,
+) -> None:
+    """Raise `SalmatError` (one line naming the fix) unless every output can be written.
+
+    `outputs` maps a flag (used in messages, may repeat as pairs) to a path; `inputs` are
+    the files the run reads (a mapping gives each a label, default "the input"). `None`
+    paths are skipped. A folder, an input or a repeated output is refused before any folder
+    is created; then each output folder is created, probed and cleaned of dead runs' temp files.
+    """
+    pairs = [(flag, Path(p)) for flag, p in (outputs.items() if isinstance(outputs, Mapping) else outputs)
+             if p is not None and str(p) != ""]
+    labelled = inputs.items() if isinstance(inputs, Mapping) else (("the input", p) for p in inputs)
+    sources = [(label, Path(p)) for label, p in labelled if p is not None and str(p) != ""]
+    for i, (flag, path) in enumerate(pairs):
+        if path.is_dir():
+            raise SalmatError(f"{flag} {path} is a folder, not a file: name a file inside it or choose another {flag}")
+        for label, source in sources:
+            if same_file(path, source):
+                raise SalmatError(f"{flag} {path} is {label} {source}: an input is never modified; "
+                                  f"choose another {flag}")
+        for other_flag, other in pairs[:i]:
+            if same_file(path, other):
+                raise SalmatError(f"{flag} {path} is also {other_flag}: give each output its own path")
+    seen: set[Path] = set()
+    for flag, path in pairs:
+        folder = path.absolute().parent
+        if folder in seen:
+            continue
+        seen.add(folder)
+        if create_folders:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SalmatError(f"cannot create the output folder {folder} for {flag} {path}: {_problem(exc)}; "
+                                  f"choose another {flag}") from None
+        elif not folder.is_dir():
+            raise SalmatError(f"the output folder {folder} does not exist: create it or choose another {flag}")
+        _probe(folder, flag)
+        clean_leftovers(folder, [p.name for f, p in pairs if p.absolute().parent == folder])
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when `a` and `b` are one file: through symlinks and hard links when both exist,
+    by resolved path otherwise (an output that doesn't exist yet)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _probe(folder: Path, flag: str) -> None:
+    """Create and remove a temp file, so a read-only folder fails now, not after the work."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=temp_prefix(), suffix="-probe")
+    except OSError as exc:
+        raise SalmatError(f"cannot write to the output folder {folder}: {_problem(exc)}: "
+                          f"choose another {flag}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def clean_leftovers(folder: PathLike, names: Iterable[str] = ()) -> list[str]:
+    """Remove temp files in `folder` whose writer (a pid on this host) is gone; returns them.
+
+    Also removes the old `NAME.tmp-<pid>` form for each of `names` when that pid is gone.
+    A live pid, another host's file or anything unparsable is kept: removing a live run's
+    temp file would break its rename.
+    """
+    old = [re.compile(re.escape(n) + r"\.tmp-(\d+)$") for n in names]
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        pid: int | None
+        if match and match.group(2) == _HOST:
+            pid = int(match.group(1))
+        else:
+            pid = next((int(m.group(1)) for m in (o.match(entry.name) for o in old) if m), None)
+        if pid is None or _alive(pid) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(entry.path)
+        except OSError:
+            pass  # another run got there first, or no permission: not ours to fuss about
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True  # someone else's process (EPERM), or a pid we can't ask about: assume alive
+    return True
+
+
+def _problem(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return " ".join(str(exc.strerror or exc).split())
+
+
+# --------------------------------------------------------------------------- atomic write
+
+
+def new_file_mode(path: PathLike) -> int:
+    """Mode for a written file: the replaced file's, else 0o666 minus the umask (mkstemp gives 0o600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)  # the only portable way to read the umask; restored at once
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+class AtomicFile:
+    """A temp file next to `path` that becomes `path` on `commit()` or disappears on `discard()`.
+
+    As a context manager it yields the open file and commits when the block ends without an
+    exception (any BaseException discards). `file` is binary for mode "wb", UTF-8 text for "w".
+    """
+
+    def __init__(self, path: PathLike, mode: str = "wb") -> None:
+        if mode not in ("wb", "w"):
+            raise ValueError(f"mode must be 'wb' or 'w', not {mode!r}")
+        self.path = Path(path)
+        self._folder = self.path.absolute().parent
+        # Same folder as the destination, so os.replace is an atomic rename on one filesystem.
+        fd, self.temp = tempfile.mkstemp(dir=self._folder, prefix=temp_prefix(),
+                                         suffix="-" + self.path.name[-_NAME_KEEP:])
+        _LIVE.add(self.temp)
+        self._done = False
+        try:
+            os.fchmod(fd, new_file_mode(self.path))
+            self.file: IO[Any] = os.fdopen(fd, mode) if mode == "wb" else os.fdopen(fd, mode, encoding="utf-8")
+        except BaseException:
+            os.close(fd)
+            self._remove()
+            raise
+
+    def commit(self) -> None:
+        """Flush to disk and rename onto the destination (durably: the folder is fsynced too)."""
+        if self._done:
+            return
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.temp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        self._done = True
+        _LIVE.discard(self.temp)
+        _fsync_folder(self._folder)
+
+    def discard(self) -> None:
+        """Drop the temp file; the destination is left as it was."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self.file.close()
+        except OSError:
+            pass  # e.g. disk full on the final flush: the file is about to be deleted anyway
+        self._remove()
+
+    def _remove(self) -> None:
+        try:
+            os.unlink(self.temp)
+        except FileNotFoundError:
+            pass
+        _LIVE.discard(self.temp)
+
+    def __enter__(self) -> IO[Any]:
+        return self.file
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def atomic_output(path: PathLike, mode: str = "wb") -> AtomicFile:
+    """`with atomic_output(path) as f: f.write(...)`: `path` appears whole when the block succeeds."""
+    return AtomicFile(path, mode)
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    with atomic_output(path) as file:
+        file.write(data)
+
+
+def write_text(path: PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: PathLike, obj: Any, *, default: Any = None) -> None:
+    """Indented JSON plus a final newline (`default` as for `json.dumps`)."""
+    write_text(path, json.dumps(obj, indent=2, default=default) + "\n")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable; some filesystems cannot fsync folders, which is fine."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- SIGTERM
+
+
+def install_sigterm_cleanup() -> None:
+    """On SIGTERM, remove this process's live temp files, say so, and exit 143 (128 + 15).
+
+    Installed once, only by the main thread of a main process (a signal handler can only be
+    set there, and a worker must keep its default), and only over the default disposition so
+    an embedding application's own handler wins.
+    """
+    global _HANDLER_PID
+    if _HANDLER_PID is not None or threading.current_thread() is not threading.main_thread():
+        return
+    if multiprocessing.parent_process() is not None or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _HANDLER_PID = os.getpid()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
+    if os.getpid() != _HANDLER_PID:  # a forked child inherited the handler: die as by default
+        os.kill(os.getpid(), signum)
+        return
+    for temp in list(_LIVE):
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        _LIVE.discard(temp)
+    print("salmat: terminated; no output was written", file=sys.stderr, flush=True)
+    # SystemExit, not os._exit: `finally` blocks still run, so pool workers are stopped and the
+    # cache is closed; the temp files are already gone should that unwinding be cut short.
+    raise SystemExit(128 + signum)

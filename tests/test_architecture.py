@@ -1,0 +1,112 @@
+"""The house: no import cycle among salmat's modules, and every module imports on its own."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import salmat
+
+PACKAGE = Path(salmat.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ["salmat", *path.relative_to(PACKAGE).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every salmat module `name` imports, function-level imports included.
+
+    `from .x import y` counts as importing `x.y` when that is a module, else `x`;
+    an edge into a package's `__init__` from inside that package is left out (the
+    package's face re-exports; its submodules don't depend on it)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            for alias in node.names:
+                child = f"{base}.{alias.name}"
+                targets.add(child if child in known else base)
+    return {t for t in targets if t in known and t != name and not name.startswith(t + ".")}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle():
+    graph = import_graph()
+    assert "salmat.pipeline" in graph and "salmat.compute" in graph["salmat.engines.base"]
+    assert cycles(graph) == []
+
+
+def test_nothing_imports_upward():
+    """The leaf and the engines never reach back to the orchestrator or the command line."""
+    graph = import_graph()
+    assert graph["salmat.values"] == set()
+    upper = {"salmat.pipeline", "salmat.cli", "salmat.options", "salmat.batch"}
+    for name, targets in graph.items():
+        if name.startswith(("salmat.engines", "salmat.models", "salmat.compute", "salmat.cache", "salmat.rows")):
+            assert not targets & upper, (name, targets & upper)
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    names = sorted(n for n in _modules() if n != "salmat.__main__")
+    code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\nprint('ok')"
+    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
