@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -121,6 +122,37 @@ def test_a_folder_as_an_output_is_refused(table, tmp_path, capsys, flag):
     assert main(args) == 2
     assert f"{flag} {folder} is a folder" in capsys.readouterr().err
     assert os.listdir(folder) == []
+
+
+def _special(kind, path, target):
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        os.symlink(target, path)
+    else:  # a character device like /dev/null, made here so a regression can't replace a real one
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
+@pytest.mark.parametrize("flag", ["--output", "--audit-json"])
+def test_an_output_that_is_a_device_fifo_or_link_is_refused_and_left_alone(table, tmp_path, capsys, flag, kind):
+    """A rename replaces whatever the name points at: `--audit-json /dev/full` turned the device
+    into a regular file. Only a regular file (or nothing) may be at an output path."""
+    target = tmp_path / "target.jsonl"
+    target.write_text("keep me\n")
+    special = tmp_path / f"special{'.jsonl' if flag == '--output' else '.json'}"
+    _special(kind, special, target)
+    paths = {"--output": tmp_path / "o.jsonl", "--audit-json": tmp_path / "a.json", flag: special}
+    args = materialize("--input", table, "--output", paths["--output"], "--audit-json", paths["--audit-json"])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} {special} is" in err and err.count("\n") == 1
+    mode = os.lstat(special).st_mode
+    assert {"fifo": stat.S_ISFIFO, "symlink": stat.S_ISLNK, "device": stat.S_ISCHR}[kind](mode)
+    assert target.read_text() == "keep me\n"
 
 
 def test_output_folder_under_a_file_is_a_usage_error(table, tmp_path):
@@ -405,3 +437,18 @@ def test_sigterm_cleanup_is_quick(tmp_path):
     assert time.monotonic() - started < 10
     proc.stdout.close()
     proc.stderr.close()
+
+
+@pytest.mark.parametrize("signum, raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, SystemExit)])
+def test_no_output_is_published_after_a_stop_a_library_swallowed(tmp_path, monkeypatch, signum, raised):
+    """A Ctrl-C or SIGTERM whose exception some library swallowed (seen during pyarrow's lazy
+    imports: the run went on and exited 0 with a full output) still stops every publication."""
+    from salmat import outputs
+
+    monkeypatch.setattr(outputs, "_STOPPED_BY", [signum])
+    target = tmp_path / "t.json"
+    with pytest.raises(raised):
+        write_text(target, "{}\n")
+    assert not target.exists() and leftovers(tmp_path) == []
+    assert outputs.stop_requested() == 128 + signum
+    assert outputs.stopped_message("interrupted") == "salmat: interrupted; no output was written"

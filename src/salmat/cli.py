@@ -14,7 +14,7 @@ from typing import Any, NoReturn, cast
 from .errors import SalmatError
 from .option_spec import Options, add_settings, from_namespace
 from .options import AuditOptions, BatchOptions, CompareOptions, MaterializeOptions, PreviewOptions
-from .outputs import install_sigterm_cleanup
+from .outputs import begin_run, install_sigterm_cleanup, stop_requested, stopped_message
 
 EXIT_USAGE = 2
 
@@ -159,21 +159,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     install_sigterm_cleanup()  # SIGTERM removes salmat's temp files, then exits 143
+    begin_run()
     try:
         handler = cast(Handler, args.handler)
-        return handler(args, argv)
+        code = handler(args, argv)
     except SalmatError as exc:
         # One line even when a file or column name holds a line break: shown escaped.
         print("salmat: error: " + str(exc).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("salmat: interrupted; no output was written", file=sys.stderr)
+        print(stopped_message("interrupted"), file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last fence: a bug must not reach the user as a traceback
-        detail = " ".join(str(exc).split())[:300]
-        print(f"salmat: error: internal error ({type(exc).__name__}: {detail}); nothing was written; "
-              "please report this with the command line", file=sys.stderr)
-        return EXIT_USAGE
+        code = EXIT_USAGE
+        if stop_requested() is None:  # else a signal broke a library midway: said below
+            detail = " ".join(str(exc).split())[:300]
+            print(f"salmat: error: internal error ({type(exc).__name__}: {detail}); nothing was written; "
+                  "please report this with the command line", file=sys.stderr)
+            return code
+    stopped = stop_requested()  # a signal some library swallowed: its output was not published
+    if stopped is not None:
+        print(stopped_message("interrupted"), file=sys.stderr)
+        return stopped
+    return code
 
 
 if __name__ == "__main__":

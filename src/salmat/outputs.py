@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -77,6 +78,7 @@ def preflight(
     for i, (flag, path) in enumerate(pairs):
         if path.is_dir():
             raise SalmatError(f"{flag} {path} is a folder, not a file: name a file inside it or choose another {flag}")
+        _refuse_special(flag, path)
         for label, source in sources:
             if same_file(path, source):
                 raise SalmatError(f"{flag} {path} is {label} {source}: an input is never modified; "
@@ -100,6 +102,22 @@ def preflight(
             raise SalmatError(f"the output folder {folder} does not exist: create it or choose another {flag}")
         _probe(folder, flag)
         clean_leftovers(folder, [p.name for f, p in pairs if p.absolute().parent == folder])
+
+
+def _refuse_special(flag: str, path: Path) -> None:
+    """An output is replaced by a rename, which replaces whatever the name points at now: a
+    device (`/dev/full`), a FIFO or a symlink would be swapped for a regular file. Only a
+    regular file (or nothing) may be there."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return  # nothing there yet (or nothing we can see; the probe below decides)
+    if stat.S_ISLNK(st.st_mode):
+        raise SalmatError(f"{flag} {path} is a symbolic link; writing would replace the link, not its target: "
+                          f"name the real file ({os.path.realpath(path)}) or choose another {flag}")
+    if not stat.S_ISREG(st.st_mode):
+        raise SalmatError(f"{flag} {path} is not a regular file (a device, FIFO or socket) and would be replaced: "
+                          f"choose another {flag}")
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:
@@ -215,6 +233,7 @@ class AtomicFile:
         if self._done:
             return
         try:
+            _raise_if_stopped()
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
@@ -224,6 +243,7 @@ class AtomicFile:
             raise
         self._done = True
         _LIVE.discard(self.temp)
+        _PUBLISHED.append(str(self.path))
         _fsync_folder(self._folder)
 
     def discard(self) -> None:
@@ -291,6 +311,41 @@ def _fsync_folder(folder: Path) -> None:
 # --------------------------------------------------------------------------- SIGTERM
 
 
+_STOPPED_BY: list[int] = []  # the signal that asked this run to stop, once one has
+_PUBLISHED: list[str] = []   # outputs this process has renamed into place
+
+
+def begin_run() -> None:
+    """Forget what an earlier run in this process published or was stopped by (the CLI can be
+    called more than once in one process: tests, notebooks)."""
+    _PUBLISHED.clear()
+    _STOPPED_BY.clear()
+
+
+def stopped_message(how: str) -> str:
+    """The line said when a signal stops the run: what, if anything, was already written."""
+    if not _PUBLISHED:
+        return f"salmat: {how}; no output was written"
+    return f"salmat: {how}; already written before that: {', '.join(_PUBLISHED)}"
+
+
+def _raise_if_stopped() -> None:
+    """A stop asked for is final: no output is published after Ctrl-C or SIGTERM, even when a
+    library swallowed the exception the signal raised (seen during pyarrow's lazy imports)."""
+    if _STOPPED_BY:
+        raise KeyboardInterrupt if _STOPPED_BY[0] == signal.SIGINT else SystemExit(128 + _STOPPED_BY[0])
+
+
+def stop_requested() -> int | None:
+    """The exit status a signal asked for (130, 143), or None."""
+    return 128 + _STOPPED_BY[0] if _STOPPED_BY else None
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _STOPPED_BY.append(signum)
+    raise KeyboardInterrupt
+
+
 def install_sigterm_cleanup() -> None:
     """On SIGTERM, remove this process's live temp files, say so, and exit 143 (128 + 15).
 
@@ -304,11 +359,14 @@ def install_sigterm_cleanup() -> None:
     if multiprocessing.parent_process() is not None or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     _HANDLER_PID = os.getpid()
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once
+    _STOPPED_BY.append(signum)
     if os.getpid() != _HANDLER_PID:  # a forked child inherited the handler: die as by default
         os.kill(os.getpid(), signum)
         return
@@ -318,7 +376,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         except OSError:
             pass
         _LIVE.discard(temp)
-    print("salmat: terminated; no output was written", file=sys.stderr, flush=True)
+    print(stopped_message("terminated"), file=sys.stderr, flush=True)
     # SystemExit, not os._exit: `finally` blocks still run, so pool workers are stopped and the
     # cache is closed; the temp files are already gone should that unwinding be cut short.
     raise SystemExit(128 + signum)

@@ -63,6 +63,17 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def _block_sigint() -> set[int | signal.Signals] | None:
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _restore_sigmask(previous: set[int | signal.Signals] | None) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _start_worker(job: StartableJob, threads: int) -> ClipRunner:
     from ..decode import set_decode_threads
 
@@ -80,6 +91,8 @@ def _worker_main(conn: Connection, job: StartableJob, threads: int) -> None:
     """A pool worker: start the job once, then compute clips sent over `conn` until told to stop."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _tune_malloc()
     try:
         runner = _start_worker(job, threads)
@@ -145,7 +158,14 @@ class WorkerPool:
         parent, child = self.ctx.Pipe(duplex=True)
         process = self.ctx.Process(target=_worker_main, name="salmat-worker", daemon=True,
                                    args=(child, self.job, self.threads))
-        process.start()
+        # Ctrl-C is the parent's to handle: the worker starts with SIGINT blocked (the mask is
+        # inherited across exec) and ignores it before unblocking, so an interrupt while it is
+        # still importing can't print a traceback from it.
+        blocked = _block_sigint()
+        try:
+            process.start()
+        finally:
+            _restore_sigmask(blocked)
         child.close()
         return _Worker(process, parent)
 
