@@ -180,3 +180,18 @@ def test_building_the_parser_imports_nothing_heavy():
             f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(proc.stdout) == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["materialize", "--input", "t.jsonl", "--output", "o.jsonl", "--frame-sample", "3"],
+    ["materialize", "--input", "t.jsonl", "--output", "o.jsonl", "--overwrit"],
+    ["compare", "--input", "t.jsonl", "--out", "d", "--model", "image_signature_v1"],
+])
+def test_a_flag_prefix_is_a_typo_not_a_guess(argv, capsys):
+    """argparse would take `--frame-sample` for `--frame-samples`: a typo must be an error."""
+    from salmat.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err

@@ -23,14 +23,27 @@ Handler = Callable[[argparse.Namespace, Sequence[str]], int]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the fix, not a usage dump."""
+    """argparse, but a usage error is one line naming the fix, not a usage dump, and a flag is
+    never guessed from a prefix (`--frame-sample` is a typo, not `--frame-samples`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"salmat: error: {message} (see `{self.prog} --help`)\n")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default once: a help text that already says its default keeps its own words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        return text if "default" in text else super()._get_help_string(action)
+
+
 def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=36, width=100)
+    return _Formatter(prog, max_help_position=36, width=100)
 
 
 def _command(sub: argparse._SubParsersAction[_Parser], name: str, options: type[Options], handler: Handler,
