@@ -78,7 +78,6 @@ def preflight(
     for i, (flag, path) in enumerate(pairs):
         if path.is_dir():
             raise SalmatError(f"{flag} {path} is a folder, not a file: name a file inside it or choose another {flag}")
-        _refuse_special(flag, path)
         for label, source in sources:
             if same_file(path, source):
                 raise SalmatError(f"{flag} {path} is {label} {source}: an input is never modified; "
@@ -86,6 +85,7 @@ def preflight(
         for other_flag, other in pairs[:i]:
             if same_file(path, other):
                 raise SalmatError(f"{flag} {path} is also {other_flag}: give each output its own path")
+        _refuse_special(flag, path)
     seen: set[Path] = set()
     for flag, path in pairs:
         folder = path.absolute().parent
