@@ -68,7 +68,7 @@ from typing import Any, TypeVar, cast
 
 from .errors import ClipError, SalmatError
 from .sources import ClipSpec, open_source
-from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions
+from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions, file_stamp
 
 CACHE_ENV = "SALMAT_CACHE_DIR"
 CACHE_FILE = "results.sqlite"
@@ -167,10 +167,9 @@ def file_sha256(path: str, deadline: float | None = None, expect: tuple[int, ...
 
 
 def _signature(st: os.stat_result) -> tuple[int, ...]:
-    """What changes whenever a file's content can have: ctime can't be set back by anyone.
-    Unsigned 64-bit inode and device numbers are folded into SQLite's signed INTEGER."""
-    return tuple(v - (1 << 64) if v >= (1 << 63) else v
-                 for v in (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
+    """The file's `file_stamp`, with unsigned 64-bit inode and device numbers folded into
+    SQLite's signed INTEGER."""
+    return tuple(v - (1 << 64) if v >= (1 << 63) else v for v in file_stamp(st))
 
 
 def _timestamp_tick_ns(st: os.stat_result) -> int:

@@ -25,7 +25,7 @@ from .options import MaterializeOptions, build_options
 from .outputs import preflight
 from .progress import ClipProgress
 from .rows import ColumnBuilder, Provenance, RowOutcomes, existing_values_mask, with_float_cells
-from .sources import ClipSpec, SourceFailure, SourceOptions, check_source_options, plan_rows
+from .sources import ClipSpec, SourceFailure, SourceOptions, plan_rows
 from .tables import TableReader, TableWriter, detect_format
 from .values import OK, SKIPPED, WORKER_LOST, ClipResult, ReduceOptions, SamplingOptions
 
@@ -111,7 +111,7 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     _check_columns(reader.schema, opts)
     detect_format(opts.output)  # a table suffix, checked before anything is created
     preflight({"--output": opts.output, "--audit-json": opts.audit_json}, {"the input table": opts.input})
-    check_source_options(opts.root, opts.confine_to_root)
+    sources = _source_options(opts)  # its own checks (--confine-to-root needs --root) run here
     spec = model_spec(opts)
     model = spec.load()
     job = ClipJob(spec.pinned(model.fingerprint), sampling_options(opts), reduce_options(opts))
@@ -124,7 +124,7 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     # Geometry cells are read one by one: a text cell ("n/a") leaves its own row without geometry.
     keys = with_float_cells(keys, [c for c in (opts.width_column, opts.height_column) if c != opts.path_column])
     skipped = existing_values_mask(keys) & (not opts.overwrite)
-    plan = plan_rows(keys, _source_options(opts), ~skipped)
+    plan = plan_rows(keys, sources, ~skipped)
     del keys
     timings["plan"] = time.perf_counter() - t
 

@@ -59,6 +59,9 @@ class SourceOptions:
     default_height: int | None = None
     confine_to_root: bool = False
 
+    def __post_init__(self) -> None:
+        check_source_options(self.root, self.confine_to_root)
+
 
 @dataclass
 class RowPlan:
@@ -122,7 +125,6 @@ def check_source_options(root: str | None, confine_to_root: bool) -> None:
 
 def plan_rows(table: pa.Table, options: SourceOptions, wanted: np.ndarray) -> RowPlan:
     """Group the `wanted` rows of `table` by distinct source and resolve each source once."""
-    check_source_options(options.root, options.confine_to_root)
     n = table.num_rows
     codes, paths = _path_codes(table, options.path_column)
     widths = _int_column(table, options.width_column, n)

@@ -100,6 +100,7 @@ import pyarrow.parquet as pq
 
 from salmat.errors import SalmatError
 from salmat.outputs import AtomicFile, preflight
+from salmat.values import file_stamp
 
 __all__ = [
     "TableReader",
@@ -258,9 +259,7 @@ def _check_names(path: Path, schema: pa.Schema) -> None:
 
 
 def _file_stamp(path: Path) -> tuple[int, int, int, int, int]:
-    """What tells one version of a file from another without reading it."""
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+    return file_stamp(os.stat(path))
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -7,6 +7,7 @@ so no stage has to import another stage to name what passes between them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 # ---- row statuses (docs/contract.md §3) ----------------------------------------
@@ -28,6 +29,13 @@ STATUSES = (OK, SKIPPED, MISSING_SOURCE, MISSING_GEOMETRY, DECODE_FAILED, MODEL_
 # ---- temporal reducers (docs/contract.md §4) -----------------------------------
 
 REDUCERS = ("mean", "ema", "max", "motion-weighted")
+
+
+def file_stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What tells one version of a file from another without reading it: size, mtime, and
+    ctime (which no one can set back, so an in-place rewrite with its mtime restored still
+    shows), on the same inode and device."""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
 
 
 @dataclass(frozen=True)
