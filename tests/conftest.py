@@ -107,14 +107,10 @@ ENGINE_SETTINGS = {
 @pytest.fixture(scope="session")
 def ray_session():
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[test,ray]')")
-    import ray
-
     import ray_helpers
 
-    started = ray_helpers.start_ray()
-    yield
-    if started:
-        ray.shutdown()
+    ray_helpers.start_ray()
+    yield  # shut down when the session ends (`pytest_unconfigure` below), not here
 
 
 @pytest.fixture(params=["inline", "pool", pytest.param("ray", marks=pytest.mark.ray)])
@@ -123,3 +119,25 @@ def engine(request):
     if request.param == "ray":
         request.getfixturevalue("ray_session")
     return ENGINE_SETTINGS[request.param]
+
+
+# ---- ending a session that started Ray ---------------------------------------------------------
+
+_SESSION_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _SESSION_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave with pytest's own status once everything is reported. Ray's driver can end its
+    process with status 1 while it shuts down (its raylet gone before it disconnects), which
+    turned green sessions red, twice before the summary was even printed. The local cluster's
+    processes die with this one (Ray starts them fate-shared)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)() and _SESSION_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_SESSION_STATUS[-1])

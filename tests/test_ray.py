@@ -32,10 +32,8 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    started = ray_helpers.start_ray()
-    yield
-    if started:
-        ray.shutdown()
+    ray_helpers.start_ray()
+    yield  # shut down when the session ends (conftest.py, `pytest_unconfigure`)
 
 
 @pytest.fixture()
