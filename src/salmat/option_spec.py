@@ -118,6 +118,19 @@ def existing_folder(value: Any) -> str | None:
     return None if isinstance(value, str) and os.path.isdir(value) else "an existing folder"
 
 
+def native_or_size(value: Any) -> str | None:
+    """'native', or a short-side size in pixels (16 to 8192)."""
+    if value == "native":
+        return None
+    ok = isinstance(value, str) and value.isdigit() and 16 <= int(value) <= 8192
+    return None if ok else "native or a whole number of pixels from 16 to 8192"
+
+
+def text(value: Any) -> Any:
+    """540 → '540': a setting the CLI reads as text may be given a number from Python."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def item_list(value: Any) -> str | None:
     """A list setting after `comma_list`: at least one item, none twice."""
     if not isinstance(value, tuple) or not value:

@@ -27,11 +27,13 @@ from .option_spec import (
     comma_list,
     existing_folder,
     item_list,
+    native_or_size,
     non_empty,
     non_negative,
     path,
     seconds,
     setting,
+    text,
     unit_interval,
     whole,
 )
@@ -40,9 +42,10 @@ from .values import REDUCERS
 SAMPLING_MODES = ("clip", "head")
 COMPAT_MODES = ("historical",)
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 ENGINES = ("local", "ray")
 LONG_FORMATS = ("parquet", "csv")
+STREAM_FORMATS = ("jsonl", "csv")
 
 # argparse groups of `salmat materialize --help` (other commands reuse them through the shared settings).
 SOURCES, FRAMES, MODEL, COLUMNS, RUN = "sources", "frames and temporal reducer", "model", "columns", "run"
@@ -70,6 +73,11 @@ REDUCER_LIST = Setting(REDUCERS, "comma-separated temporal reducers", choices=RE
                        check=item_list, group=FRAMES, metavar="R,R")
 PREPROCESS = Setting(None, "ONNX preprocessing preset: vmaf-student, u2net, custom:FILE", group=MODEL)
 DEVICE = Setting("cpu", "where ONNX models run", choices=DEVICES, group=MODEL)
+MODEL_DIR = Setting(None, "folders searched for --model NAME, ':'-separated (default: $SALMAT_MODEL_DIR)",
+                    group=MODEL, example="/data/models")
+INFERENCE_SIZE = Setting("native", "ONNX models: resize frames so their short side is S pixels before the model "
+                         "(faster; changes values; the model id gets @S)", convert=text, check=native_or_size,
+                         group=MODEL, example="540", metavar="S")
 QUIET = Setting(False, "no progress bar", group=RUN)
 PLOTS = Setting(True, "write the PNG plots (--no-plots skips them)", group=RUN)
 
@@ -100,10 +108,19 @@ class MaterializeOptions(Options):
                                 group=MODEL, example="image_signature_v1")
     model_path: str | None = setting(None, "an ONNX saliency model file", convert=path, group=MODEL)
     model_id: str | None = setting(None, "label for an ONNX model (default: the file's stem)", group=MODEL)
+    model_dir: str | None = MODEL_DIR.field()
     preprocess: str | None = PREPROCESS.field()
     device: str = DEVICE.field()
-    precision: str = setting("fp32", "GPU precision (torch path)", choices=PRECISIONS, group=MODEL)
+    precision: str = setting("fp32", "fp16: GPU (torch path); int8: quantized ONNX on the CPU (the model id gets "
+                             "@int8)", choices=PRECISIONS, group=MODEL)
+    inference_size: str = INFERENCE_SIZE.field()
+    per_frame: bool = setting(False, "each row gets its own frame's saliency (needs --frame-column; no reducer)",
+                              group=FRAMES)
+    frame_column: str | None = setting(None, "with --per-frame: column holding each row's frame index (from 0, "
+                                       "decode order)", group=FRAMES, example="frame_index")
     overwrite: bool = setting(False, "recompute rows that already hold saliency values", group=COLUMNS)
+    column_prefix: str = setting("", "prefix of every column salmat writes (ref_ → ref_saliency_mean, …; "
+                                     "default: none)", group=COLUMNS, example="ref_")
     status_column: str = setting("saliency_status", "status column ('' omits it)", group=COLUMNS)
     model_id_column: str = setting("saliency_model_id", "model id column ('' omits it)", group=COLUMNS)
     aggregator_column: str = setting("saliency_aggregator", "reducer column ('' omits it)", group=COLUMNS)
@@ -121,6 +138,8 @@ class MaterializeOptions(Options):
     ray_address: str | None = setting(None, "Ray cluster address (default: a local cluster)", group=RUN)
     num_gpus_per_worker: float = setting(0.0, "GPUs per Ray actor", check=non_negative, group=RUN)
     audit_json: str | None = setting(None, "write the run record here", convert=path, group=RUN)
+    format: str | None = setting(None, "output format when --output is - (stdout) (default: jsonl)",
+                                 choices=STREAM_FORMATS, group=RUN)
     quiet: bool = QUIET.field()
 
     def effective(self) -> MaterializeOptions:
@@ -187,6 +206,7 @@ class CompareOptions(Options):
     sampling: str = SAMPLING.field()
     max_frames: int = MAX_FRAMES.field()
     ema_alpha: float = EMA_ALPHA.field()
+    model_dir: str | None = MODEL_DIR.field()
     preprocess: str | None = PREPROCESS.field(help="preprocessing preset for .onnx models")
     device: str = DEVICE.field()
     long_format: str = setting("parquet", "long table format", choices=LONG_FORMATS, group=RUN)
@@ -203,6 +223,7 @@ class PreviewOptions(Options):
     clip: str = setting(help="a video file (or raw .yuv named with its size)", positional=True, convert=path)
     out: str = setting("sheet.png", "PNG to write", convert=path)
     model: str | None = setting(None, "built-in id or .onnx path; unset: image_signature_v1", group=MODEL)
+    model_dir: str | None = MODEL_DIR.field()
     preprocess: str | None = PREPROCESS.field(help="preprocessing preset for an .onnx model")
     device: str = DEVICE.field()
     default_width: int | None = DEFAULT_WIDTH.field(help="raw .yuv width (else from a _WxH_ name token)")
@@ -250,6 +271,11 @@ class AuditOptions(Options):
     group_by: str | None = setting(None, "average rows per value of this column first")
     saliency_columns: tuple[str, ...] | None = setting(None, "comma-separated (unset: saliency_mean,saliency_var)",
                                                        convert=comma_list, check=item_list, metavar="C,C")
+    features: tuple[str, ...] | None = setting(None, "comma-separated feature columns (unset: every numeric column "
+                                               "that is no target, id or saliency column)", convert=comma_list,
+                                               check=item_list, metavar="C,C")
+    exclude: tuple[str, ...] | None = setting(None, "comma-separated columns never used as features",
+                                              convert=comma_list, check=item_list, metavar="C,C")
     folds: int = setting(5, "cross-validation folds", check=whole(2))
     bootstrap: int = setting(1000, "bootstrap resamples for the interval (0: none)", check=whole(0))
     ridge_alpha: float = setting(1.0, "ridge regression penalty", check=non_negative)
