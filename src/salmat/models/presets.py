@@ -34,8 +34,11 @@ Every key is optional; an omitted key keeps the `vmaf-student` value::
     output       = "as-is"          # "as-is" (already in [0, 1]), "minmax" (per frame) or "sigmoid"
 
 The order is fixed: colour conversion → resize → divide by max → scale →
-mean/std → pad. Unknown keys and bad values are refused with a one-line
-`SalmatError`.
+mean/std → pad. `--inference-size S` (`scaled_size`, `encode(..., scale_to)`)
+resizes each frame before all of that, plane by plane in YUV, to a short side
+of S rounded to the pad multiple, so nothing is padded; `decode` then gives
+maps at that size (the ONNX adapter hands them on as `WorkingMaps`). Unknown
+keys and bad values are refused with a one-line `SalmatError`.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ import numpy as np
 from ..color import rgb_planes
 from ..errors import ClipError, SalmatError
 from ..frames import YuvFrame
+from .knobs import scaled_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -104,13 +108,26 @@ class Preprocess:
             return math.ceil(height / k) * k, math.ceil(width / k) * k
         return height, width
 
-    def encode(self, frames: Sequence[YuvFrame]) -> np.ndarray:
-        """(n, 3, h, w) float32 input for frames that all share one size."""
-        height, width = frames[0].height, frames[0].width
+    def scaled_size(self, height: int, width: int, short_side: int) -> tuple[int, int]:
+        """The (height, width) a frame is resized to for `--inference-size short_side`: the short
+        side at `short_side`, each side rounded to this preset's pad multiple (no padding fed)."""
+        if self.size == "resize":
+            raise SalmatError(f"--inference-size does not apply to preset {self.name!r}, which already resizes "
+                              "every frame to a fixed size; drop --inference-size")
+        return scaled_size(height, width, short_side, self.pad_multiple if self.size == "pad" else 1)
+
+    def encode(self, frames: Sequence[YuvFrame], scale_to: tuple[int, int] | None = None) -> np.ndarray:
+        """(n, 3, h, w) float32 input for frames that all share one size.
+
+        `scale_to` (height, width), from `scaled_size`: each frame is resized to it first, plane
+        by plane in YUV (`_scaled_frame`), so the colour conversion runs at the smaller size."""
+        height, width = scale_to or (frames[0].height, frames[0].width)
         ih, iw = self.input_size(height, width)
         # Zeros in the normalised space are the padding.
         batch = np.zeros((len(frames), 3, ih, iw), dtype=np.float32)
         for i, frame in enumerate(frames):
+            if scale_to is not None:
+                frame = _scaled_frame(frame, height, width)
             planes = rgb_planes(frame)  # (3, H, W) R, G, B in [0, 1]
             if self.channels == "bgr":
                 planes = planes[::-1]
@@ -176,6 +193,20 @@ class Preprocess:
             # A flat map carries no saliency: zeros rather than 0/0.
             maps = np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1.0), 0.0)
         return np.ascontiguousarray(maps, dtype=np.float32)
+
+
+def _scaled_frame(frame: YuvFrame, height: int, width: int) -> YuvFrame:
+    """The 8-bit frame at (height, width) 4:2:0, each plane resized on its own: area averaging
+    when shrinking (no aliasing), bilinear when growing. Resizing before the colour conversion
+    costs a quarter of converting at 1080p and resizing RGB (measured: ~25 ms a frame saved)."""
+    f8 = frame.to_8bit()
+    how = cv2.INTER_AREA if height <= frame.height and width <= frame.width else cv2.INTER_LINEAR
+
+    def fit(plane: np.ndarray, h: int, w: int) -> np.ndarray:
+        return plane if plane.shape == (h, w) else cv2.resize(plane, (w, h), interpolation=how)
+
+    ch, cw = (height + 1) // 2, (width + 1) // 2
+    return YuvFrame(fit(f8.y, height, width), fit(f8.u, ch, cw), fit(f8.v, ch, cw), 8)
 
 
 PRESETS: dict[str, Preprocess] = {

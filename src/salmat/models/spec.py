@@ -6,16 +6,25 @@ spec on its own side; a pinned spec that loads a *different* model there (a
 node with another file under the same path, another onnxruntime) refuses to
 start, so the model the run records (audit, cache key, `saliency_model_id`) is
 always the model that computed the values.
+
+A known learned model named by id (`--model saliency_student_v1`) is resolved
+to its file once, in the driver (`resolved`): the absolute path travels, so no
+worker searches its own `$SALMAT_MODEL_DIR`.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SalmatError
 from .base import SaliencyModel
+from .knobs import check_knobs
+from .registry import resolve_named
+
+if TYPE_CHECKING:
+    from .quantize import CalibrationSource
 
 
 def _file_state(path: str | None) -> tuple[int, int, int] | None:
@@ -39,9 +48,17 @@ class ModelSpec:
     device: str = "cpu"
     precision: str = "fp32"
     fingerprint: str | None = None  # set by `pinned`: the model every process must load
+    inference_size: int | None = None  # ONNX: the short side frames are resized to (None: native)
+    calibration: CalibrationSource | None = None  # int8: the clips the quantized model is calibrated on
 
     def pinned(self, fingerprint: str) -> ModelSpec:
         return replace(self, fingerprint=fingerprint)
+
+    def resolved(self, model_dir: str | os.PathLike[str] | None = None) -> ModelSpec:
+        """This spec with a known learned model's name replaced by its file (found in `model_dir`,
+        else `$SALMAT_MODEL_DIR`) and its preset (unless `preprocess` names one)."""
+        model, model_path, preprocess = resolve_named(self.model, self.model_path, self.preprocess, model_dir)
+        return replace(self, model=model, model_path=model_path, preprocess=preprocess)
 
     def load(self, threads: int | None = None) -> SaliencyModel:
         """The model; `threads` caps an ONNX model's inference threads (pool workers).
@@ -72,7 +89,10 @@ class ModelSpec:
             from .torch_backend import load_torch_model, wants_torch
 
             if wants_torch(self.device):
+                check_knobs(builtin=False, device=self.device, precision=self.precision,
+                            inference_size=self.inference_size, torch_path=True)
                 return load_torch_model(self.model_path, self.preprocess, self.model_id, self.device, self.precision)
         from . import load_model
 
-        return load_model(self.model, self.model_path, self.preprocess, self.model_id, self.device, threads=threads)
+        return load_model(self.model, self.model_path, self.preprocess, self.model_id, self.device, threads=threads,
+                          inference_size=self.inference_size, precision=self.precision, calibration=self.calibration)

@@ -23,8 +23,10 @@ import numpy as np
 
 from ..errors import ClipError, SalmatError
 from ..frames import YuvFrame
-from .onnx import file_sha256
+from .onnx import with_model_card
 from .presets import Preprocess, resolve_preset
+from .registry import file_sha256
+from .registry import model_id as registry_model_id
 
 ALGORITHM_VERSION = "torch-adapter-1"
 MAX_BATCH = 8
@@ -72,8 +74,8 @@ class TorchOnnxModel:
         self.device = "cuda" if device in ("cuda", "auto") else device
         self.precision = precision
         self.preset = preset
-        self.id = model_id if model_id is not None else self.path.stem
         self.sha256 = file_sha256(self.path)
+        self.id = registry_model_id(self.path, self.sha256, model_id)
         try:
             module = onnx2torch.convert(str(self.path))
         except Exception as exc:  # noqa: BLE001 - any conversion failure is a configuration problem
@@ -139,4 +141,5 @@ class TorchOnnxModel:
 
 def load_torch_model(path: str | Path, preprocess: str | None = None, model_id: str | None = None,
                      device: str = "cuda", precision: str = "fp32") -> TorchOnnxModel:
-    return TorchOnnxModel(path, resolve_preset(preprocess), model_id=model_id, device=device, precision=precision)
+    preset = with_model_card(resolve_preset(preprocess), path)
+    return TorchOnnxModel(path, preset, model_id=model_id, device=device, precision=precision)

