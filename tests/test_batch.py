@@ -103,7 +103,7 @@ def test_toml_manifest(project):
     ([{"input": "a.jsonl", "output": "o.parquet"}], {}, "missing id"),
     ([{"id": "a", "input": "a.jsonl", "output": "o.parquet"}, {"id": "a", "input": "b.jsonl", "output": "p.parquet"}],
      {}, "duplicate id"),
-    ([{"id": "a", "input": "a.jsonl", "output": "o.parquet", "ema_alpha": 3}], {}, "ema-alpha"),
+    ([{"id": "a", "input": "a.jsonl", "output": "o.parquet", "ema_alpha": 3}], {}, "ema_alpha must be"),  # manifest keys are the Python names
 ])
 def test_bad_manifest_is_rejected_before_any_work(project, tables, defaults, problem):
     # A valid first table proves nothing ran: its output must not appear.
@@ -175,6 +175,6 @@ def test_row_failures_exit_codes_and_fail_fast(project):
 def test_unwritable_report_path_is_refused_before_any_work(project):
     (project / "blocker").write_text("a file, not a folder")
     m = manifest(project, [TABLES[0]])
-    with pytest.raises(SalmatError, match="--report-json"):
+    with pytest.raises(SalmatError, match="report_json"):
         run_batch(m, report_json=str(project / "blocker" / "r.json"), log=None)
     assert not (project / "out").exists()

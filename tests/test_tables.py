@@ -88,7 +88,7 @@ def test_detect_format(name: str, fmt: str) -> None:
     assert detect_format(name) == fmt
 
 
-@pytest.mark.parametrize("name", ["a.txt", "a", "a.xlsx", "a.csv.gz"])
+@pytest.mark.parametrize("name", ["a.txt", "a", "a.xlsx", "a.gz", "a.txt.gz"])
 def test_detect_format_rejects_unknown_suffix(name: str) -> None:
     with pytest.raises(SalmatError, match="cannot tell the table format"):
         detect_format(name)
@@ -175,7 +175,7 @@ def test_csv_single_column_blank_line_is_a_null_row(tmp_path: Path) -> None:
 
 def test_jsonl_schema_is_inferred_over_the_whole_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Scan in tiny chunks so the file spans many inference chunks.
-    monkeypatch.setattr(tables, "_JSONL_SCAN_CHUNK", 64)
+    monkeypatch.setattr(tables.jsonl, "_JSONL_SCAN_CHUNK", 64)
     rows = [{"i": n, "v": n, "late": None, "when": "2024-01-01"} for n in range(200)]
     rows[-1].update(v=0.5, late="00123", when="not a date")
     path = write_jsonl(tmp_path / "in.jsonl", rows)
@@ -400,7 +400,7 @@ def test_jsonl_lists_with_leading_nulls_read_correctly(tmp_path: Path) -> None:
 
 
 def test_type_conflict_across_scan_chunks_names_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tables, "_JSONL_SCAN_CHUNK", 32)
+    monkeypatch.setattr(tables.jsonl, "_JSONL_SCAN_CHUNK", 32)
     rows = [{"a": i} for i in range(50)] + [{"a": "x"}]
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(SalmatError, match="line 51: column 'a' is a string"):
@@ -432,8 +432,8 @@ def test_bad_inputs_raise_salmat_error(tmp_path: Path, name: str, content: str |
 
 
 def test_folder_named_like_a_table_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "dir.jsonl").mkdir()
-    with pytest.raises(SalmatError, match="not a regular file"):
+    (tmp_path / "dir.jsonl").mkdir()  # a folder input is a Parquet dataset, and this one has none
+    with pytest.raises(SalmatError, match="holds no .parquet file"):
         TableReader(tmp_path / "dir.jsonl")
 
 

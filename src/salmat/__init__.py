@@ -1,7 +1,16 @@
 """salmat — saliency columns, with row-level provenance, for video-quality feature tables.
 
-The public functions are imported on first use, so a process that needs only
-part of salmat (a pool worker computing clips, `salmat --help`) doesn't pay
+The Python API (docs/usage.md, "Python API"):
+
+- `materialize(input, output=None, **settings)`: a table file, a Parquet folder or `-`
+  (stdin) to `output` (a file or `-`, stdout) → `RunReport`; a pandas DataFrame or pyarrow
+  Table without `output` → `(the same kind of table with the saliency columns, RunReport)`.
+- `compare_models`, `audit_table`, `contact_sheet`, `run_batch`: the `compare`, `audit`,
+  `preview` and `batch` commands.
+
+Keywords are the CLI flags with underscores (`frame_samples=4` is `--frame-samples 4`), and
+errors name them that way. The public functions are imported on first use, so a process
+that needs only part of salmat (a pool worker computing clips, `salmat --help`) doesn't pay
 for pyarrow, matplotlib and the research-loop modules.
 """
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import platform
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .outputs import write_json
-from .tables import sha256_file
+from .tables import describe_input, describe_output
 
 if TYPE_CHECKING:
     from .models import SaliencyModel
@@ -58,9 +57,8 @@ def build_audit(opts: MaterializeOptions, model: SaliencyModel, report: RunCount
     compute = max(timings.get("compute", 0.0), 1e-9)
     return {
         "schema": AUDIT_SCHEMA,
-        "input": os.path.abspath(opts.input),
-        "input_sha256": sha256_file(opts.input),
-        "output": os.path.abspath(opts.output),
+        **describe_input(opts.input),  # input, input_sha256: stdin and folders too
+        "output": describe_output(opts.output),
         "config": opts.as_dict(),
         "model": model.describe(),
         "summary": {

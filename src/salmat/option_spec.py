@@ -11,7 +11,9 @@ that one declaration come
   each field, typed from its annotation (`typing.get_type_hints`); a bool
   defaulting to False is a `--flag`, one defaulting to True is `--x/--no-x`;
 - the checks: `validate(opts)` runs every field's check and choices, and the
-  message names the flag and a value that works.
+  message names the setting and a value that works, spelled for whoever called:
+  `--frame-samples 4` on the command line, `frame_samples=4` from Python
+  (`named`, `passing`; the CLI switches the spelling with `cli_spelling()`).
 
 Standard library only, so building the parsers imports nothing heavy.
 """
@@ -19,12 +21,13 @@ Standard library only, so building the parsers imports nothing heavy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import functools
 import math
 import os
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
@@ -216,6 +219,34 @@ def flag(name: str, s: Setting) -> str:
     return name if s.positional else "--" + name.replace("_", "-")
 
 
+# ---- how a setting is named to whoever called ----------------------------------------------
+# One home for the spelling in messages: a CLI user reads `--path-column NAME`, a Python caller
+# `path_column=NAME`. Python spelling is the default; `salmat.cli.main` switches to flags.
+
+_CLI_CALLS: list[bool] = []
+
+
+@contextlib.contextmanager
+def cli_spelling() -> Iterator[None]:
+    """Within the block, messages name settings as command-line flags."""
+    _CLI_CALLS.append(True)
+    try:
+        yield
+    finally:
+        _CLI_CALLS.pop()
+
+
+def named(name: str) -> str:
+    """`path_column` as the caller knows it: `--path-column` on the command line, else `path_column`."""
+    name = name.removeprefix("--").replace("-", "_")
+    return "--" + name.replace("_", "-") if _CLI_CALLS else name
+
+
+def passing(name: str, value: object) -> str:
+    """How the caller passes `value` for `name`: `--frame-samples 4`, or `frame_samples=4`."""
+    return f"{named(name)} {value}" if _CLI_CALLS else f"{named(name)}={value}"
+
+
 # ---- validation ------------------------------------------------------------------------
 
 
@@ -226,7 +257,7 @@ def validate(opts: Options) -> None:
         value = getattr(opts, f.name)
         problem, shown = _problem(s, value, hints[f.name])
         if problem:
-            raise SalmatError(_message(flag(f.name, s), problem, shown, s))
+            raise SalmatError(_message(f.name, problem, shown, s, scalar_type(hints[f.name])))
     opts.cross_check()
 
 
@@ -248,12 +279,15 @@ def _allows_none(hint: Any) -> bool:
     return type(None) in typing.get_args(hint)
 
 
-def _message(name: str, problem: str, shown: Any, s: Setting) -> str:
+def _message(name: str, problem: str, shown: Any, s: Setting, kind: type) -> str:
     example = s.example or _show_default(s.default) or (s.choices[0] if s.choices else None)
-    tail = f"; e.g. {name} {example}" if example and not s.positional else ""
+    if example and kind is str and not _CLI_CALLS:
+        example = repr(example)  # a Python caller passes text as a str literal
+    tail = f"; e.g. {passing(name, example)}" if example and not s.positional else ""
     if isinstance(shown, tuple):
         shown = ",".join(map(str, shown))  # a list setting, shown as the comma text the flag takes
-    return f"{name} must be {problem}, got {shown!r}{tail}"
+    shown_name = name if s.positional and _CLI_CALLS else named(name)
+    return f"{shown_name} must be {problem}, got {shown!r}{tail}"
 
 
 def _show_default(default: Any) -> str | None:

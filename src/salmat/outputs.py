@@ -11,6 +11,10 @@
   also in a folder shared between machines (only this host's pids are checked).
 * `install_sigterm_cleanup` (called once by the CLI) removes live temp files on SIGTERM
   and exits 143, as a kill would, instead of leaving `.salmat-tmp-*` files behind.
+* `-` (`STDIO`) as an output is stdout: the temp file lives in the system's temp folder and
+  is copied to stdout only on commit, so a failed run writes nothing there; while a run
+  writes its table to stdout, `stdout_reserved` points file descriptor 1 at stderr, so
+  progress, warnings and any library's prints can't mix into the table.
 """
 
 from __future__ import annotations
@@ -26,17 +30,22 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Union
 
 from .errors import SalmatError
+from .option_spec import named
 
 __all__ = [
-    "TEMP_PREFIX", "AtomicFile", "atomic_output", "clean_leftovers", "install_sigterm_cleanup",
-    "new_file_mode", "preflight", "same_file", "temp_prefix", "write_bytes", "write_json", "write_text",
+    "STDIO", "TEMP_PREFIX", "AtomicFile", "atomic_output", "clean_leftovers", "install_sigterm_cleanup",
+    "new_file_mode", "preflight", "private_temp_file", "remove_private_temp", "same_file", "stdout_reserved",
+    "temp_prefix", "write_bytes", "write_json", "write_text",
 ]
+
+STDIO = "-"  # as an input: stdin; as an output: stdout
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -71,11 +80,14 @@ def preflight(
     paths are skipped. A folder, an input or a repeated output is refused before any folder
     is created; then each output folder is created, probed and cleaned of dead runs' temp files.
     """
-    pairs = [(flag, Path(p)) for flag, p in (outputs.items() if isinstance(outputs, Mapping) else outputs)
+    given = [(_spelled(flag), str(p)) for flag, p in (outputs.items() if isinstance(outputs, Mapping) else outputs)
              if p is not None and str(p) != ""]
+    _one_stdout(given)
+    pairs = [(flag, Path(p)) for flag, p in given if p != STDIO]
     labelled = inputs.items() if isinstance(inputs, Mapping) else (("the input", p) for p in inputs)
-    sources = [(label, Path(p)) for label, p in labelled if p is not None and str(p) != ""]
+    sources = [(label, Path(p)) for label, p in labelled if p is not None and str(p) not in ("", STDIO)]
     for i, (flag, path) in enumerate(pairs):
+        _refuse_inside_input_folder(flag, path, sources)
         if path.is_dir():
             raise SalmatError(f"{flag} {path} is a folder, not a file: name a file inside it or choose another {flag}")
         for label, source in sources:
@@ -102,6 +114,30 @@ def preflight(
             raise SalmatError(f"the output folder {folder} does not exist: create it or choose another {flag}")
         _probe(folder, flag)
         clean_leftovers(folder, [p.name for f, p in pairs if p.absolute().parent == folder])
+
+
+def _spelled(label: str) -> str:
+    """'--out (long.parquet)' as the caller names the setting: 'out (long.parquet)' from Python."""
+    if not label.startswith("--"):
+        return label
+    head, space, rest = label.partition(" ")
+    return named(head) + space + rest
+
+
+def _one_stdout(given: list[tuple[str, str]]) -> None:
+    to_stdout = [flag for flag, p in given if p == STDIO]
+    if len(to_stdout) > 1:
+        raise SalmatError(f"{to_stdout[1]} and {to_stdout[0]} both name - (stdout): only one output can go there; "
+                          f"give {to_stdout[1]} a file")
+
+
+def _refuse_inside_input_folder(flag: str, path: Path, sources: list[tuple[str, Path]]) -> None:
+    """A folder input is read as every table file in it: an output written there would join
+    the input of the next run (and a change to the folder mid-run would stop this one)."""
+    for label, source in sources:
+        if source.is_dir() and same_file(path.absolute().parent, source):
+            raise SalmatError(f"{flag} {path} is inside {label} {source}, a folder read as one table: "
+                              f"choose another {flag} outside it")
 
 
 def _refuse_special(flag: str, path: Path) -> None:
@@ -214,14 +250,17 @@ class AtomicFile:
         if mode not in ("wb", "w"):
             raise ValueError(f"mode must be 'wb' or 'w', not {mode!r}")
         self.path = Path(path)
-        self._folder = self.path.absolute().parent
-        # Same folder as the destination, so os.replace is an atomic rename on one filesystem.
+        self.to_stdout = os.fspath(path) == STDIO
+        # Same folder as the destination, so os.replace is an atomic rename on one filesystem;
+        # stdout's temp file is private, in the system's temp folder.
+        self._folder = Path(tempfile.gettempdir()) if self.to_stdout else self.path.absolute().parent
         fd, self.temp = tempfile.mkstemp(dir=self._folder, prefix=temp_prefix(),
-                                         suffix="-" + self.path.name[-_NAME_KEEP:])
+                                         suffix="-" + ("stdout" if self.to_stdout else self.path.name[-_NAME_KEEP:]))
         _LIVE.add(self.temp)
         self._done = False
         try:
-            os.fchmod(fd, new_file_mode(self.path))
+            if not self.to_stdout:
+                os.fchmod(fd, new_file_mode(self.path))
             self.file: IO[Any] = os.fdopen(fd, mode) if mode == "wb" else os.fdopen(fd, mode, encoding="utf-8")
         except BaseException:
             os.close(fd)
@@ -235,16 +274,22 @@ class AtomicFile:
         try:
             _raise_if_stopped()
             self.file.flush()
-            os.fsync(self.file.fileno())
-            self.file.close()
-            os.replace(self.temp, self.path)
+            if self.to_stdout:
+                self.file.close()
+                _copy_to_stdout(self.temp)
+                self._remove()
+            else:
+                os.fsync(self.file.fileno())
+                self.file.close()
+                os.replace(self.temp, self.path)
         except BaseException:
             self.discard()
             raise
         self._done = True
         _LIVE.discard(self.temp)
-        _PUBLISHED.append(str(self.path))
-        _fsync_folder(self._folder)
+        _PUBLISHED.append("stdout" if self.to_stdout else str(self.path))
+        if not self.to_stdout:
+            _fsync_folder(self._folder)
 
     def discard(self) -> None:
         """Drop the temp file; the destination is left as it was."""
@@ -273,6 +318,108 @@ class AtomicFile:
             self.commit()
         else:
             self.discard()
+
+
+# --------------------------------------------------------------------------- stdout and private files
+
+_STDOUT_FD: list[int] = []  # the real stdout while `stdout_reserved` points fd 1 at stderr
+_COPY_CHUNK = 1 << 20
+
+
+@contextmanager
+def stdout_reserved(active: bool = True) -> Iterator[None]:
+    """While the block runs, fd 1 is stderr and only an output named `-` reaches the real stdout.
+
+    Worker processes started inside the block inherit that, so nothing printed anywhere (a
+    library's notice, a forwarded Ray log line) can land in the middle of a table.
+    """
+    if not active or _STDOUT_FD or not _stdout_is_fd1():
+        yield  # (a notebook's stdout is no file descriptor: there the table is simply printed)
+        return
+    _flush(sys.stdout)
+    try:
+        saved = os.dup(1)
+    except OSError:
+        raise SalmatError(f"stdout is closed, so {named('output')} - has nowhere to go: "
+                          f"give {named('output')} a file") from None
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no stderr either: silence fd 1 rather than let it carry anything
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    _STDOUT_FD.append(saved)
+    try:
+        yield
+    finally:
+        _flush(sys.stdout)
+        _STDOUT_FD.remove(saved)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _stdout_is_fd1() -> bool:
+    try:
+        return sys.stdout is not None and sys.stdout.fileno() == 1
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return False
+
+
+def _flush(stream: Any) -> None:
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        pass  # a closed or broken stream has nothing to keep
+
+
+def _copy_to_stdout(temp: str) -> None:
+    """The finished output, whole, to the real stdout."""
+    try:
+        with open(temp, "rb") as source:
+            if _STDOUT_FD:
+                while chunk := source.read(_COPY_CHUNK):
+                    _write_all(_STDOUT_FD[-1], chunk)
+            else:
+                _write_stream(source, sys.stdout)
+    except BrokenPipeError:
+        raise SalmatError("stdout was closed before the whole table was written (broken pipe): read the whole "
+                          f"stream, or give {named('output')} a file") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_stream(source: IO[bytes], stream: Any) -> None:
+    """To a Python stream that may be text-only (a notebook's, a StringIO)."""
+    stream.flush()
+    binary = getattr(stream, "buffer", None)
+    if binary is not None:
+        while chunk := source.read(_COPY_CHUNK):
+            binary.write(chunk)
+        binary.flush()
+        return
+    stream.write(source.read().decode("utf-8", "replace"))
+    stream.flush()
+
+
+def private_temp_file(suffix: str) -> str:
+    """A new empty file of this process in the system's temp folder (a spooled stdin, an
+    in-memory table on disk). SIGTERM removes it; `remove_private_temp` does otherwise."""
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(), suffix=suffix)
+    os.close(fd)
+    _LIVE.add(name)
+    return name
+
+
+def remove_private_temp(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+    _LIVE.discard(name)
 
 
 def atomic_output(path: PathLike, mode: str = "wb") -> AtomicFile:
