@@ -450,7 +450,11 @@ class ResultCache:
             reduce: ReduceOptions, hash_timeout: float | None = None) -> CacheKey | None:
         """The cache key of one clip; None when it can't be cached this run (counted as uncacheable).
 
-        `hash_timeout` overrides the cache's for this call (seconds)."""
+        `hash_timeout` overrides the cache's for this call (seconds). A per-frame spec (`frames`
+        set) is never cached: its result is not the clip's sampled one this key stands for."""
+        if spec.frames is not None:
+            self.stats.uncacheable += 1
+            return None
         timeout = self.hash_timeout if hash_timeout is None else hash_timeout
         found = self._content(spec.path, time.monotonic() + timeout)
         if found is None or not self._is_the_checked_file(spec, found[1]):

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import decode_sampled
+from .decode import FramesAt, decode_sampled
 from .errors import ClipError
 from .frames import YuvFrame
 from .maps import WorkingMaps
 from .models.base import SaliencyModel
 from .models.spec import ModelSpec
 from .sources import ClipSpec
-from .temporal import reduce_stats
+from .temporal import map_stats, reduce_stats
 from .values import DECODE_FAILED, MODEL_FAILED, OK, ClipResult, ReduceOptions, SamplingOptions
 
 PhaseFn = Callable[[str], None]
@@ -90,7 +90,11 @@ def compute_clip(
     spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, reduce: ReduceOptions,
     on_phase: PhaseFn | None = None,
 ) -> ClipResult:
-    """One clip, start to finish; every failure is returned as a status, never raised."""
+    """One clip, start to finish; every failure is returned as a status, never raised.
+
+    A spec with `frames` (--per-frame) gets those frames' own statistics (`compute_frames`)."""
+    if spec.frames is not None:
+        return compute_frames(spec, model, sampling, on_phase)
     start = time.perf_counter()
 
     def failed(status: str, message: str) -> ClipResult:
@@ -107,6 +111,45 @@ def compute_clip(
     except Exception as exc:  # noqa: BLE001 - the engine must never raise for a bad clip
         return failed(DECODE_FAILED, f"{type(exc).__name__}: {exc}")
     return ClipResult(OK, stats=stats, frames=len(frames), seconds=time.perf_counter() - start)
+
+
+def frame_stats(maps: np.ndarray | WorkingMaps) -> tuple[float, float]:
+    """(mean, var) of a one-frame clip: its map is the clip map under every reducer, so this is
+    the statistic `reduce_stats` gives a single frame (same code path: `WorkingMaps.stats` at
+    working size, `map_stats` at full size), without building the other reducers' maps."""
+    if isinstance(maps, WorkingMaps):
+        return maps.stats(maps.maps[0])
+    return map_stats(maps[0])
+
+
+def compute_frames(
+    spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, on_phase: PhaseFn | None = None,
+) -> ClipResult:
+    """--per-frame: each of `spec.frames` run through the model alone, in one decode pass.
+
+    A frame's value never depends on which other frames a table names (a motion-aware model
+    sees no previous frame), and only one decoded frame is held at a time. Indices past the
+    end are simply absent from `frame_stats`; the clip's frame count is then `frame_total`.
+    Never raises: a decode or model failure is the whole clip's status."""
+    start = time.perf_counter()
+    reader = FramesAt(spec, spec.frames or (), sampling)
+    values: dict[int, tuple[float, float]] = {}
+    report = on_phase or (lambda phase: None)
+    try:
+        report("decode")
+        for index, frame in reader:
+            report("model")
+            values[index] = frame_stats(predict_maps(model, [frame]))
+            report("decode")
+    except ClipError as exc:
+        return ClipResult(exc.status, error=exc.message, seconds=time.perf_counter() - start)
+    except MemoryError:
+        return ClipResult(DECODE_FAILED, error=f"{os.path.basename(spec.path)}: out of memory",
+                          seconds=time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - the engine must never raise for a bad clip
+        return ClipResult(DECODE_FAILED, error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
+    return ClipResult(OK, frames=len(values), seconds=time.perf_counter() - start, frame_stats=values,
+                      frame_total=reader.total)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -39,7 +39,7 @@ from .frames import YuvFrame
 from .sources import ClipSpec, SourceFile, open_source, source_size
 from .values import SamplingOptions
 
-__all__ = ["SamplingOptions", "decode_sampled", "clip_indices"]
+__all__ = ["FramesAt", "SamplingOptions", "decode_sampled", "clip_indices"]
 
 
 
@@ -57,6 +57,25 @@ def head_indices(total: int, n: int) -> list[int]:
     """The historical rule over the `total` decoded head frames."""
     step = max(1, total // max(n, 1))
     return list(range(0, total, step))[:n]
+
+
+def sample_indices(total: int, options: SamplingOptions) -> list[int]:
+    """Which of a clip's `total` frames `options` samples: the one rule for raw files and containers."""
+    if options.sampling == "head":
+        return head_indices(min(total, options.max_frames), options.frame_samples)
+    return clip_indices(total, options.frame_samples)
+
+
+def sampled_indices(spec: ClipSpec, options: SamplingOptions) -> list[int]:
+    """The indices (from 0, decode order) of the frames `decode_sampled` returns, read from the
+    file's size or its packets without decoding (`salmat preview` labels its panels with them)."""
+    if spec.raw:
+        return sample_indices(_raw_layout(spec, options)[1], options)
+    with _open_stream(spec, options) as (container, stream):
+        index = packet_index(container, stream)
+        # Head sampling decodes the first frames, so it counts packets; clip sampling counts as it decodes.
+        total = len(index.pts) if options.sampling == "head" else _frame_total(stream, index)
+    return sample_indices(total, options)
 
 
 def decode_sampled(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
@@ -86,6 +105,14 @@ def _raw_frame_bytes(spec: ClipSpec) -> tuple[int, int]:
 
 
 def _decode_raw(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
+    frame_bytes, total, dtype = _raw_layout(spec, options)
+    indices = sample_indices(total, options)
+    with open_source(spec) as handle:
+        return [_read_raw_frame(handle, i * frame_bytes, spec, dtype) for i in indices]
+
+
+def _raw_layout(spec: ClipSpec, options: SamplingOptions) -> tuple[int, int, np.dtype[np.unsignedinteger]]:
+    """(bytes per frame, frame count, sample type) of a raw clip whose size fits its geometry."""
     _check_pixels(spec.width or 0, spec.height or 0, options)
     frame_bytes, sample_bytes = _raw_frame_bytes(spec)
     size = source_size(spec)
@@ -104,13 +131,8 @@ def _decode_raw(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
             f"{os.path.basename(spec.path)}: {size} bytes is not a whole number of {spec.width}x{spec.height} "
             f"{spec.bit_depth}-bit 4:2:0 frames ({frame_bytes} bytes each); check the geometry",
         )
-    if options.sampling == "head":
-        indices = head_indices(min(total, options.max_frames), options.frame_samples)
-    else:
-        indices = clip_indices(total, options.frame_samples)
     dtype = np.dtype("<u2") if sample_bytes == 2 else np.dtype(np.uint8)
-    with open_source(spec) as handle:
-        return [_read_raw_frame(handle, i * frame_bytes, spec, dtype) for i in indices]
+    return frame_bytes, total, dtype
 
 
 def _read_raw_frame(
@@ -265,6 +287,63 @@ def _decode_sequential(
     return kept
 
 
+# ---- --per-frame: exactly the frames a table names ------------------------------------------
+
+
+class FramesAt:
+    """The frames of one clip at `indices` (sorted, distinct, from 0 in decode order), in one pass.
+
+    Iterating yields `(index, frame)` in index order, one decoded frame at a time, so a clip with
+    thousands of wanted frames never holds more than one. A container is decoded sequentially up
+    to its last wanted frame, converting only the wanted ones; a raw `.yuv` reads each at its
+    offset. Indices past the end are not yielded, and `total` (the clip's frame count) is set once
+    the pass has reached the end. Raises `ClipError` like `decode_sampled`; only `options.max_pixels`
+    applies.
+    """
+
+    def __init__(self, spec: ClipSpec, indices: Sequence[int], options: SamplingOptions) -> None:
+        self.spec = spec
+        self.indices = list(indices)
+        self.options = options
+        self.total: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, YuvFrame]]:
+        if not self.indices:
+            return
+        try:
+            yield from (self._raw() if self.spec.raw else self._container())
+        except ClipError:
+            raise
+        except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
+            raise ClipError("decode-failed", f"{os.path.basename(self.spec.path)}: {_describe(exc)}") from exc
+
+    def _raw(self) -> Iterator[tuple[int, YuvFrame]]:
+        frame_bytes, total, dtype = _raw_layout(self.spec, self.options)
+        self.total = total
+        with open_source(self.spec) as handle:
+            for index in self.indices:
+                if index >= total:
+                    return
+                yield index, _read_raw_frame(handle, index * frame_bytes, self.spec, dtype)
+
+    def _container(self) -> Iterator[tuple[int, YuvFrame]]:
+        wanted = iter(self.indices)
+        target = next(wanted, None)
+        decoded = 0
+        with _open_stream(self.spec, self.options) as (container, stream):
+            for index, frame in enumerate(container.decode(stream)):
+                decoded = index + 1
+                _check_frame_pixels(frame, self.options.max_pixels, index)
+                if index == target:
+                    yield index, to_yuv_frame(frame)
+                    target = next(wanted, None)
+                    if target is None:
+                        return
+        if decoded == 0:
+            raise ClipError("decode-failed", f"{os.path.basename(self.spec.path)}: the stream yields no frames")
+        self.total = decoded
+
+
 def count_frames(path: str | ClipSpec) -> int:
     """Exact frame count by demuxing packets (no decoding)."""
     with _open_stream(path) as (container, stream):
@@ -379,6 +458,11 @@ def _decode_seeking(
     return kept
 
 
+def _frame_total(stream: av.video.stream.VideoStream, index: PacketIndex) -> int:
+    """The frame count `--sampling clip` spreads its samples over: the header's, else the packets'."""
+    return stream.frames or len(index.pts)
+
+
 def decode_clip_sample(
     path: str | ClipSpec, n: int, strategy: str = "auto", options: SamplingOptions | None = None
 ) -> tuple[list[YuvFrame], str]:
@@ -392,7 +476,7 @@ def decode_clip_sample(
     """
     with _open_stream(path, options) as (container, stream):
         index = packet_index(container, stream)
-        total = stream.frames or len(index.pts)
+        total = _frame_total(stream, index)
     wanted = clip_indices(total, n)
     max_pixels = options.max_pixels if options is not None else None
     if strategy != "sequential" and wanted and index.seekable and total == len(index.pts):

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .values import OK, SKIPPED, STATUSES, ClipResult
+from .values import FRAME_AGGREGATOR, MISSING_FRAME, OK, SKIPPED, STATUSES, ClipResult
 
 _CODE = {status: code for code, status in enumerate(STATUSES)}
 VALUE_COLUMNS = ("saliency_mean", "saliency_var")
@@ -26,6 +26,14 @@ class Provenance:
     model_id: str
     aggregator: str
     ema_alpha: float | None
+
+    @classmethod
+    def for_run(cls, model_id: str, aggregator: str, ema_alpha: float, historical: bool = False) -> Provenance:
+        """The alpha rule (CONTRACT §2): recorded where it played a part, i.e. under the `ema`
+        reducer; under `--compat historical` on every `ok` row, as the earlier tool wrote it, so
+        merged tables group one configuration as one. A per-frame row reduces nothing: no alpha."""
+        recorded = aggregator != FRAME_AGGREGATOR and (aggregator == "ema" or historical)
+        return cls(model_id, aggregator, ema_alpha if recorded else None)
 
 
 @dataclass
@@ -59,14 +67,111 @@ class RowOutcomes:
         codes = np.bincount(self.status_codes(), minlength=len(STATUSES))
         return {STATUSES[i]: int(c) for i, c in enumerate(codes) if c}
 
+    @classmethod
+    def per_frame(
+        cls, skipped: np.ndarray, row_frame: np.ndarray, frames: FramePairs, results: list[ClipResult],
+        frame_column: str,
+    ) -> RowOutcomes:
+        """--per-frame outcomes: one slot per distinct (clip, frame) pair instead of per clip.
 
-def existing_values_mask(table: pa.Table) -> np.ndarray:
-    """Rows holding finite `saliency_mean` AND `saliency_var` (a lone mean is not existing).
+        `row_frame` comes from `frame_index_cells`: rows with an empty (−1) or invalid (−2) index
+        take one of two leading `missing-frame` slots; a row whose clip failed takes its clip's
+        status; an index past the clip's end is `missing-frame`. NumPy throughout: one Python
+        step per clip, none per row."""
+        pairs = frames.pairs
+        n = 2 + len(pairs)
+        status = np.full(n, _CODE[MISSING_FRAME], dtype=np.int8)
+        mean, var = np.full(n, np.nan), np.full(n, np.nan)
+        errors: list[str | None] = [f"column {frame_column!r} is empty in this row; give each row its frame index "
+                                    "(0 = first frame)",
+                                    f"column {frame_column!r} holds no frame index here (a whole number "
+                                    "from 0, below 2**53, is needed)"] + [None] * len(pairs)
+        starts = np.searchsorted(pairs[:, 0], np.arange(len(results) + 1))
+        for source, result in enumerate(results):
+            lo, hi = starts[source], starts[source + 1]
+            if lo == hi:
+                continue
+            slots = np.arange(lo, hi) + 2
+            if result.status != OK:
+                status[slots] = _CODE[result.status]
+                errors[lo + 2:hi + 2] = [result.error] * (hi - lo)
+                continue
+            _fill_frames(result, pairs[lo:hi, 1], slots, (status, mean, var, errors))
+        row_slot = np.full(len(skipped), -1, dtype=np.int64)
+        row_slot[~skipped & (row_frame == -1)] = 0
+        row_slot[~skipped & (row_frame < -1)] = 1
+        row_slot[frames.rows] = frames.inverse + 2
+        return cls(skipped, row_slot, status, mean, var, pa.array(errors, type=pa.string()))
+
+
+@dataclass
+class FramePairs:
+    """The distinct (source, frame) pairs of the planned rows of a per-frame table."""
+
+    pairs: np.ndarray    # (k, 2) int64, sorted by source then frame
+    rows: np.ndarray     # bool per row: the rows planned (not skipped, a valid index, a source)
+    inverse: np.ndarray  # int64 per planned row: its pair
+
+    @classmethod
+    def build(cls, row_source: np.ndarray, row_frame: np.ndarray, rows: np.ndarray) -> FramePairs:
+        """Like `np.unique(axis=0, return_inverse=True)` on the pairs, ~10x faster (one lexsort)."""
+        source, frame = row_source[rows], row_frame[rows]
+        order = np.lexsort((frame, source))
+        source, frame = source[order], frame[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (source[1:] != source[:-1]) | (frame[1:] != frame[:-1])
+        inverse = np.empty(len(order), dtype=np.int64)
+        inverse[order] = np.cumsum(first) - 1
+        return cls(np.stack([source[first], frame[first]], axis=1), rows, inverse)
+
+
+def _fill_frames(result: ClipResult, frames: np.ndarray, slots: np.ndarray,
+                 out: tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]) -> None:
+    """Slots of one `ok` clip: its frames' values (looked up with NumPy), or `missing-frame`
+    past its end (the only slots visited one by one)."""
+    status, mean, var, errors = out
+    known = np.fromiter(result.frame_stats, dtype=np.int64, count=len(result.frame_stats))
+    values = np.array(list(result.frame_stats.values()), dtype=np.float64).reshape(-1, 2)
+    order = np.argsort(known)
+    known, values = known[order], values[order]
+    at = np.minimum(np.searchsorted(known, frames), max(len(known) - 1, 0))
+    found = known[at] == frames if len(known) else np.zeros(len(frames), dtype=bool)
+    status[slots[found]] = _CODE[OK]
+    mean[slots[found]], var[slots[found]] = values[at[found], 0], values[at[found], 1]
+    total = result.frame_total
+    count = f"it has {total} frames, 0–{total - 1}" if total else "its frame count is unknown"
+    for frame, slot in zip(frames[~found].tolist(), slots[~found].tolist(), strict=True):
+        errors[slot] = f"frame {frame} is past the end of the clip ({count})"
+
+
+# Frame indices above this can't be held exactly as float64 (text and JSON numbers are read as one).
+_MAX_FRAME_INDEX = 2**53
+
+
+def frame_index_cells(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Each cell of a frame-index column as int64: the index (≥ 0), −1 if empty, −2 if it is no
+    whole number from 0 (text, a fraction, a negative or non-finite number, a list…). Read cell
+    by cell (`float_cells`), so `"12"` and `12.0` are frame 12 and one bad cell spoils no other."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    values = float_cells(col)
+    empty = pc.is_null(col).to_numpy(zero_copy_only=False)
+    number = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(number) & (number >= 0) & (number < _MAX_FRAME_INDEX) & (np.floor(number) == number)
+    out = np.where(empty, -1, -2).astype(np.int64)
+    out[whole] = number[whole].astype(np.int64)
+    return out
+
+
+def existing_values_mask(table: pa.Table, names: tuple[str, str] = VALUE_COLUMNS) -> np.ndarray:
+    """Rows holding finite values in both value columns `names` (`saliency_mean` AND
+    `saliency_var`, prefixed as the run writes them; a lone mean is not existing).
 
     Each cell is read on its own (`float_cells`): text that is no number makes its own row
     not existing, and no other."""
     mask = np.ones(table.num_rows, dtype=bool)
-    for name in VALUE_COLUMNS:
+    for name in names:
         if name not in table.column_names:
             return np.zeros(table.num_rows, dtype=bool)
         values = float_cells(table.column(name)).to_numpy(zero_copy_only=False)
@@ -149,10 +254,11 @@ def _constant_where(mask: np.ndarray, value: object, typ: pa.DataType) -> pa.Arr
 class ColumnBuilder:
     """Builds the saliency columns for a batch and splices them into it."""
 
-    def __init__(self, outcomes: RowOutcomes, provenance: Provenance, metadata: dict[str, str]) -> None:
+    def __init__(self, outcomes: RowOutcomes, provenance: Provenance, columns: dict[str, str]) -> None:
+        """`columns`: role → output name (`MaterializeOptions.output_columns`; '' = omitted)."""
         self.outcomes = outcomes
         self.provenance = provenance
-        self.metadata = metadata
+        self.columns = columns
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         """Input columns in place (saliency columns retyped), new ones appended."""
@@ -164,11 +270,9 @@ class ColumnBuilder:
         return schema
 
     def _columns_and_types(self) -> list[tuple[str, pa.DataType]]:
-        cols = [("saliency_mean", pa.float64()), ("saliency_var", pa.float64())]
-        types = {"status": pa.string(), "model_id": pa.string(), "aggregator": pa.string(),
-                 "ema_alpha": pa.float64(), "error": pa.string()}
-        cols += [(name, types[role]) for role, name in self.metadata.items() if name]
-        return cols
+        types = {"mean": pa.float64(), "var": pa.float64(), "status": pa.string(), "model_id": pa.string(),
+                 "aggregator": pa.string(), "ema_alpha": pa.float64(), "error": pa.string()}
+        return [(name, types[role]) for role, name in self.columns.items() if name]
 
     def attach(self, batch: pa.RecordBatch, start: int, schema: pa.Schema) -> pa.RecordBatch:
         stop = start + batch.num_rows
@@ -177,7 +281,7 @@ class ColumnBuilder:
         arrays = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         for name, typ in self._columns_and_types():
             fresh = new[name]
-            if name in arrays and name != self.metadata["status"]:
+            if name in arrays and name != self.columns["status"]:
                 # Skipped rows keep exactly what they had: no provenance is invented.
                 fresh = pc.if_else(skipped, _cast_or_null(arrays[name], typ), fresh)
             arrays[name] = fresh
@@ -195,11 +299,11 @@ class ColumnBuilder:
         failed = ~ok & (codes != _CODE[SKIPPED])
         n = len(codes)
         p = self.provenance
+        names = self.columns
         values = {
-            "saliency_mean": pa.array(mean, mask=~ok),
-            "saliency_var": pa.array(var, mask=~ok),
+            names["mean"]: pa.array(mean, mask=~ok),
+            names["var"]: pa.array(var, mask=~ok),
         }
-        names = self.metadata
         if names["status"]:
             values[names["status"]] = pa.array(STATUSES, type=pa.string()).take(pa.array(codes.astype(np.int32)))
         if names["model_id"]:

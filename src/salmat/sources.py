@@ -12,7 +12,7 @@ import io
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import ClipError, SalmatError
+from .option_spec import named, passing
 from .values import MISSING_SOURCE, OUTSIDE_ROOT
 
 RAW_SUFFIXES = {".yuv"}
@@ -39,6 +40,13 @@ class ClipSpec:
     # With --confine-to-root: the real path of --root, checked again when the file is opened
     # (`open_source`), so a symlink re-pointed after planning can't lead outside it.
     confine: str | None = None
+    # --per-frame: the frame indices its rows want (sorted, distinct, from 0 in decode order); None
+    # samples the clip (CONTRACT §4). Part of the key: a clip and its frame set are one unit of work.
+    frames: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.frames is not None and not isinstance(self.frames, tuple):
+            object.__setattr__(self, "frames", tuple(int(i) for i in self.frames))  # a list, back from JSON
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,8 @@ def _path_codes(table: pa.Table, name: str) -> tuple[np.ndarray, list[str | None
         try:
             col = pc.cast(col, pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise SalmatError(f"column {name!r} holds {col.type} values, not clip paths; "
-                              "give each row its clip path as text, or pass --path-column NAME") from None
+            raise SalmatError(f"column {name!r} holds {col.type} values, not clip paths; give each row its "
+                              f"clip path as text, or pass {passing('path_column', 'NAME')}") from None
         encoded = pc.dictionary_encode(col).combine_chunks()
         paths = encoded.dictionary.to_pylist()
     codes = encoded.indices.to_numpy(zero_copy_only=False)
@@ -119,8 +127,8 @@ def check_source_options(root: str | None, confine_to_root: bool) -> None:
     """Usage errors in the source settings (exit 2, before any work): `--confine-to-root`
     confines to `--root`, so without one it would confine nothing."""
     if confine_to_root and not root:
-        raise SalmatError("--confine-to-root needs --root (the folder sources must stay inside); "
-                          "pass --root FOLDER, or drop --confine-to-root")
+        raise SalmatError(f"{named('confine_to_root')} needs {named('root')} (the folder sources must stay inside); "
+                          f"pass {passing('root', 'FOLDER')}, or drop {named('confine_to_root')}")
 
 
 def plan_rows(table: pa.Table, options: SourceOptions, wanted: np.ndarray) -> RowPlan:
@@ -141,6 +149,20 @@ def plan_rows(table: pa.Table, options: SourceOptions, wanted: np.ndarray) -> Ro
     sources, remap = _merge_duplicates(resolved)
     row_source[wanted] = remap[inverse.reshape(-1)]
     return RowPlan(row_source, sources)
+
+
+def with_wanted_frames(plan: RowPlan, pairs: np.ndarray) -> RowPlan:
+    """`plan` with each clip's `frames` set to the frame indices `pairs` name for it.
+
+    `pairs`: distinct (source index, frame index) rows, sorted (`rows.FramePairs`). A clip no
+    pair names gets `frames=()`, which decodes nothing."""
+    starts = np.searchsorted(pairs[:, 0], np.arange(len(plan.sources) + 1))
+    sources: list[ClipSpec | SourceFailure] = []
+    for i, source in enumerate(plan.sources):
+        if isinstance(source, ClipSpec):
+            source = replace(source, frames=tuple(pairs[starts[i]:starts[i + 1], 1].tolist()))
+        sources.append(source)
+    return RowPlan(plan.row_source, sources)
 
 
 def _merge_duplicates(

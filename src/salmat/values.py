@@ -7,6 +7,7 @@ so no stage has to import another stage to name what passes between them.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -22,13 +23,16 @@ DECODE_TIMEOUT = "decode-timeout"
 MODEL_TIMEOUT = "model-timeout"
 OUTSIDE_ROOT = "outside-root"
 WORKER_LOST = "worker-lost"
+MISSING_FRAME = "missing-frame"  # --per-frame: the row's frame index is empty, invalid or past the clip's end
 
 STATUSES = (OK, SKIPPED, MISSING_SOURCE, MISSING_GEOMETRY, DECODE_FAILED, MODEL_FAILED,
-            DECODE_TIMEOUT, MODEL_TIMEOUT, OUTSIDE_ROOT, WORKER_LOST)
+            DECODE_TIMEOUT, MODEL_TIMEOUT, OUTSIDE_ROOT, WORKER_LOST, MISSING_FRAME)
 
 # ---- temporal reducers (docs/contract.md §4) -----------------------------------
 
 REDUCERS = ("mean", "ema", "max", "motion-weighted")
+# What `saliency_aggregator` says on `--per-frame` rows: one frame's own map, no reducer.
+FRAME_AGGREGATOR = "frame"
 
 
 def file_stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -58,10 +62,29 @@ class ReduceOptions:
 
 @dataclass
 class ClipResult:
-    """One clip's outcome: `stats[reducer] = (mean, var)` when `status == "ok"`."""
+    """One clip's outcome: `stats[reducer] = (mean, var)` when `status == "ok"`.
+
+    A per-frame clip (`ClipSpec.frames` set) fills `frame_stats[index] = (mean, var)` instead,
+    for each wanted index the clip has; `frame_total` is the clip's frame count when the
+    decode pass reached its end (it does whenever a wanted index is past the end)."""
 
     status: str
     stats: dict[str, tuple[float, float]] = field(default_factory=dict)
     error: str | None = None
     frames: int = 0
     seconds: float = 0.0
+    frame_stats: dict[int, tuple[float, float]] = field(default_factory=dict)
+    frame_total: int | None = None
+
+    def frame_payload(self) -> str:
+        """`frame_stats` and `frame_total` as JSON text, for engines that carry results as table cells."""
+        return json.dumps({"stats": [[i, m, v] for i, (m, v) in self.frame_stats.items()],
+                           "total": self.frame_total})
+
+    def with_frame_payload(self, payload: str | None) -> ClipResult:
+        """This result with the per-frame fields read back from `frame_payload()` text (None: none)."""
+        if payload:
+            data = json.loads(payload)
+            self.frame_stats = {int(i): (float(m), float(v)) for i, m, v in data["stats"]}
+            self.frame_total = data["total"]
+        return self

@@ -120,7 +120,8 @@ class _ClipActor:
         import pyarrow as pa
 
         rows = batch.to_pylist()
-        columns: dict[str, list[Any]] = {"key": [], "status": [], "error": [], "frames": [], "seconds": []}
+        columns: dict[str, list[Any]] = {"key": [], "status": [], "error": [], "frames": [], "seconds": [],
+                                         "per_frame": []}
         for reducer in REDUCERS:
             columns[_stat_column("mean", reducer)] = []
             columns[_stat_column("var", reducer)] = []
@@ -131,11 +132,13 @@ class _ClipActor:
             columns["error"].append(result.error)
             columns["frames"].append(int(result.frames))
             columns["seconds"].append(float(result.seconds))
+            columns["per_frame"].append(result.frame_payload() if result.frame_stats or result.frame_total else None)
             for reducer in REDUCERS:
                 mean, var = result.stats.get(reducer, (None, None))
                 columns[_stat_column("mean", reducer)].append(mean)
                 columns[_stat_column("var", reducer)].append(var)
-        types = {"key": pa.string(), "status": pa.string(), "error": pa.string(), "frames": pa.int64()}
+        types = {"key": pa.string(), "status": pa.string(), "error": pa.string(), "frames": pa.int64(),
+                 "per_frame": pa.string()}
         return pa.table({name: pa.array(values, type=types.get(name, pa.float64()))
                          for name, values in columns.items()})
 
@@ -162,7 +165,7 @@ def _result_from_row(row: dict[str, Any]) -> ClipResult:
     if row["status"] == OK:
         stats = {r: (row[_stat_column("mean", r)], row[_stat_column("var", r)]) for r in REDUCERS}
     return ClipResult(row["status"], stats=stats, error=row["error"], frames=int(row["frames"] or 0),
-                      seconds=float(row["seconds"] or 0.0))
+                      seconds=float(row["seconds"] or 0.0)).with_frame_payload(row.get("per_frame"))
 
 
 # ---- cluster ---------------------------------------------------------------
