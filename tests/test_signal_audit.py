@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_cli_inprocess, write_jsonl
 from salmat.errors import SalmatError
-from salmat.signal_audit import audit_arrow, audit_table
+from salmat.signal_audit import audit_arrow, audit_table, name_role
 
 
 def synthetic(n=240, seed=7, informative_saliency=False):
@@ -125,3 +125,125 @@ def test_group_by_and_target_errors(tmp_path):
     path = write_jsonl(tmp_path / "t.jsonl", [{"a": 1.0, "b": 2.0}] * 5)
     proc = run_cli_inprocess("audit", "--input", path, "--out", tmp_path / "o")
     assert proc.returncode == 2 and "--target" in proc.stderr
+
+
+# ---- which columns are features (issue #12 point 7) ---------------------------------------------
+
+
+def leaky(n=120, seed=11):
+    """A mos target beside columns that would predict it perfectly if they were taken as features:
+    other quality scores, ids sorted by quality, a pandas index; plus real features."""
+    rng = np.random.default_rng(seed)
+    key = rng.normal(size=n)
+    mos = 3 + key + 0.5 * rng.normal(size=n)
+    order = np.argsort(np.argsort(mos))          # ids numbered by quality: a leak if used
+    return pa.table({
+        "Unnamed: 0": order, "video_id": order, "row_idx": order, "__index_level_0__": order,
+        "src": [f"c{i}.mp4" for i in range(n)], "label": ["good" if m > 3 else "bad" for m in mos],
+        "key_metric": key, "noise": rng.normal(size=n),
+        "vmaf_feature_adm2_score": key + rng.normal(size=n),      # VMAF's elementary feature: a feature
+        "mos": mos, "mos_std": 0.1 * mos, "dmos": 5 - mos, "predictedMOS": mos + 0.01 * rng.normal(size=n),
+        "vmaf_neg": 20 * mos, "score_pct": rng.normal(size=n),
+        "saliency_mean": rng.uniform(size=n), "saliency_var": rng.uniform(size=n) * 0.01,
+        "saliency_ema_alpha": np.full(n, 0.6), "ref_saliency_ema_alpha": np.full(n, 0.6),
+    })
+
+
+REASONS = {"Unnamed: 0": "id", "video_id": "id", "row_idx": "id", "__index_level_0__": "id", "src": "id", "label": "not numeric",
+           "mos": "target", "mos_std": "target-like", "dmos": "target-like", "predictedMOS": "target-like",
+           "vmaf_neg": "target-like", "saliency_ema_alpha": "provenance", "ref_saliency_ema_alpha": "provenance"}
+
+
+@pytest.mark.parametrize("column, role", [
+    ("mos", "target-like"), ("MOS_raw_0_100", "target-like"), ("dmos_std", "target-like"), ("zmos", "target-like"),
+    ("vmaf", "target-like"), ("VMAF_score", "target-like"), ("vmaf_4k", "target-like"), ("vmafneg", "target-like"),
+    ("predicted_mos", "target-like"), ("score", "target-like"), ("clip_id", "id"), ("clipId", "id"), ("id", "id"),
+    ("frame_index", "id"), ("frame", "id"), ("Unnamed: 0", "id"), ("row_idx", "id"), ("index", "id"),
+    ("saliency_ema_alpha", "provenance"), ("ref_saliency_model_id", "provenance"),
+    ("vmaf_feature_adm2_score", None), ("psnr_y", None), ("moscow", None), ("valid_ratio", None),
+    ("colorfulness_index", None), ("height", None), ("bitrate_kbps", None), ("score_pct", None),
+])
+def test_name_roles(column, role):
+    assert name_role(column) == role
+
+
+def test_target_like_id_and_provenance_columns_are_never_features(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(leaky(), path)
+    proc = run_cli_inprocess("audit", "--input", path, "--out", tmp_path / "a", "--bootstrap", "50")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1                  # mos and dmos: which one?
+    assert "2 candidate targets (mos, dmos); pass --target" in proc.stderr
+    proc = run_cli_inprocess("audit", "--input", path, "--out", tmp_path / "a", "--bootstrap", "50", "--target", "mos")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((tmp_path / "a" / "signal_audit.json").read_text())
+    cols = rep["columns"]
+    assert cols["selected_by"] == "auto"
+    assert cols["features"] == ["key_metric", "noise", "vmaf_feature_adm2_score", "score_pct", "saliency_mean",
+                                "saliency_var"]
+    assert {c["column"]: c["reason"] for c in cols["left_out"]} == REASONS
+    assert sorted(f["column"] for f in rep["features"]) == sorted(cols["features"])
+    assert rep["features"][0]["column"] == "key_metric"
+    inc = rep["incremental"]
+    assert inc["base_columns"] == ["key_metric", "noise", "vmaf_feature_adm2_score", "score_pct"]
+    assert inc["without_saliency"]["srocc"] < 0.95             # no leak: a leaked score would give ≈ 1
+    md = (tmp_path / "a" / "signal_audit.md").read_text()
+    assert "| `dmos` | another quality target (a MOS or VMAF score) |" in md
+    assert "| `video_id` | an id, key or row/frame counter |" in md
+    assert "features=6 left_out=13" in proc.stderr
+
+
+def test_features_and_exclude_select_columns(tmp_path):
+    t = leaky()
+    rep = audit_arrow(t, target="mos", features="noise,vmaf_neg", bootstrap=0).report
+    assert rep["columns"] == {"selected_by": "features", "features": ["noise", "vmaf_neg", "saliency_mean",
+                                                                      "saliency_var"],
+                              "left_out": rep["columns"]["left_out"]}
+    reasons = {c["column"]: c["reason"] for c in rep["columns"]["left_out"]}
+    assert reasons["key_metric"] == "not selected" and reasons["mos"] == "target"
+    assert rep["features"][0]["column"] == "vmaf_neg"          # named explicitly: a target-like column may be one
+    rep = audit_arrow(t, target="mos", exclude=["key_metric", "saliency_var"], bootstrap=0).report
+    assert rep["columns"]["features"] == ["noise", "vmaf_feature_adm2_score", "score_pct", "saliency_mean"]
+    assert {"column": "key_metric", "reason": "excluded"} in rep["columns"]["left_out"]
+    assert rep["saliency"]["columns"] == ["saliency_mean"]
+    path = tmp_path / "t.parquet"
+    pq.write_table(t, path)
+    proc = run_cli_inprocess("audit", "--input", path, "--out", tmp_path / "a", "--target", "dmos", "--bootstrap",
+                             "0", "--features", "key_metric", "--exclude", "saliency_mean", "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((tmp_path / "a" / "signal_audit.json").read_text())
+    assert rep["target"] == "dmos" and rep["columns"]["features"] == ["key_metric", "saliency_var"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"features": "key_metric,nope"}, r"features names 'nope', not column\(s\) of <table>; its columns: Unnamed: 0"),
+    ({"exclude": "Noise"}, r"exclude names 'Noise', not column"),
+    ({"features": "src,label"}, r"features names non-numeric column\(s\) 'src', 'label'"),
+    ({"features": "mos"}, r"'mos' is the target; leave it out of features and exclude"),
+    ({"exclude": "mos"}, r"'mos' is the target; leave it out of exclude"),
+    ({"features": "noise", "exclude": "noise"}, r"noise named by both features and exclude"),
+    ({"saliency_columns": "saliency_mean", "exclude": "saliency_mean"}, r"by both saliency_columns and exclude"),
+    ({"saliency_columns": "mos"}, r"'mos' is the target; leave it out of saliency_columns"),
+    ({"group_by": "video_id", "features": "video_id"}, r"'video_id' is the key rows are averaged by"),
+])
+def test_selection_errors_name_the_setting(settings, message):
+    with pytest.raises(SalmatError, match=message):
+        audit_arrow(leaky(), target="mos", bootstrap=0, **settings)
+
+
+def test_selection_errors_on_the_command_line_name_flags(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(leaky(), path)
+    for args, message in [(["--features", "nope"], "salmat: error: --features names 'nope'"),
+                          (["--exclude", "mos"], "leave it out of --exclude"),
+                          (["--features", "a", "--exclude", "a"], "a named by both --features and --exclude")]:
+        proc = run_cli_inprocess("audit", "--input", path, "--out", tmp_path / "a", "--target", "mos", *args)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "a").exists()
+
+
+def test_hostile_column_names_keep_the_markdown_rows_whole(tmp_path):
+    t = leaky(n=40).append_column("a|b\nc", pa.array(np.arange(40.0) % 7))
+    audit_arrow(t, target="mos", out=tmp_path / "a", bootstrap=0, plots=False, exclude=["noise"])
+    md = (tmp_path / "a" / "signal_audit.md").read_text()
+    assert "| a\\|b c |" in md and "| `noise` | named by --exclude |" in md
+    assert all(line.count("|") - line.count("\\|") in (3, 4, 8) for line in md.splitlines() if line.startswith("| "))

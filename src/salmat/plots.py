@@ -94,17 +94,32 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+# What `save_figure` writes, by the path's suffix (`salmat preview --out` accepts these).
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+JPEG_QUALITY = 90   # maps are smooth gradients: 90 keeps them free of visible blocking
+
+
+def image_format(path: str | os.PathLike[str]) -> str:
+    """PNG or JPEG from the suffix of `path`; any other suffix is a one-line error."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in IMAGE_FORMATS:
+        raise SalmatError(f"{os.fspath(path)}: a picture's name must end in {', '.join(IMAGE_FORMATS)}")
+    return IMAGE_FORMATS[suffix]
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int | None = None, colors: int = 256,
                 facecolor: ColorType | None = None) -> None:
-    """Write `fig` as a palette PNG (≤ `colors` colours): the same pixels size, a fraction of the bytes.
+    """Write `fig` as a PNG or a JPEG, chosen by the suffix of `path`; written atomically.
 
-    The figure is rendered by Agg at `dpi`, then quantised with Pillow (a matplotlib
-    dependency); `colors=0` keeps the full-colour PNG. The file is written atomically.
+    The figure is rendered by Agg at `dpi`. A PNG is quantised with Pillow (a matplotlib
+    dependency) to a palette of ≤ `colors` colours: the same pixels size, a fraction of the
+    bytes; `colors=0` keeps it full colour. A JPEG is always full colour.
     """
     import io
 
     from .outputs import atomic_output
 
+    kind = image_format(path)
     buf = io.BytesIO()
     kwargs: dict[str, Any] = {"format": "png"}
     if dpi is not None:
@@ -113,12 +128,15 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int | None = Non
         kwargs["facecolor"] = facecolor
     fig.savefig(buf, **kwargs)
     with atomic_output(path) as f:
-        if colors:
-            from PIL import Image
+        if kind == "PNG" and not colors:
+            f.write(buf.getvalue())
+            return
+        from PIL import Image
 
-            buf.seek(0)
-            image = Image.open(buf).convert("RGB")
+        buf.seek(0)
+        image = Image.open(buf).convert("RGB")
+        if kind == "JPEG":
+            image.save(f, format="JPEG", quality=JPEG_QUALITY)
+        else:
             image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
                 f, format="PNG", optimize=True)
-        else:
-            f.write(buf.getvalue())

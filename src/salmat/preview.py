@@ -1,15 +1,17 @@
 """`salmat preview`: one clip's contact sheet.
 
-Three rows of panels, each panel the frame's aspect ratio:
+Three rows of panels, each panel the frame's aspect ratio, and the colour bar
+(the map scale, 0 to 1) beside the last two:
 
-1. the sampled frames (as `materialize` samples them), one panel per frame;
+1. the sampled frames, each labelled with its frame index; by default the frames
+   `materialize` samples (same count, same rule);
 2. each frame's saliency map as a heat overlay on the frame;
 3. the reduced clip map for each temporal reducer, with its `saliency_mean` and
-   `saliency_var` written under it (the values `materialize` would write).
+   `saliency_var` written under it (the values `materialize` writes).
 
 `sheet_layout` computes the geometry up front, and `preview` returns it: the
-PNG is exactly `layout.width × layout.height` pixels (a palette PNG of ≤ `colors`
-colours unless `colors=0`).
+picture is exactly `layout.width × layout.height` pixels, a PNG (a palette of
+≤ `colors` colours unless `colors=0`) or, for a `.jpg`/`.jpeg` name, a JPEG.
 """
 
 from __future__ import annotations
@@ -23,17 +25,21 @@ import numpy as np
 
 from .color import yuv_to_rgb
 from .compute import check_uniform_size, predict_maps
-from .decode import SamplingOptions, decode_sampled
-from .defaults import MIN_PANEL_WIDTH
+from .decode import SamplingOptions, decode_sampled, sampled_indices
+from .defaults import DEFAULT_PANEL_WIDTH, MIN_PANEL_WIDTH
 from .errors import ClipError, SalmatError
-from .maps import full_size
+from .frames import YuvFrame
+from .maps import WorkingMaps, full_size
+from .models import DEFAULT_MODEL_ID, SaliencyModel
 from .options import PreviewOptions
 from .outputs import preflight
 from .plots import pyplot, save_figure
-from .sources import SourceFailure, SourceOptions, resolve_source
+from .sources import ClipSpec, SourceFailure, SourceOptions, resolve_source
 from .temporal import REDUCERS, reduce_all, reduce_stats
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from matplotlib.axes import Axes
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
@@ -42,11 +48,16 @@ _Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), as `SheetLayout.box` gives
 
 BACKGROUND = (1.0, 1.0, 1.0)
 OVERLAY_ALPHA = 0.6
+COLORMAP = "inferno"
+DPI = 100
 
 
 @dataclass(frozen=True)
 class SheetLayout:
-    """Pixel geometry of a contact sheet. Boxes are (x0, y0, x1, y1), y down, x1/y1 exclusive."""
+    """Pixel geometry of a contact sheet. Boxes are (x0, y0, x1, y1), y down, x1/y1 exclusive.
+
+    The colour bar (the map scale) stands right of the last column, beside the overlay and
+    reducer rows; its tick labels take `colorbar_label_width` pixels to its right."""
 
     frames: int
     reducers: tuple[str, ...]
@@ -55,6 +66,8 @@ class SheetLayout:
     gap: int = 6
     label_height: int = 26
     title_height: int = 22
+    colorbar_width: int = 10
+    colorbar_label_width: int = 48
 
     @property
     def columns(self) -> int:
@@ -66,7 +79,7 @@ class SheetLayout:
 
     @property
     def width(self) -> int:
-        return self.gap + self.columns * (self.panel_width + self.gap)
+        return self.gap + self.columns * (self.panel_width + self.gap) + self.colorbar_width + self.colorbar_label_width
 
     @property
     def height(self) -> int:
@@ -81,23 +94,28 @@ class SheetLayout:
         """Frame panels + overlay panels + reducer panels."""
         return 2 * self.frames + len(self.reducers)
 
-    def box(self, row: int, col: int) -> tuple[int, int, int, int]:
+    def box(self, row: int, col: int) -> _Box:
         x0 = self.gap + col * (self.panel_width + self.gap)
         y0 = self.title_height + row * (self.panel_height + self.label_height + self.gap)
         return x0, y0, x0 + self.panel_width, y0 + self.panel_height
 
-    def frame_boxes(self) -> list[tuple[int, int, int, int]]:
+    def frame_boxes(self) -> list[_Box]:
         return [self.box(0, c) for c in range(self.frames)]
 
-    def overlay_boxes(self) -> list[tuple[int, int, int, int]]:
+    def overlay_boxes(self) -> list[_Box]:
         return [self.box(1, c) for c in range(self.frames)]
 
-    def reducer_boxes(self) -> list[tuple[int, int, int, int]]:
+    def reducer_boxes(self) -> list[_Box]:
         return [self.box(2, c) for c in range(len(self.reducers))]
+
+    def colorbar_box(self) -> _Box:
+        """From the top of the overlay row to the bottom of the reducer row."""
+        x0 = self.gap + self.columns * (self.panel_width + self.gap)
+        return x0, self.box(1, 0)[1], x0 + self.colorbar_width, self.box(2, 0)[3]
 
 
 def sheet_layout(frames: int, frame_width: int, frame_height: int, reducers: Sequence[str] = REDUCERS,
-                 panel_width: int = 200) -> SheetLayout:
+                 panel_width: int = DEFAULT_PANEL_WIDTH) -> SheetLayout:
     """The geometry for `frames` sampled frames of a `frame_width × frame_height` clip."""
     if frames < 1:
         raise SalmatError("a contact sheet needs at least one frame")
@@ -109,10 +127,21 @@ def sheet_layout(frames: int, frame_width: int, frame_height: int, reducers: Seq
 
 @dataclass
 class PreviewResult:
+    """What `preview` drew: `stats[reducer] = (saliency_mean, saliency_var)` as `materialize` writes
+    them; `indices` are the sampled frames' indices (from 0, decode order), None if they can't be told."""
+
     path: str
     layout: SheetLayout
     model_id: str
     stats: dict[str, tuple[float, float]]
+    indices: list[int] | None = None
+
+
+@dataclass
+class _Sample:
+    frames: list[YuvFrame]
+    maps: np.ndarray | WorkingMaps
+    indices: list[int] | None
 
 
 def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
@@ -120,72 +149,107 @@ def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = N
     """Decode, run the model, reduce, and draw the sheet; returns its layout and the per-reducer stats.
 
     `settings` are `salmat.options.PreviewOptions`: the `salmat preview` flags with underscores
-    (`reducers` takes a comma-separated string or a list). `out=None` writes `sheet.png`."""
+    (`reducers` takes a comma-separated string or a list). `out=None` writes `sheet.png`; a `.jpg`
+    or `.jpeg` name writes a JPEG. The defaults sample the frames `materialize` samples, so the
+    stats are the values it writes for this clip with the same model and settings."""
+    opts = PreviewOptions.build(clip=clip, **settings, **({} if out is None else {"out": out}))
+    opts.validate()   # a bad --out suffix or value is refused here, before any work
+    plt = pyplot()
+    spec = resolve_source(opts.clip, None, None, SourceOptions(default_width=opts.default_width,
+                                                               default_height=opts.default_height))
+    if isinstance(spec, SourceFailure):
+        raise SalmatError(f"{opts.clip}: {spec.message} ({spec.status})")
+    saliency = _load_model(opts)
+    preflight({"--out": opts.out}, {"the clip": opts.clip,
+                                    "the model": opts.model if opts.model and os.path.isfile(opts.model) else None})
+    sample = _sample(spec, saliency, SamplingOptions(opts.sampling, opts.frame_samples, opts.max_frames,
+                                                     opts.max_pixels))
+    lumas = [f.luma8() for f in sample.frames]
+    reduced = reduce_all(sample.maps, lumas, opts.ema_alpha, False)
+    all_stats = reduce_stats(sample.maps, lumas, opts.ema_alpha, False, reduced)  # the figures materialize writes
+    stats = {r: all_stats[r] for r in opts.reducers}
+    first = sample.frames[0]
+    layout = sheet_layout(len(sample.frames), first.width, first.height, opts.reducers, opts.panel_width)
+    fig = _draw(plt, layout, sample, reduced, stats, opts, saliency.id)
+    save_figure(fig, opts.out, dpi=DPI, colors=opts.colors, facecolor=BACKGROUND)
+    plt.close(fig)
+    return PreviewResult(opts.out, layout, saliency.id, stats, sample.indices)
+
+
+def _load_model(opts: PreviewOptions) -> SaliencyModel:
     from .compare import load_models
 
-    opts = PreviewOptions.build(clip=clip, **settings, **({} if out is None else {"out": out}))
-    opts.validate()
-    # The steps below read plain names; these are the validated settings.
-    clip, out, model, preprocess, sampling = opts.clip, opts.out, opts.model, opts.preprocess, opts.sampling
-    ema_alpha, reducers, panel_width, colors = opts.ema_alpha, opts.reducers, opts.panel_width, opts.colors
-    default_width, default_height = opts.default_width, opts.default_height
-    plt = pyplot()
-    spec = resolve_source(str(clip), None, None, SourceOptions(default_width=default_width,
-                                                               default_height=default_height))
-    if isinstance(spec, SourceFailure):
-        raise SalmatError(f"{clip}: {spec.message} ({spec.status})")
-    saliency = load_models([model or "image_signature_v1"], preprocess=preprocess, device=opts.device)[0]
-    preflight({"--out": out}, {"the clip": clip, "the model": model if model and os.path.isfile(model) else None})
+    return load_models([opts.model or DEFAULT_MODEL_ID], preprocess=opts.preprocess, device=opts.device,
+                       model_dir=opts.model_dir)[0]
+
+
+def _sample(spec: ClipSpec, saliency: SaliencyModel, sampling: SamplingOptions) -> _Sample:
+    """The frames `materialize` would sample, their maps, and their indices."""
     try:
-        frames = decode_sampled(spec, SamplingOptions(sampling, opts.frame_samples, opts.max_frames, opts.max_pixels))
+        indices = sampled_indices(spec, sampling)
+        frames = decode_sampled(spec, sampling)
         check_uniform_size(frames)
         maps = predict_maps(saliency, frames)
     except ClipError as exc:
-        raise SalmatError(f"{clip}: {exc.message} ({exc.status})") from None
-    lumas = [f.luma8() for f in frames]
-    reduced = reduce_all(maps, lumas, ema_alpha, False)
-    all_stats = reduce_stats(maps, lumas, ema_alpha, False, reduced)  # the figures materialize writes
-    stats = {r: all_stats[r] for r in reducers}
+        raise SalmatError(f"{spec.path}: {exc.message} ({exc.status})") from None
+    # The count read from the packets disagrees with what decoded (a damaged stream): show no indices
+    # rather than wrong ones.
+    return _Sample(frames, maps, indices if len(indices) == len(frames) else None)
 
-    layout = sheet_layout(len(frames), frames[0].width, frames[0].height, reducers, panel_width)
+
+def _draw(plt: ModuleType, layout: SheetLayout, sample: _Sample, reduced: dict[str, np.ndarray],
+          stats: dict[str, tuple[float, float]], opts: PreviewOptions, model_id: str) -> Figure:
     w, h = layout.size
-    dpi = 100
-    fig: Figure = plt.figure(figsize=(w / dpi, h / dpi), dpi=dpi, facecolor=BACKGROUND)
-    cmap = _colormap("inferno")
+    fig: Figure = plt.figure(figsize=(w / DPI, h / DPI), dpi=DPI, facecolor=BACKGROUND)
+    cmap = _colormap(COLORMAP)
 
-    def panel(box: _Box, image: np.ndarray, **kw: Any) -> Axes:
+    def axes(box: _Box) -> Axes:
         x0, y0, x1, y1 = box
-        ax = fig.add_axes((x0 / w, 1 - y1 / h, (x1 - x0) / w, (y1 - y0) / h))
+        return fig.add_axes((x0 / w, 1 - y1 / h, (x1 - x0) / w, (y1 - y0) / h))
+
+    def panel(box: _Box, image: np.ndarray, **kw: Any) -> None:
+        ax = axes(box)
         ax.imshow(image, aspect="auto", interpolation="bilinear", **kw)
         ax.set_axis_off()
-        return ax
 
     def label(box: _Box, text: str) -> None:
         x0, _, x1, y1 = box
         fig.text((x0 + x1) / 2 / w, 1 - (y1 + layout.label_height / 2) / h, text, ha="center", va="center",
                  fontsize=6.5, family="monospace", linespacing=1.1)
 
-    stride = max(1, frames[0].width // (2 * panel_width))
-    for i, (frame, frame_map) in enumerate(zip(frames, full_size(maps), strict=True)):
+    frames = sample.frames
+    stride = max(1, frames[0].width // (2 * layout.panel_width))
+    for i, (frame, frame_map) in enumerate(zip(frames, full_size(sample.maps), strict=True)):
         rgb = yuv_to_rgb(frame)[::stride, ::stride]
         sal = np.clip(frame_map[::stride, ::stride], 0.0, 1.0)
         panel(layout.frame_boxes()[i], rgb)
-        label(layout.frame_boxes()[i], f"sample {i + 1}/{len(frames)}")
+        count = f"{i + 1}/{len(frames)}"
+        label(layout.frame_boxes()[i], f"frame {sample.indices[i]} ({count})" if sample.indices else f"sample {count}")
         heat = cmap(sal)[..., :3]
         panel(layout.overlay_boxes()[i], (1 - OVERLAY_ALPHA) * rgb + OVERLAY_ALPHA * heat)
         label(layout.overlay_boxes()[i], f"map mean {float(sal.mean()):.3f}")
-    for j, r in enumerate(reducers):
+    for j, r in enumerate(layout.reducers):
         m = np.clip(reduced[r][::stride, ::stride], 0.0, 1.0)
         panel(layout.reducer_boxes()[j], m, cmap=cmap, vmin=0.0, vmax=1.0)
         mean, var = stats[r]
-        name = f"ema α={ema_alpha:g}" if r == "ema" else r
+        name = f"ema α={opts.ema_alpha:g}" if r == "ema" else r
         label(layout.reducer_boxes()[j], f"{name}\nmean {mean:.4f} var {var:.5f}")
+    _colorbar(fig, axes(layout.colorbar_box()), cmap)
     fig.text(layout.gap / w, 1 - (layout.title_height / 2) / h,
-             f"{os.path.basename(str(clip))} — {saliency.id}, {len(frames)} sampled frames "
-             f"({sampling})", ha="left", va="center", fontsize=8)
-    save_figure(fig, out, dpi=dpi, colors=colors, facecolor=BACKGROUND)
-    plt.close(fig)
-    return PreviewResult(str(out), layout, saliency.id, stats)
+             f"{os.path.basename(opts.clip)} — {model_id}, {len(frames)} sampled frames ({opts.sampling})",
+             ha="left", va="center", fontsize=8)
+    return fig
+
+
+def _colorbar(fig: Figure, cax: Axes, cmap: Colormap) -> None:
+    """The map scale: the heat colours of the overlays and reducer panels, 0 (bottom) to 1 (top)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), cax=cax, ticks=[0.0, 0.5, 1.0])
+    bar.outline.set_visible(False)
+    bar.ax.tick_params(labelsize=6, length=2, pad=1)
+    bar.set_label("saliency", fontsize=6, labelpad=1)
 
 
 def _colormap(name: str) -> Colormap:

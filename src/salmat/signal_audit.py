@@ -7,6 +7,13 @@ incremental value of the saliency columns: K-fold cross-validated SROCC and
 PLCC of a ridge regression on the other features, with and without the
 saliency columns, and a paired bootstrap interval of the difference.
 
+The features are the saliency columns plus every numeric column whose name is
+not another quality target's (`dmos`, `mos_std`, `vmaf_neg`: they would leak the
+target), an id's (`clip_id`, `frame_index`, a saved pandas index) or provenance's
+(`name_role`); `features` names the others instead, `exclude` removes columns,
+and the report says why each column was left out. `target="auto"` with two
+candidate targets in the table is an error: which one to predict is the user's call.
+
 Per-frame tables (a `frame_index`/`frame` column beside a clip key such as
 `dis_basename`, `src` or `clip_id`, or any table given `group_by`) are first
 reduced to one row per clip by the mean, so frames don't inflate n.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
@@ -27,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import SalmatError
+from .option_spec import named
 from .options import AuditOptions
 from .outputs import preflight, write_json, write_text
 from .plots import clean, fmt, pearson, spearman
@@ -37,7 +46,30 @@ TARGET_CANDIDATES = ("vmaf", "vmaf_score", "mos_raw_0_100", "mos", "dmos", "scor
 FRAME_COLUMNS = ("frame_index", "frame", "frame_idx", "frame_num", "frame_number")
 CLIP_KEYS = ("dis_basename", "src", "clip_id", "clip", "video", "dis", "ref_basename")
 SALIENCY_COLUMNS = ("saliency_mean", "saliency_var")
-NOT_FEATURES = {"saliency_ema_alpha"}  # provenance, not signal
+# Name tokens (lower case, split at `_`, `-`, spaces, camelCase) that make a column another
+# quality target, never a feature: a MOS and what derives from it (dmos, mos_std, predicted_mos),
+# a VMAF score (vmaf, vmaf_neg, vmaf_4k), but not VMAF's elementary features (vmaf_feature_adm2_score).
+TARGET_TOKENS = ("mos", "dmos", "zmos")
+VMAF_TOKEN, VMAF_FEATURE_TOKEN = "vmaf", "feature"
+# Names and last tokens of row and clip identifiers: counters and keys carry no signal.
+ID_NAMES = frozenset({"id", "uid", "uuid", "idx", "index", "key", "row", "rowid", "row_index", "row_number",
+                      *FRAME_COLUMNS, *CLIP_KEYS})
+ID_LAST_TOKENS = ("id", "uid", "uuid", "idx")
+ID_PREFIXES = ("__index_level_", "unnamed:")   # a DataFrame index saved by pandas (Parquet, CSV)
+# The provenance columns `materialize` writes (any --column-prefix): a record of the run, not signal.
+PROVENANCE_COLUMNS = ("saliency_ema_alpha", "saliency_status", "saliency_model_id", "saliency_aggregator",
+                      "saliency_error")
+# Why a column is not a feature, as the report says it.
+LEFT_OUT = {
+    "target": "the target",
+    "target-like": "another quality target (a MOS or VMAF score)",
+    "id": "an id, key or row/frame counter",
+    "provenance": "saliency provenance, not signal",
+    "group key": "the clip key rows are averaged by",
+    "not numeric": "not numeric",
+    "excluded": "named by --exclude",
+    "not selected": "not named by --features",
+}
 REDUNDANT_R = 0.95
 COMPLEMENT_R = 0.70
 COMPLEMENT_TARGET_R = 0.20
@@ -109,15 +141,14 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | os.PathLike[s
     folds, bootstrap, ridge_alpha, seed, plots = opts.folds, opts.bootstrap, opts.ridge_alpha, opts.seed, opts.plots
     names = table.column_names
     target = _pick_target(names, target, name)
-    numeric = [c for c in names if _is_numeric(table.schema.field(c).type)]
-    if target not in numeric:
-        raise SalmatError(f"target column {target!r} is not numeric; pass --target COLUMN")
+    if not _is_numeric(table.schema.field(target).type):
+        raise SalmatError(f"target column {target!r} is not numeric; pass {named('target')} COLUMN")
     frame_col = next((c for c in FRAME_COLUMNS if c in names), None)
     if group_by is not None and group_by not in names:
-        raise SalmatError(f"{name} has no column {group_by!r}; pass --group-by COLUMN")
+        raise SalmatError(f"{name} has no column {group_by!r}; pass {named('group_by')} COLUMN")
     key = group_by or (next((c for c in CLIP_KEYS if c in names), None) if frame_col else None)
-    excluded = {target, frame_col, key} | NOT_FEATURES
-    features = [c for c in numeric if c not in excluded]
+    sal_cols = _saliency_columns(table, name, target, saliency_columns, opts.exclude)
+    features, left_out = _select_features(table, name, target, key, sal_cols, opts.features, opts.exclude)
     data = {c: _floats(table, c) for c in features + [target]}
     rows_in = table.num_rows
     grouping = None
@@ -131,34 +162,11 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | os.PathLike[s
     n = int(y.size)
     if n < 3:
         raise SalmatError(f"{name}: only {n} row(s) with a finite {target!r}; the audit needs at least 3")
-    sal_cols = list(saliency_columns) if saliency_columns else [c for c in SALIENCY_COLUMNS if c in features]
-    missing = [c for c in sal_cols if c not in features]
-    if missing:
-        raise SalmatError(f"saliency column(s) {', '.join(missing)} are not numeric columns of {name}")
     if out is not None:
         written = ["signal_audit.json", "signal_audit.md"] + (["signal_audit.png"] if plots else [])
         preflight([(f"--out ({w})", os.path.join(out, w)) for w in written], [name] if os.path.exists(name) else [])
 
-    feats: list[FeatureStats] = []
-    for c in features:
-        v = x[c]
-        fin = np.isfinite(v)
-        vf = v[fin]
-        q75, q25 = (np.percentile(vf, [75, 25]) if vf.size else (math.nan, math.nan))
-        feats.append({
-            "column": c,
-            "saliency": c in sal_cols,
-            "finite_ratio": clean(fin.mean() if n else 0.0),
-            "std": clean(vf.std(ddof=1) if vf.size > 1 else math.nan),
-            "iqr": clean(q75 - q25),
-            "pearson": clean(pearson(v, y)),
-            "spearman": clean(spearman(v, y)),
-            "n": int(fin.sum()),
-        })
-    feats.sort(key=lambda f: (-(abs(f["spearman"]) if f["spearman"] is not None else -1.0),
-                              -(abs(f["pearson"]) if f["pearson"] is not None else -1.0), f["column"]))
-    for rank, f in enumerate(feats, 1):
-        f["rank"] = rank
+    feats = _feature_stats(features, x, y, sal_cols)
     by_name = {f["column"]: f for f in feats}
 
     redundant, complementary = _pairs(features, x, by_name)
@@ -171,6 +179,8 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | os.PathLike[s
         "rows": n,
         "rows_in_table": rows_in,
         "grouping": grouping,
+        "columns": {"selected_by": "features" if opts.features else "auto", "features": features,
+                    "left_out": left_out},
         "features": feats,
         "redundant_pairs": redundant,
         "complementary_pairs": complementary,
@@ -203,14 +213,108 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | os.PathLike[s
 def _pick_target(names: list[str], target: str | None, where: str) -> str:
     if target and target != "auto":
         if target not in names:
-            raise SalmatError(f"{where} has no target column {target!r}; pass --target COLUMN")
+            raise SalmatError(f"{where} has no target column {target!r}; pass {named('target')} COLUMN")
         return target
-    lower = {c.lower(): c for c in names}
-    for cand in TARGET_CANDIDATES:
-        if cand in lower:
-            return lower[cand]
-    raise SalmatError(f"{where}: no target column found (looked for {', '.join(TARGET_CANDIDATES)}); "
-                      "pass --target COLUMN")
+    found = [c for c in names if c.lower() in TARGET_CANDIDATES]
+    if len(found) > 1:   # which one is the quality to predict is the user's call, not the column order's
+        raise SalmatError(f"{where} has {len(found)} candidate targets ({', '.join(found)}); "
+                          f"pass {named('target')} with the one to predict")
+    if not found:
+        raise SalmatError(f"{where}: no target column found (looked for {', '.join(TARGET_CANDIDATES)}); "
+                          f"pass {named('target')} COLUMN")
+    return found[0]
+
+
+def name_role(column: str) -> str | None:
+    """'target-like', 'id' or 'provenance' when a column's name says it is no feature, else None."""
+    lower = column.lower()
+    if lower.endswith(PROVENANCE_COLUMNS):
+        return "provenance"
+    tokens = _tokens(column)
+    if (lower in TARGET_CANDIDATES or any(t in TARGET_TOKENS for t in tokens)
+            or (any(t.startswith(VMAF_TOKEN) for t in tokens) and VMAF_FEATURE_TOKEN not in tokens)):
+        return "target-like"
+    if lower in ID_NAMES or lower.startswith(ID_PREFIXES) or (tokens and tokens[-1] in ID_LAST_TOKENS):
+        return "id"
+    return None
+
+
+def _tokens(column: str) -> list[str]:
+    """'predictedMOS_v2' → ['predicted', 'mos', 'v2']."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", column)
+    return [t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t]
+
+
+def _saliency_columns(table: pa.Table, where: str, target: str, given: tuple[str, ...] | None,
+                      exclude: tuple[str, ...] | None) -> list[str]:
+    """--saliency-columns, else those of saliency_mean/saliency_var that are numeric, not excluded
+    and not the target."""
+    if not given:
+        return [c for c in SALIENCY_COLUMNS if c in table.column_names and c not in (exclude or ())
+                and c != target and _is_numeric(table.schema.field(c).type)]
+    if target in given:
+        raise SalmatError(f"{target!r} is the target; leave it out of {named('saliency_columns')}")
+    bad = [c for c in given if c not in table.column_names or not _is_numeric(table.schema.field(c).type)]
+    if bad:
+        raise SalmatError(f"saliency column(s) {', '.join(bad)} are not numeric columns of {where}; "
+                          f"pass {named('saliency_columns')} C,C")
+    return list(given)
+
+
+def _select_features(table: pa.Table, where: str, target: str, key: str | None, sal_cols: list[str],
+                     features: tuple[str, ...] | None,
+                     exclude: tuple[str, ...] | None) -> tuple[list[str], list[dict[str, str]]]:
+    """(the feature columns in table order, the other columns with why each was left out).
+
+    The saliency columns are always features; --features names the others, else every numeric
+    column whose name is no target, id or provenance's. --exclude removes columns either way."""
+    names = table.column_names
+    for setting, given in (("features", features), ("exclude", exclude)):
+        unknown = [c for c in given or () if c not in names]
+        if unknown:
+            raise SalmatError(f"{named(setting)} names {', '.join(map(repr, unknown))}, not column(s) of {where}; "
+                              f"its columns: {_some(names)}")
+    chosen = set(features or ())
+    if target in chosen or target in (exclude or ()):
+        raise SalmatError(f"{target!r} is the target; leave it out of {named('features')} and {named('exclude')}")
+    if key is not None and key in chosen:
+        raise SalmatError(f"{key!r} is the key rows are averaged by; leave it out of {named('features')}")
+    wrong = [c for c in features or () if not _is_numeric(table.schema.field(c).type)]
+    if wrong:
+        raise SalmatError(f"{named('features')} names non-numeric column(s) {', '.join(map(repr, wrong))}; "
+                          "an audit feature must hold numbers")
+    used, left_out = [], []
+    for c in names:
+        why = _why_left_out(c, table, target, key, sal_cols, features, exclude)
+        if why is None:
+            used.append(c)
+        else:
+            left_out.append({"column": c, "reason": why})
+    return used, left_out
+
+
+def _why_left_out(column: str, table: pa.Table, target: str, key: str | None, sal_cols: list[str],
+                  features: tuple[str, ...] | None, exclude: tuple[str, ...] | None) -> str | None:
+    """The `LEFT_OUT` reason a column is no feature, or None for a feature. Order matters: what the
+    user named wins over what a name suggests."""
+    if column == target:
+        return "target"
+    if column in (exclude or ()):
+        return "excluded"
+    if column in sal_cols:
+        return None
+    if column == key:
+        return "group key"
+    if features:
+        return None if column in features else "not selected"
+    role = name_role(column)
+    if role is None and not _is_numeric(table.schema.field(column).type):
+        return "not numeric"
+    return role
+
+
+def _some(names: list[str], limit: int = 12) -> str:
+    return ", ".join(names[:limit]) + (f", … ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _is_numeric(t: pa.DataType) -> bool:
@@ -241,6 +345,32 @@ def _group_mean(data: dict[str, np.ndarray], key_col: pa.ChunkedArray, key: str)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[c] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return out
+
+
+def _feature_stats(features: list[str], x: dict[str, np.ndarray], y: np.ndarray,
+                   sal_cols: list[str]) -> list[FeatureStats]:
+    """Each feature's spread and correlations with the target, ranked by |Spearman|, then |Pearson|."""
+    feats: list[FeatureStats] = []
+    for c in features:
+        v = x[c]
+        fin = np.isfinite(v)
+        vf = v[fin]
+        q75, q25 = (np.percentile(vf, [75, 25]) if vf.size else (math.nan, math.nan))
+        feats.append({
+            "column": c,
+            "saliency": c in sal_cols,
+            "finite_ratio": clean(fin.mean() if y.size else 0.0),
+            "std": clean(vf.std(ddof=1) if vf.size > 1 else math.nan),
+            "iqr": clean(q75 - q25),
+            "pearson": clean(pearson(v, y)),
+            "spearman": clean(spearman(v, y)),
+            "n": int(fin.sum()),
+        })
+    feats.sort(key=lambda f: (-(abs(f["spearman"]) if f["spearman"] is not None else -1.0),
+                              -(abs(f["pearson"]) if f["pearson"] is not None else -1.0), f["column"]))
+    for rank, f in enumerate(feats, 1):
+        f["rank"] = rank
+    return feats
 
 
 # ---- pairs and family --------------------------------------------------------------
@@ -380,11 +510,11 @@ def markdown(rep: dict[str, Any]) -> str:
     lines = [f"# salmat audit: {os.path.basename(str(rep['input']))}", "",
              f"Target `{rep['target']}`, n = {rep['rows']}"
              + (f" clips (per-frame table: {g['rows_in']} rows averaged per `{g['key']}`)" if g else " rows")
-             + ".", "", "## Features, ranked by |Spearman| with the target", "",
+             + ".", "", *_columns_markdown(rep["columns"]), "", "## Features, ranked by |Spearman| with the target", "",
              "| rank | column | finite | std | IQR | Pearson | Spearman |",
              "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for f in rep["features"]:
-        name = f"**{f['column']}**" if f["saliency"] else f["column"]
+        name = f"**{_cell(f['column'])}**" if f["saliency"] else _cell(f["column"])
         lines.append(f"| {f['rank']} | {name} | {fmt(f['finite_ratio'], 2)} | {fmt(f['std'], 4)} | "
                      f"{fmt(f['iqr'], 4)} | {fmt(f['pearson'])} | {fmt(f['spearman'])} |")
     s = rep["saliency"]
@@ -413,6 +543,22 @@ def markdown(rep: dict[str, Any]) -> str:
     if rep.get("plot"):
         lines += ["", f"![features against the target]({rep['plot']})"]
     return "\n".join(lines) + "\n"
+
+
+def _columns_markdown(cols: dict[str, Any]) -> list[str]:
+    how = "named by `--features`, plus the saliency columns" if cols["selected_by"] == "features" else \
+        "every numeric column not named like a target, an id or provenance"
+    used = ", ".join(f"`{_cell(c)}`" for c in cols["features"]) or "none"
+    lines = ["## Columns", "", f"Features ({how}): {used}."]
+    if cols["left_out"]:
+        lines += ["", "| left out | why |", "| --- | --- |"]
+        lines += [f"| `{_cell(c['column'])}` | {LEFT_OUT[c['reason']]} |" for c in cols["left_out"]]
+    return lines
+
+
+def _cell(name: str) -> str:
+    """A column name inside a Markdown table row: a `|` or a line break would split the row."""
+    return " ".join(name.split()).replace("|", "\\|")
 
 
 def _plot(rep: dict[str, Any], path: str) -> None:
