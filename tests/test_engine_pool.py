@@ -96,22 +96,48 @@ def test_killed_worker_is_replaced_and_its_clip_retried(tmp_path, clip_folder):
     assert all(pooled[s].stats == inline[s].stats for s in specs)
 
 
-def test_script_without_main_guard_still_completes(tmp_path, clip_folder):
-    """Spawned workers re-import an unguarded script and die at start-up; the clips then run in-process."""
+def _script(tmp_path, clip_folder, body_template):
     table = _table(tmp_path, ["carphone.mp4", "disc.mp4"])
-    script = tmp_path / "unguarded.py"
-    script.write_text(
-        "import salmat\n"
-        f"r = salmat.materialize({str(table)!r}, {str(tmp_path / 'out.jsonl')!r}, root={str(clip_folder)!r}, "
-        "workers=2, no_cache=True, frame_samples=2)\n"
-        "print('COUNTS', r.counts)\n")
-    import subprocess
-    import sys
+    call = (f"salmat.materialize({str(table)!r}, {str(tmp_path / 'out.jsonl')!r}, root={str(clip_folder)!r}, "
+            "workers=2, no_cache=True, frame_samples=2)")
+    script = tmp_path / "script.py"
+    script.write_text(body_template.format(call=call))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
 
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+
+UNGUARDED = "import os\nimport salmat\nr = {call}\nprint('COUNTS', r.counts)\n"
+UNGUARDED_VIA_FUNCTION = "import salmat\ndef main():\n    r = {call}\n    print('COUNTS', r.counts)\nmain()\n"
+GUARDED = ("import os\nimport salmat\ndef main():\n    r = {call}\n    print('COUNTS', r.counts)\n"
+           "if '__main__' == __name__:\n    main()\n")
+
+
+@pytest.mark.parametrize("template, line", [(UNGUARDED, 3), (UNGUARDED_VIA_FUNCTION, 5)])
+def test_a_script_without_main_guard_is_found_before_any_worker_starts(tmp_path, clip_folder, template, line):
+    """Spawned workers would run an unguarded script again (a page of tracebacks from each); the
+    call is found first, its clips run in this process, and the user reads one line naming the fix."""
+    result = _script(tmp_path, clip_folder, template)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "COUNTS {'ok': 2}" in result.stdout
-    assert "__main__" in result.stderr  # the warning names the fix
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"salmat: warning: script.py:{line} calls salmat outside")
+    assert 'if __name__ == "__main__":' in result.stderr
+
+
+def test_a_guarded_script_runs_its_clips_in_worker_processes_without_a_word(tmp_path, clip_folder):
+    result = _script(tmp_path, clip_folder, GUARDED)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "COUNTS {'ok': 2}" in result.stdout
+    assert result.stderr == ""
+
+
+def test_the_guard_is_read_from_the_source(tmp_path):
+    from salmat.engines.main_guard import _guarded
+
+    script = tmp_path / "s.py"
+    script.write_text("x = 1\nif __name__ == '__main__':\n    y = 2\n    z = 3\nw = 4\n"
+                      "if __name__ != '__main__':\n    v = 5\n")
+    assert [_guarded(str(script), n) for n in range(1, 8)] == [False, False, True, True, False, False, False]
+    assert _guarded(str(tmp_path / "missing.py"), 1)  # unreadable: the benefit of the doubt
 
 
 def test_uint8_luma_gives_the_same_motion_weights(tmp_path):

@@ -20,7 +20,7 @@ from salmat.batch import run_batch
 from salmat.cli import build_parser
 from salmat.compare import compare
 from salmat.errors import SalmatError
-from salmat.option_spec import from_namespace, settings
+from salmat.option_spec import cli_spelling, from_namespace, settings
 from salmat.options import AuditOptions, BatchOptions, CompareOptions, MaterializeOptions, PreviewOptions
 from salmat.preview import preview
 from salmat.signal_audit import audit_arrow, audit_table
@@ -134,7 +134,7 @@ def test_a_misspelt_keyword_is_an_error_not_a_default(call, tmp_path, monkeypatc
     (AuditOptions, {"input": "t"}, {"ridge_alpha": math.inf}, "--ridge-alpha"),
 ])
 def test_validation_comes_from_the_spec(cls, required, values, needle):
-    with pytest.raises(SalmatError) as err:
+    with pytest.raises(SalmatError) as err, cli_spelling():  # as the command line says it
         cls.build(**required, **values).validate()
     assert needle in str(err.value) and "\n" not in str(err.value)
 
@@ -158,8 +158,9 @@ def test_flag_shapes_follow_the_defaults():
     # batch's quiet is three-valued: unset leaves each table's own setting.
     assert parse(["batch", "--manifest", "m"]).quiet is None
     assert parse(["batch", "--manifest", "m", "--quiet"]).quiet is True
-    # A shared setting with a per-command default, and list settings parsed from comma text.
-    assert PreviewOptions.build(clip="c").frame_samples == 6
+    # A shared setting keeps its one default (preview samples what materialize samples), and list
+    # settings are parsed from comma text.
+    assert PreviewOptions.build(clip="c").frame_samples == 8
     assert CompareOptions.build(input="t", out="o").frame_samples == 8
     args = parse(["compare", "--input", "t", "--out", "o", "--models", "a, b"])
     assert CompareOptions.build(**from_namespace(args, CompareOptions)).models == ("a", "b")

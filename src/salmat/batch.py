@@ -19,7 +19,8 @@ root = "/data/konvid"
 Every table key is a `materialize` option (see `salmat materialize --help`,
 dashes as underscores) plus `id`; a table's keys override `defaults`. Relative
 paths (`input`, `output`, `audit_json`, `root`, `model_path`, `cache`, a
-`custom:FILE` preprocess) are resolved against the manifest's folder. The whole
+`custom:FILE` preprocess, each folder of `model_dir`) are resolved against the
+manifest's folder. The whole
 manifest is checked — unknown keys, a missing `id`/`input`/`output`, duplicate
 ids or outputs, bad option values — before any table runs (`SalmatError`,
 exit 2). Each table then runs `salmat.pipeline.run`; a table whose run
@@ -244,6 +245,9 @@ def _resolve_paths(settings: dict[str, Any], base: Path) -> dict[str, Any]:
     pre = out.get("preprocess")
     if isinstance(pre, str) and pre.startswith("custom:"):
         out["preprocess"] = "custom:" + _join(base, pre[len("custom:"):])
+    folders = out.get("model_dir")
+    if isinstance(folders, str):
+        out["model_dir"] = os.pathsep.join(_join(base, f) for f in folders.split(os.pathsep) if f.strip())
     return out
 
 

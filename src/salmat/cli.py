@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
 
 from .errors import SalmatError
-from .option_spec import Options, add_settings, from_namespace
+from .option_spec import Options, add_settings, cli_spelling, from_namespace
 from .options import AuditOptions, BatchOptions, CompareOptions, MaterializeOptions, PreviewOptions
 from .outputs import begin_run, install_sigterm_cleanup, stop_requested, stopped_message
 
@@ -69,24 +69,24 @@ def _run_materialize(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _models_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("models", help="list built-in models, or describe an ONNX file",
+    p = sub.add_parser("models", help="list the known models and where their files are, or describe an ONNX file",
                        formatter_class=_formatter)
-    p.add_argument("--model-path", default=None, help="an ONNX file to describe (id, sha256, inputs/outputs)")
+    p.add_argument("--model-dir", default=None, metavar="DIR",
+                   help="folders searched for the learned models' files, ':'-separated (default: $SALMAT_MODEL_DIR)")
+    p.add_argument("--model-path", default=None,
+                   help="an ONNX file to describe (the id it runs as, sha256, model card, inputs/outputs)")
     p.set_defaults(handler=_run_models)
 
 
 def _run_models(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .models import BUILTIN_MODELS, DEFAULT_MODEL_ID
-
     if args.model_path:
         from .models.onnx import describe_model_file, format_model_description
 
         print(format_model_description(describe_model_file(args.model_path)))
         return 0
-    for model_id, factory in BUILTIN_MODELS.items():
-        info = factory().describe()
-        default = " (default)" if model_id == DEFAULT_MODEL_ID else ""
-        print(f"{model_id}{default}\t{info.get('algorithm', '')}")
+    from .models.registry import format_known_models
+
+    print(format_known_models(args.model_dir))
     return 0
 
 
@@ -137,8 +137,10 @@ def _run_audit(args: argparse.Namespace, argv: Sequence[str]) -> int:
     rep = result.report
     inc = rep["incremental"]
     delta = inc.get("delta", {}).get("srocc") if inc["status"] == "done" else None
-    print(f"salmat: audit target={rep['target']} n={rep['rows']} saliency={rep['saliency']['status']} "
-          f"delta_srocc={delta} out={args.out}", file=sys.stderr)
+    cols = rep["columns"]
+    print(f"salmat: audit target={rep['target']} n={rep['rows']} features={len(cols['features'])} "
+          f"left_out={len(cols['left_out'])} saliency={rep['saliency']['status']} delta_srocc={delta} "
+          f"out={args.out}", file=sys.stderr)
     return 0
 
 
@@ -151,13 +153,20 @@ def _run_preview(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .preview import preview
 
     result = preview(**from_namespace(args, PreviewOptions))
+    for reducer, (mean, var) in result.stats.items():  # full precision: the very values materialize writes
+        print(f"{reducer} saliency_mean={mean!r} saliency_var={var!r}")
     w, h = result.layout.size
-    print(f"salmat: preview frames={result.layout.frames} size={w}x{h} out={result.path}", file=sys.stderr)
+    indices = ",".join(map(str, result.indices)) if result.indices is not None else "unknown"
+    print(f"salmat: preview model={result.model_id} frames={result.layout.frames} indices={indices} size={w}x{h} "
+          f"out={result.path}", file=sys.stderr)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(prog="salmat", description="Saliency columns for video-quality feature tables.")
+    parser.add_argument("--version", action="version", version=f"salmat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _materialize_parser(sub)
     _models_parser(sub)
@@ -175,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     begin_run()
     try:
         handler = cast(Handler, args.handler)
-        code = handler(args, argv)
+        with cli_spelling():  # messages name --flags, not Python keywords
+            code = handler(args, argv)
     except SalmatError as exc:
         # One line even when a file or column name holds a line break: shown escaped.
         print("salmat: error: " + str(exc).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)

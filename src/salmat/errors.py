@@ -18,3 +18,10 @@ class ClipError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def warn(message: str) -> None:
+    """One line on stderr: something the user should know that doesn't stop the run."""
+    import sys
+
+    print(f"salmat: warning: {message}", file=sys.stderr, flush=True)

@@ -19,7 +19,13 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
-from .defaults import DEFAULT_CLIP_TIMEOUT, DEFAULT_EMA_ALPHA, DEFAULT_MAX_PIXELS, MIN_PANEL_WIDTH
+from .defaults import (
+    DEFAULT_CLIP_TIMEOUT,
+    DEFAULT_EMA_ALPHA,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_PANEL_WIDTH,
+    MIN_PANEL_WIDTH,
+)
 from .errors import SalmatError
 from .option_spec import (
     Options,
@@ -27,6 +33,7 @@ from .option_spec import (
     comma_list,
     existing_folder,
     item_list,
+    named,
     native_or_size,
     non_empty,
     non_negative,
@@ -52,7 +59,8 @@ SOURCES, FRAMES, MODEL, COLUMNS, RUN = "sources", "frames and temporal reducer",
 
 # ---- settings several commands share: declared here once, each command takes `.field()` of them ----
 
-INPUT = Setting(help="feature table: .jsonl, .parquet or .csv (never modified)", required=True, convert=path)
+INPUT = Setting(help="feature table: .jsonl, .csv, .tsv (each may end .gz), .parquet, a folder of .parquet files, "
+                "or - for stdin (never modified)", required=True, convert=path)
 PATH_COLUMN = Setting("src", "column holding each row's clip path", check=non_empty, group=SOURCES)
 ROOT = Setting(None, "folder that relative paths are joined to", check=existing_folder, convert=path,
                group=SOURCES, example="/data/clips")
@@ -71,9 +79,10 @@ MAX_FRAMES = Setting(8, "frames decoded by --sampling head", check=whole(1), gro
 EMA_ALPHA = Setting(DEFAULT_EMA_ALPHA, "EMA alpha in (0, 1]", check=unit_interval, group=FRAMES)
 REDUCER_LIST = Setting(REDUCERS, "comma-separated temporal reducers", choices=REDUCERS, convert=comma_list,
                        check=item_list, group=FRAMES, metavar="R,R")
-PREPROCESS = Setting(None, "ONNX preprocessing preset: vmaf-student, u2net, custom:FILE", group=MODEL)
+PREPROCESS = Setting(None, "ONNX preprocessing preset: vmaf-student, u2net, custom:FILE (default: a learned model's "
+                     "own, else vmaf-student)", group=MODEL)
 DEVICE = Setting("cpu", "where ONNX models run", choices=DEVICES, group=MODEL)
-MODEL_DIR = Setting(None, "folders searched for --model NAME, ':'-separated (default: $SALMAT_MODEL_DIR)",
+MODEL_DIR = Setting(None, "folders searched for a learned model's file, ':'-separated (default: $SALMAT_MODEL_DIR)",
                     group=MODEL, example="/data/models")
 INFERENCE_SIZE = Setting("native", "ONNX models: resize frames so their short side is S pixels before the model "
                          "(faster; changes values; the model id gets @S)", convert=text, check=native_or_size,
@@ -87,7 +96,8 @@ class MaterializeOptions(Options):
     command: ClassVar[str] = "materialize"
 
     input: str = INPUT.field()
-    output: str = setting(help="output table; format from the suffix; written atomically", required=True,
+    output: str = setting(help="output table, format from the suffix (- is stdout, see --format); written whole "
+                               "or not at all", required=True,
                           convert=path)
     path_column: str = PATH_COLUMN.field()
     root: str | None = ROOT.field()
@@ -104,10 +114,12 @@ class MaterializeOptions(Options):
     ema_alpha: float = EMA_ALPHA.field()
     compat: str | None = setting(None, "historical: reproduce the earlier tool (head sampling, its motion "
                                        "weights and preprocessing)", choices=COMPAT_MODES, group=FRAMES)
-    model: str | None = setting(None, "built-in model id (default image_signature_v1; see `salmat models`)",
+    model: str | None = setting(None, "a built-in id, or a learned model's id found in --model-dir (default "
+                                "image_signature_v1; see `salmat models`)",
                                 group=MODEL, example="image_signature_v1")
     model_path: str | None = setting(None, "an ONNX saliency model file", convert=path, group=MODEL)
-    model_id: str | None = setting(None, "label for an ONNX model (default: the file's stem)", group=MODEL)
+    model_id: str | None = setting(None, "label for an ONNX model (default: its known id, else the file's stem)",
+                                   group=MODEL)
     model_dir: str | None = MODEL_DIR.field()
     preprocess: str | None = PREPROCESS.field()
     device: str = DEVICE.field()
@@ -138,32 +150,84 @@ class MaterializeOptions(Options):
     ray_address: str | None = setting(None, "Ray cluster address (default: a local cluster)", group=RUN)
     num_gpus_per_worker: float = setting(0.0, "GPUs per Ray actor", check=non_negative, group=RUN)
     audit_json: str | None = setting(None, "write the run record here", convert=path, group=RUN)
-    format: str | None = setting(None, "output format when --output is - (stdout) (default: jsonl)",
+    format: str | None = setting(None, "format of --output - (stdout): jsonl or csv (default: jsonl); a file's "
+                                 "format comes from its suffix",
                                  choices=STREAM_FORMATS, group=RUN)
     quiet: bool = QUIET.field()
 
     def effective(self) -> MaterializeOptions:
         """Apply `--compat historical` (head sampling over 8 frames) and check every value."""
-        opts = self
-        if opts.compat == "historical":
-            opts = replace(opts, sampling="head", max_frames=8, frame_samples=8)
-        opts.validate()
-        return opts
+        self.validate()  # before the replacement: a sampling setting beside --compat is refused
+        return replace(self, **HISTORICAL_SAMPLING) if self.historical else self
 
     @property
     def historical(self) -> bool:
         return self.compat == "historical"
 
     def cross_check(self) -> None:
-        names = [n for n in self.metadata_columns().values() if n]
-        names += ["saliency_mean", "saliency_var"]
+        self._check_together()
+        self._check_per_frame()
+        if self.format is not None and self.output != "-":
+            raise SalmatError(f"{named('format')} sets the format of {named('output')} - (stdout) only; a file's "
+                              f"format comes from its suffix (.jsonl, .csv, .tsv, .parquet, .gz): "
+                              f"drop {named('format')}")
+        names = [n for n in self.output_columns().values() if n]
+        bad = next((n for n in names if any(ord(c) < 32 or ord(c) == 127 for c in n)), None)
+        if bad is not None:
+            raise SalmatError(f"output column name {bad!r} holds a control character (newline, tab, …), which breaks "
+                              "CSV headers; give --column-prefix and the --*-column flags printable names")
         if len(names) != len(set(names)):
             raise SalmatError(f"output column names collide: {names}; give each --*-column flag a distinct name")
-        if self.path_column in names:
-            raise SalmatError(f"--path-column {self.path_column!r} is also an output column; rename one of them")
+        for flag in ("path_column", "width_column", "height_column", "frame_column"):
+            if getattr(self, flag) in names:
+                raise SalmatError(f"{named(flag)} {getattr(self, flag)!r} is also an output column; "
+                                  "rename one of them")
+
+    def _check_together(self) -> None:
+        """Settings that are nothing alone: a raw size needs both sides; `--compat historical`
+        fixes the sampling itself, so a sampling setting beside it would be silently replaced."""
+        for one, other in (("default_width", "default_height"), ("default_height", "default_width")):
+            if getattr(self, one) is not None and getattr(self, other) is None:
+                raise SalmatError(f"--{one.replace('_', '-')} needs --{other.replace('_', '-')} too (a raw .yuv "
+                                  "frame size has both sides)")
+        if self.historical:
+            defaults = {f.name: f.default for f in fields(self)}
+            for name, value in HISTORICAL_SAMPLING.items():
+                if getattr(self, name) not in (defaults[name], value):
+                    raise SalmatError(f"--{name.replace('_', '-')} can't be combined with --compat historical, which "
+                                      "samples the first 8 frames as the earlier tool did; drop one of them")
+
+    def _check_per_frame(self) -> None:
+        """--per-frame needs a frame column and takes no reducer setting: a reducer setting other
+        than its default would be ignored, so it is refused instead."""
+        if not self.per_frame:
+            if self.frame_column:
+                raise SalmatError("--frame-column only applies with --per-frame; add --per-frame, or drop "
+                                  "--frame-column")
+            return
+        if not self.frame_column:
+            raise SalmatError("--per-frame needs --frame-column NAME, the column holding each row's frame index "
+                              "(0 = first frame)")
+        defaults = {f.name: f.default for f in fields(self)}
+        for name in PER_FRAME_EXCLUDES:
+            if getattr(self, name) != defaults[name]:
+                raise SalmatError(f"--{name.replace('_', '-')} does not apply with --per-frame (each row gets its own "
+                                  "frame's map; no frames are sampled or reduced); drop it")
+
+    def output_columns(self) -> dict[str, str]:
+        """Role → name of every column salmat writes, `--column-prefix` applied ('' = omitted).
+
+        The one home of the output names: the writer, the skip rule and the collision checks
+        all read them here. The prefix applies to explicit `--*-column` names too, so one flag
+        renames the whole set."""
+        names = {"mean": "saliency_mean", "var": "saliency_var", **self._metadata_names()}
+        return {role: self.column_prefix + name if name else "" for role, name in names.items()}
 
     def metadata_columns(self) -> dict[str, str]:
-        """Role → column name ('' = omitted)."""
+        """Role → metadata column name, prefixed ('' = omitted)."""
+        return {role: name for role, name in self.output_columns().items() if role not in ("mean", "var")}
+
+    def _metadata_names(self) -> dict[str, str]:
         return {
             "status": self.status_column,
             "model_id": self.model_id_column,
@@ -171,6 +235,13 @@ class MaterializeOptions(Options):
             "ema_alpha": self.ema_alpha_column,
             "error": self.error_column,
         }
+
+
+# What `--compat historical` samples: the first 8 frames, as the earlier tool did.
+HISTORICAL_SAMPLING: dict[str, Any] = {"sampling": "head", "max_frames": 8, "frame_samples": 8}
+
+# Settings that sample frames or choose/feed a temporal reducer: --per-frame uses none of them.
+PER_FRAME_EXCLUDES = ("compat", "temporal_aggregator", "ema_alpha", "frame_samples", "sampling", "max_frames")
 
 
 def option_names() -> list[str]:
@@ -190,7 +261,8 @@ class CompareOptions(Options):
 
     input: str = INPUT.field(help="feature table naming the clips")
     out: str = setting(help="folder for long.*, report.json, report.md and PNGs", required=True, convert=path)
-    models: tuple[str, ...] = setting(("image_signature_v1",), "comma-separated built-in ids or .onnx paths",
+    models: tuple[str, ...] = setting(("image_signature_v1",), "comma-separated model ids (built-in or learned) or "
+                                      ".onnx paths",
                                       convert=comma_list, check=item_list, group=MODEL, metavar="M,M")
     aggregators: tuple[str, ...] = REDUCER_LIST.field()
     target: str | None = setting(None, "quality column to correlate with (e.g. mos, vmaf)")
@@ -207,11 +279,21 @@ class CompareOptions(Options):
     max_frames: int = MAX_FRAMES.field()
     ema_alpha: float = EMA_ALPHA.field()
     model_dir: str | None = MODEL_DIR.field()
-    preprocess: str | None = PREPROCESS.field(help="preprocessing preset for .onnx models")
+    preprocess: str | None = PREPROCESS.field(help="preprocessing preset for every ONNX model (default: a learned "
+                                              "model's own, else vmaf-student)")
     device: str = DEVICE.field()
     long_format: str = setting("parquet", "long table format", choices=LONG_FORMATS, group=RUN)
     plots: bool = PLOTS.field()
     quiet: bool = QUIET.field()
+
+
+SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")  # what `salmat.plots.save_figure` writes
+
+
+def sheet_file(value: Any) -> str | None:
+    """A picture name whose suffix says PNG or JPEG (checked before any work)."""
+    ok = isinstance(value, str) and os.path.splitext(value)[1].lower() in SHEET_SUFFIXES
+    return None if ok else "a file name ending in .png, .jpg or .jpeg"
 
 
 @dataclass(frozen=True)
@@ -221,21 +303,25 @@ class PreviewOptions(Options):
     command: ClassVar[str] = "preview"
 
     clip: str = setting(help="a video file (or raw .yuv named with its size)", positional=True, convert=path)
-    out: str = setting("sheet.png", "PNG to write", convert=path)
-    model: str | None = setting(None, "built-in id or .onnx path; unset: image_signature_v1", group=MODEL)
+    out: str = setting("sheet.png", "the sheet: .png, or .jpg/.jpeg for a JPEG", convert=path, check=sheet_file,
+                       example="sheet.png")
+    model: str | None = setting(None, "model id (built-in or learned) or .onnx path; unset: image_signature_v1",
+                                group=MODEL)
     model_dir: str | None = MODEL_DIR.field()
-    preprocess: str | None = PREPROCESS.field(help="preprocessing preset for an .onnx model")
+    preprocess: str | None = PREPROCESS.field(help="preprocessing preset for an ONNX model (default: a learned "
+                                              "model's own, else vmaf-student)")
     device: str = DEVICE.field()
     default_width: int | None = DEFAULT_WIDTH.field(help="raw .yuv width (else from a _WxH_ name token)")
     default_height: int | None = DEFAULT_HEIGHT.field(help="raw .yuv height (else from a _WxH_ name token)")
     max_pixels: int | None = MAX_PIXELS.field()
-    frame_samples: int = FRAME_SAMPLES.field(default=6, help="frames sampled (six fit a sheet's width)")
+    frame_samples: int = FRAME_SAMPLES.field(help="frames sampled, as materialize samples them")
     sampling: str = SAMPLING.field()
     max_frames: int = MAX_FRAMES.field()
     ema_alpha: float = EMA_ALPHA.field()
     reducers: tuple[str, ...] = REDUCER_LIST.field(help="comma-separated temporal reducers, one panel each")
-    panel_width: int = setting(200, "pixel width of each panel", check=whole(MIN_PANEL_WIDTH))
-    colors: int = setting(256, "palette size of the PNG (0: full colour)", check=whole(0, 256))
+    panel_width: int = setting(DEFAULT_PANEL_WIDTH, "pixel width of each panel", check=whole(MIN_PANEL_WIDTH))
+    colors: int = setting(256, "palette size of a PNG sheet (0: full colour; a JPEG is always full colour)",
+                          check=whole(0, 256))
 
 
 @dataclass(frozen=True)
@@ -266,14 +352,14 @@ class AuditOptions(Options):
     # The API may leave `out` unset (report only, no files); the command exists to write them.
     out: str | None = setting(None, "folder for signal_audit.json, signal_audit.md and signal_audit.png",
                               required=True, convert=path)
-    target: str = setting("auto", "target column, or auto (vmaf, vmaf_score, mos_raw_0_100, mos, dmos, score)",
-                          check=non_empty)
+    target: str = setting("auto", "target column, or auto: the one of vmaf, vmaf_score, mos_raw_0_100, mos, dmos, "
+                          "score present (two present: name one)", check=non_empty)
     group_by: str | None = setting(None, "average rows per value of this column first")
     saliency_columns: tuple[str, ...] | None = setting(None, "comma-separated (unset: saliency_mean,saliency_var)",
                                                        convert=comma_list, check=item_list, metavar="C,C")
-    features: tuple[str, ...] | None = setting(None, "comma-separated feature columns (unset: every numeric column "
-                                               "that is no target, id or saliency column)", convert=comma_list,
-                                               check=item_list, metavar="C,C")
+    features: tuple[str, ...] | None = setting(None, "comma-separated columns audited beside the saliency columns "
+                                               "(unset: every numeric column not named like a target, an id or "
+                                               "provenance)", convert=comma_list, check=item_list, metavar="C,C")
     exclude: tuple[str, ...] | None = setting(None, "comma-separated columns never used as features",
                                               convert=comma_list, check=item_list, metavar="C,C")
     folds: int = setting(5, "cross-validation folds", check=whole(2))
@@ -281,3 +367,13 @@ class AuditOptions(Options):
     ridge_alpha: float = setting(1.0, "ridge regression penalty", check=non_negative)
     seed: int = setting(0, "random seed (folds, bootstrap)", check=whole(0))
     plots: bool = PLOTS.field(help="write signal_audit.png (--no-plots skips it)", group=None)
+
+    def cross_check(self) -> None:
+        excluded = set(self.exclude or ())
+        for setting_name in ("features", "saliency_columns"):
+            both = [c for c in getattr(self, setting_name) or () if c in excluded]
+            if both:
+                raise SalmatError(f"{', '.join(both)} named by both {named(setting_name)} and {named('exclude')}; "
+                                  "keep one")
+        if self.target in excluded:
+            raise SalmatError(f"{self.target!r} is the target; leave it out of {named('exclude')}")

@@ -8,26 +8,51 @@ writes the output atomically.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, overload
 
+import numpy as np
 import pyarrow as pa
 
 from . import audit as audit_mod
 from .cache import CacheKey, ResultCache, open_cache
 from .compute import ClipJob
 from .engines import EngineSettings, get_engine
-from .errors import SalmatError
+from .errors import SalmatError, warn
+from .models.knobs import parse_inference_size
+from .models.quantize import calibration_source
 from .models.spec import ModelSpec
+from .option_spec import named, passing
 from .options import MaterializeOptions, build_options
-from .outputs import preflight
+from .outputs import STDIO, preflight, stdout_reserved
 from .progress import ClipProgress
-from .rows import ColumnBuilder, Provenance, RowOutcomes, existing_values_mask, with_float_cells
-from .sources import ClipSpec, SourceFailure, SourceOptions, plan_rows
-from .tables import TableReader, TableWriter, detect_format
-from .values import OK, SKIPPED, WORKER_LOST, ClipResult, ReduceOptions, SamplingOptions
+from .rows import (
+    ColumnBuilder,
+    FramePairs,
+    Provenance,
+    RowOutcomes,
+    existing_values_mask,
+    frame_index_cells,
+    with_float_cells,
+)
+from .run_notes import failure_lines, first_errors, skipped_other_configurations, unused_settings
+from .sources import ClipSpec, RowPlan, SourceFailure, SourceOptions, plan_rows, with_wanted_frames
+from .tables import (
+    TableReader,
+    TableWriter,
+    detect_format,
+    input_label,
+    labelled_path,
+    memory_from_parquet,
+    memory_kind,
+    memory_to_parquet,
+)
+from .values import FRAME_AGGREGATOR, OK, SKIPPED, WORKER_LOST, ClipResult, ReduceOptions, SamplingOptions
 
 
 @dataclass
@@ -39,6 +64,8 @@ class RunReport:
     clips: int
     seconds: float
     audit: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # the warnings the run printed (`salmat.run_notes`)
+    first_errors: dict[str, str] = field(default_factory=dict)  # failing status → its first error
 
     @property
     def total(self) -> int:
@@ -65,9 +92,52 @@ class RunReport:
                 f"clips={self.clips} seconds={self.seconds:.2f} output={self.output}")
 
 
-def materialize(input: str, output: str, **settings: Any) -> RunReport:
-    """Library entry point; keyword names mirror the CLI flags (`frame_samples=4` ⇔ `--frame-samples 4`)."""
-    return run(build_options(input, output, **settings))
+if TYPE_CHECKING:
+    import pandas as pd
+
+PathName = str | os.PathLike[str]
+
+
+@overload  # the table comes back as the kind it came in
+def materialize(input: pd.DataFrame | pa.Table, output: None = None, **settings: Any) -> tuple[Any, RunReport]: ...
+@overload
+def materialize(input: PathName | pa.Table | pd.DataFrame, output: PathName, **settings: Any) -> RunReport: ...
+
+
+def materialize(input: Any, output: PathName | None = None, **settings: Any) -> Any:
+    """Library entry point; keyword names mirror the CLI flags (`frame_samples=4` ⇔ `--frame-samples 4`).
+
+    `input` is a table file, a folder of Parquet files, `-` (stdin), a pandas DataFrame or a
+    pyarrow Table. With `output` (a file, or `-` for stdout) the table is written there and the
+    `RunReport` returned; an in-memory table without `output` comes back as `(same kind of
+    table with the saliency columns, RunReport)`.
+    """
+    kind = memory_kind(input)
+    if kind is not None:
+        return _materialize_in_memory(input, kind, output, settings)
+    if not isinstance(input, (str, os.PathLike)):
+        raise SalmatError(f"{named('input')} must be a table file, a folder of Parquet files, '-' (stdin), a pandas "
+                          f"DataFrame or a pyarrow Table, not a {type(input).__name__}")
+    if output is None:
+        raise SalmatError(f"materialize needs {named('output')} for a table file: pass {named('output')}=PATH "
+                          "(or '-' for stdout), or give a pandas DataFrame or pyarrow Table to get a table back")
+    return run(build_options(os.fspath(input), os.fspath(output), **settings))
+
+
+def _materialize_in_memory(table: Any, kind: str, output: PathName | None, settings: dict[str, Any]) -> Any:
+    """Run the very file path on a private Parquet copy, so types round-trip exactly as a
+    Parquet file's do; the result is read back from a private Parquet output."""
+    with tempfile.TemporaryDirectory(prefix="salmat-") as folder:
+        source = os.path.join(folder, "input.parquet")
+        written = memory_to_parquet(table, source)
+        if output is not None:
+            with labelled_path(source, f"the {kind}"):
+                return run(build_options(source, os.fspath(output), **settings))
+        target = os.path.join(folder, "output.parquet")
+        with labelled_path(source, f"the {kind}"), labelled_path(target, f"the returned {kind}"):
+            report = run(build_options(source, target, **settings))
+        report.output = f"the returned {kind}"
+        return memory_from_parquet(target, kind, written), report
 
 
 # ---- settings → the values each stage takes ----------------------------------
@@ -78,7 +148,10 @@ def model_spec(opts: MaterializeOptions) -> ModelSpec:
     preset = opts.preprocess
     if opts.historical and opts.model_path and preset is None:
         preset = "vmaf-student"
-    return ModelSpec(opts.model, opts.model_path, opts.model_id, preset, opts.device, opts.precision)
+    return ModelSpec(opts.model, opts.model_path, opts.model_id, preset, opts.device, opts.precision,
+                     inference_size=parse_inference_size(opts.inference_size),
+                     calibration=calibration_source(opts.precision, opts.input, opts.path_column, opts.root),
+                     ).resolved(opts.model_dir)
 
 
 def sampling_options(opts: MaterializeOptions) -> SamplingOptions:
@@ -104,7 +177,14 @@ def engine_name(opts: MaterializeOptions, clips: int) -> str:
 
 
 def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
-    """Validate everything, then compute and write; configuration errors raise before any work."""
+    """Validate everything, then compute and write; configuration errors raise before any work.
+
+    While the table goes to stdout (`-`), nothing else may: the run's fd 1 is stderr."""
+    with stdout_reserved(STDIO in (opts.output, opts.audit_json)):
+        return _run(opts, argv)
+
+
+def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     started = time.perf_counter()
     opts = opts.effective()
     reader = TableReader(opts.input)
@@ -114,47 +194,102 @@ def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     sources = _source_options(opts)  # its own checks (--confine-to-root needs --root) run here
     spec = model_spec(opts)
     model = spec.load()
+    notes = _say(unused_settings(opts, onnx_model=spec.model_path is not None))
     job = ClipJob(spec.pinned(model.fingerprint), sampling_options(opts), reduce_options(opts))
-    cache = open_cache(opts.cache, enabled=not opts.no_cache, hash_timeout=opts.clip_timeout)
+    aggregator = FRAME_AGGREGATOR if opts.per_frame else opts.temporal_aggregator
+    provenance = Provenance.for_run(model.id, aggregator, opts.ema_alpha, opts.historical)
+    # Per-frame results are not cached: their key would be the clip's frame set, rarely asked twice.
+    cache = open_cache(opts.cache, enabled=not (opts.no_cache or opts.per_frame), hash_timeout=opts.clip_timeout)
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    keys = reader.read_columns(_key_columns(opts))
-    reader.check_unchanged()  # a table rewritten since it was opened is refused before any work
-    # Geometry cells are read one by one: a text cell ("n/a") leaves its own row without geometry.
-    keys = with_float_cells(keys, [c for c in (opts.width_column, opts.height_column) if c != opts.path_column])
-    skipped = existing_values_mask(keys) & (not opts.overwrite)
-    plan = plan_rows(keys, sources, ~skipped)
-    del keys
+    planned = _plan(reader, sources, opts, provenance)
+    notes += planned.notes
     timings["plan"] = time.perf_counter() - t
 
     t = time.perf_counter()
     try:
-        results = _compute_sources(plan.sources, job, opts, rows=len(skipped), cache=cache)
+        results = _compute_sources(planned.plan.sources, job, opts, rows=int((~planned.skipped).sum()), cache=cache,
+                                   source_rows=planned.source_rows())
     finally:
         if cache is not None:
             cache.close()
     timings["compute"] = time.perf_counter() - t
 
-    outcomes = RowOutcomes.build(skipped, plan.row_source, results, opts.temporal_aggregator)
-    provenance = Provenance(model.id, opts.temporal_aggregator,
-                            opts.ema_alpha if opts.temporal_aggregator == "ema" else None)
+    outcomes = planned.outcomes(results, opts)
     t = time.perf_counter()
     _write_output(reader, outcomes, provenance, opts)
     timings["write"] = time.perf_counter() - t
 
-    clips = sum(isinstance(s, ClipSpec) for s in plan.sources)
-    report = RunReport(opts.output, outcomes.counts(), clips, time.perf_counter() - started)
+    clips = sum(isinstance(s, ClipSpec) for s in planned.plan.sources)
+    report = RunReport(opts.output, outcomes.counts(), clips, time.perf_counter() - started, notes=notes,
+                       first_errors=first_errors(planned.plan.row_source, planned.skipped, planned.plan.sources,
+                                                 results))
     timings["total"] = report.seconds
     report.audit = audit_mod.build_audit(opts, model, report, timings, results, argv)
     report.audit["cache"] = cache.describe() if cache is not None else None
+    report.audit["notes"] = notes
     if opts.audit_json:
         audit_mod.write_audit(opts.audit_json, report.audit)
     return report
 
 
-def _key_columns(opts: MaterializeOptions) -> list[str]:
-    return [c for c in (opts.path_column, opts.width_column, opts.height_column, "saliency_mean", "saliency_var") if c]
+@dataclass
+class _Planned:
+    """The planning pass's result: which rows are skipped, each row's source, and per-frame indices."""
+
+    skipped: np.ndarray
+    plan: RowPlan
+    row_frame: np.ndarray | None = None
+    frames: FramePairs | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def source_rows(self) -> np.ndarray:
+        """How many rows take each source's values."""
+        used = self.plan.row_source[self.plan.row_source >= 0]
+        return np.bincount(used, minlength=len(self.plan.sources))
+
+    def outcomes(self, results: list[ClipResult], opts: MaterializeOptions) -> RowOutcomes:
+        if self.row_frame is None or self.frames is None:
+            return RowOutcomes.build(self.skipped, self.plan.row_source, results, opts.temporal_aggregator)
+        return RowOutcomes.per_frame(self.skipped, self.row_frame, self.frames, results, opts.frame_column or "")
+
+
+def _plan(reader: TableReader, sources: SourceOptions, opts: MaterializeOptions, provenance: Provenance) -> _Planned:
+    """Read only the columns planning needs; decide skipped rows and each row's source."""
+    keys = reader.read_columns(_key_columns(opts, reader.schema))
+    reader.check_unchanged()  # a table rewritten since it was opened is refused before any work
+    # Geometry cells are read one by one: a text cell ("n/a") leaves its own row without geometry.
+    keys = with_float_cells(keys, [c for c in (opts.width_column, opts.height_column) if c != opts.path_column])
+    columns = opts.output_columns()
+    skipped = existing_values_mask(keys, (columns["mean"], columns["var"])) & (not opts.overwrite)
+    notes = _say([skipped_other_configurations(keys, skipped, opts, provenance)])
+    if not (opts.per_frame and opts.frame_column):
+        return _Planned(skipped, plan_rows(keys, sources, ~skipped), notes=notes)
+    row_frame = frame_index_cells(keys.column(opts.frame_column))
+    wanted = ~skipped & (row_frame >= 0)
+    plan = plan_rows(keys, sources, wanted)
+    frames = FramePairs.build(plan.row_source, row_frame, wanted)
+    return _Planned(skipped, with_wanted_frames(plan, frames.pairs), row_frame, frames, notes)
+
+
+def _key_columns(opts: MaterializeOptions, schema: pa.Schema) -> list[str]:
+    """What the planning pass reads: paths, geometry, frame indices, existing values, and the
+    provenance of existing values (to say what skipped rows hold)."""
+    columns = opts.output_columns()
+    frame = opts.frame_column if opts.per_frame else None
+    provenance = [columns[role] for role in ("model_id", "aggregator", "ema_alpha") if columns[role] in schema.names]
+    wanted = [opts.path_column, opts.width_column, opts.height_column, columns["mean"], columns["var"], frame,
+              *provenance]
+    return list(dict.fromkeys(c for c in wanted if c))
+
+
+def _say(notes: Sequence[str | None]) -> list[str]:
+    """Print each note as a warning now (before the long part of a run), and keep them for the report."""
+    kept = [n for n in notes if n]
+    for note in kept:
+        warn(note)
+    return kept
 
 
 def _source_options(opts: MaterializeOptions) -> SourceOptions:
@@ -164,15 +299,20 @@ def _source_options(opts: MaterializeOptions) -> SourceOptions:
 
 def _check_columns(schema: pa.Schema, opts: MaterializeOptions) -> None:
     if opts.path_column not in schema.names:
-        shown = ", ".join(repr(n) for n in schema.names[:12]) + (", …" if len(schema.names) > 12 else "")
-        raise SalmatError(f"{opts.input} has no column {opts.path_column!r} (columns: {shown}); "
-                          "pass --path-column NAME")
+        shown = ", ".join(repr(n) for n in schema.names[:12]) + (", …" if len(schema.names) > 12 else "") or "none"
+        raise SalmatError(f"{input_label(opts.input)} has no column {opts.path_column!r} (columns: {shown}); "
+                          f"pass {passing('path_column', 'NAME')}")
+    if opts.per_frame and opts.frame_column not in schema.names:
+        raise SalmatError(f"{opts.input} has no column {opts.frame_column!r} for --frame-column; name the column "
+                          "holding each row's frame index")
 
 
 def _compute_sources(sources: list[ClipSpec | SourceFailure], job: ClipJob, opts: MaterializeOptions, rows: int,
-                     cache: ResultCache | None = None) -> list[ClipResult]:
+                     cache: ResultCache | None = None, source_rows: np.ndarray | None = None) -> list[ClipResult]:
     """A result per distinct source: resolution failures as they are, cached clips from the
-    cache, the rest computed (each `ok` result committed to the cache as it finishes)."""
+    cache, the rest computed (each `ok` result committed to the cache as it finishes).
+    `source_rows[i]`: how many rows take source i's values (progress counts rows with it)."""
+    per_source = [0] * len(sources) if source_rows is None else source_rows.tolist()
     results: list[ClipResult | None] = [
         ClipResult(s.status, error=s.message) if isinstance(s, SourceFailure) else None for s in sources
     ]
@@ -185,7 +325,7 @@ def _compute_sources(sources: list[ClipSpec | SourceFailure], job: ClipJob, opts
                 hit = cache.get(keys[i])
                 if hit is not None:
                     results[i] = hit
-                    progress.update(hit)
+                    progress.update(hit, rows=per_source[i])
                     del todo[i]
         position = {spec: i for i, spec in todo.items()}
         engine = get_engine(engine_name(opts, len(todo)))
@@ -193,7 +333,7 @@ def _compute_sources(sources: list[ClipSpec | SourceFailure], job: ClipJob, opts
             results[position[spec]] = result
             if cache is not None:
                 cache.put(keys[position[spec]], result)
-            progress.update(result)
+            progress.update(result, rows=per_source[position[spec]])
     return _fill(results)
 
 
@@ -203,7 +343,7 @@ def _fill(results: list[ClipResult | None]) -> list[ClipResult]:
 
 def _write_output(reader: TableReader, outcomes: RowOutcomes, provenance: Provenance,
                   opts: MaterializeOptions) -> None:
-    builder = ColumnBuilder(outcomes, provenance, opts.metadata_columns())
+    builder = ColumnBuilder(outcomes, provenance, opts.output_columns())
     schema = builder.output_schema(reader.schema)
     rows = len(outcomes.skipped)
 
@@ -213,7 +353,7 @@ def _write_output(reader: TableReader, outcomes: RowOutcomes, provenance: Proven
 
     start = 0
     try:
-        with TableWriter(opts.output, schema) as writer:
+        with TableWriter(opts.output, schema, opts.format) as writer:
             # Every check that the input is still the table that was planned happens inside this
             # block: a failure discards the temporary file, so nothing is published.
             for batch in reader.iter_batches():
@@ -230,4 +370,6 @@ def _write_output(reader: TableReader, outcomes: RowOutcomes, provenance: Proven
 
 
 def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
-    print(report.summary_line(), file=stream or sys.stderr)
+    """A line per failing status with its first error, then the summary line (always the last)."""
+    for line in [*failure_lines(report.counts, report.first_errors), report.summary_line()]:
+        print(line, file=stream or sys.stderr)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -22,10 +21,12 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from ..compute import ClipJob, ClipRunner
+from ..errors import warn
 from ..sources import ClipSpec
 from ..values import WORKER_LOST, ClipResult
 from .base import EngineSettings, Results, StartableJob, worker_threads
 from .inline import run_inline
+from .main_guard import unguarded_call
 
 MAX_ATTEMPTS = 2  # a clip whose worker dies is retried once on a fresh worker, then `worker-lost`
 _STARTUP_FAILURES_ALLOWED = 3
@@ -296,10 +297,17 @@ def run_pool(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings) 
     """`settings.workers` spawned workers (fewer if there are fewer clips); clips are handed
     out in input order, one at a time, and yielded as they finish.
 
-    If no worker process can start at all (e.g. a script calling `salmat.materialize`
-    without an `if __name__ == "__main__":` guard, which spawned processes need), the
-    clips left run in this process."""
+    A script that calls salmat outside `if __name__ == "__main__":` (spawned workers run it
+    again) is found before any worker starts, and its clips run in this process with one
+    warning; if no worker process can start for another reason, the clips left run here too."""
     if not specs:
+        return
+    where = unguarded_call()
+    if where is not None:
+        warn(f"{where} calls salmat outside `if __name__ == \"__main__\":`, and worker processes run the script "
+             f"again; running the {len(specs)} clip(s) in this process (no parallel workers, no --clip-timeout). "
+             "Put the call under that guard to use worker processes")
+        yield from run_inline(specs, job, settings)
         return
     pool = WorkerPool(job, settings, max(1, min(settings.workers, len(specs))))
     pool.submit(specs)
@@ -316,6 +324,6 @@ def run_pool(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings) 
         # causes (spawned workers re-run it); a worker that reports why it failed says so itself.
         reason = pool.last_startup_error or ("worker processes exited before they were ready; a script that calls "
                                              "salmat.materialize needs an `if __name__ == \"__main__\":` guard")
-        print(f"salmat: warning: no worker process could start ({reason}); running the remaining "
-              f"{len(pool.pending)} clip(s) in this process", file=sys.stderr)
+        warn(f"no worker process could start ({reason}); running the remaining {len(pool.pending)} clip(s) in "
+             "this process")
         yield from run_inline([specs[i] for i in pool.pending], job, settings)

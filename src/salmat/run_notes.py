@@ -1,0 +1,141 @@
+"""What a run tells its user beyond the summary line.
+
+- settings that had no effect in this run (`--ema-alpha` without `ema`, `--device` with a
+  built-in model, …): a warning each, before any work, never silence;
+- rows left alone because they already hold values from *another* configuration
+  than the one asked for: how many, from what, and how to recompute them;
+- a failed run: the row count of each failing status and the first error of each.
+
+Settings that can't work together are usage errors; they live in the option classes
+(`MaterializeOptions.cross_check`). What is here only informs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .options import MaterializeOptions
+from .rows import Provenance
+from .sources import ClipSpec, SourceFailure
+from .values import OK, SKIPPED, ClipResult
+
+
+def _given(opts: MaterializeOptions) -> set[str]:
+    """Settings whose value differs from their default: what the user asked for."""
+    return {f.name for f in fields(opts) if getattr(opts, f.name) != f.default and f.name not in ("input", "output")}
+
+
+def unused_settings(opts: MaterializeOptions, onnx_model: bool) -> list[str]:
+    """One warning per setting that can't change anything in this run."""
+    given = _given(opts)
+    notes = []
+    if "ema_alpha" in given and opts.temporal_aggregator != "ema" and not opts.historical and not opts.per_frame:
+        notes.append(f"--ema-alpha {opts.ema_alpha} has no effect: it sets the ema reducer, and this run's "
+                     f"--temporal-aggregator is {opts.temporal_aggregator}")
+    if "max_frames" in given and opts.sampling == "clip" and not opts.per_frame:
+        notes.append(f"--max-frames {opts.max_frames} has no effect with --sampling clip (it bounds --sampling head)")
+    if not onnx_model:
+        notes += [f"--{name} {getattr(opts, name)} has no effect: built-in models always run on the CPU at their own "
+                  "precision; it applies to ONNX models" for name in ("device", "precision") if name in given]
+    if opts.engine != "ray":
+        notes += [f"--{name.replace('_', '-')} has no effect without --engine ray"
+                  for name in ("ray_address", "num_gpus_per_worker") if name in given]
+    if opts.no_cache and "cache" in given:
+        notes.append("--cache has no effect with --no-cache (the cache is neither read nor written)")
+    return notes
+
+
+# ---- rows skipped because they hold another configuration's values --------------------
+
+
+def skipped_other_configurations(keys: pa.Table, skipped: np.ndarray, opts: MaterializeOptions,
+                                 provenance: Provenance) -> str | None:
+    """A sentence when skipped rows hold values from another (model, reducer, alpha) than this run's.
+
+    `keys` holds the existing provenance columns (those present); rows with values but no
+    recorded model are not counted."""
+    if not skipped.any():
+        return None
+    columns = opts.metadata_columns()
+    found = [_cells(keys, columns["model_id"], skipped), _cells(keys, columns["aggregator"], skipped),
+             _cells(keys, columns["ema_alpha"], skipped)]
+    configs = Counter(zip(*found, strict=True))
+    model, aggregator, alpha = provenance.model_id, provenance.aggregator, provenance.ema_alpha
+    # Rows whose values carry no model id can't be said to come from another configuration.
+    other = {c: n for c, n in configs.items() if c[0] is not None and not _same(c, (model, aggregator, alpha))}
+    if not other:
+        return None
+    total = sum(other.values())
+    shown = ", ".join(f"{_describe(c)} ({n})" for c, n in sorted(other.items(), key=lambda kv: -kv[1])[:4])
+    more = f" and {len(other) - 4} more" if len(other) > 4 else ""
+    return (f"{total} row(s) were left as they were because they already hold values from another configuration: "
+            f"{shown}{more}; this run asked for {_describe((model, aggregator, alpha))}. "
+            "Pass --overwrite to recompute them")
+
+
+def _cells(keys: pa.Table, name: str, rows: np.ndarray) -> list[Any]:
+    if not name or name not in keys.column_names:
+        return [None] * int(rows.sum())
+    values = keys.column(name).to_pylist()
+    return [v for v, take in zip(values, rows, strict=True) if take]
+
+
+def _same(found: tuple[Any, Any, Any], asked: tuple[str, str, float | None]) -> bool:
+    model, aggregator, alpha = found
+    if model != asked[0] or aggregator != asked[1]:
+        return False
+    if asked[2] is None:
+        return True  # a run that records no alpha doesn't tell configurations apart by it
+    try:
+        return alpha is not None and float(alpha) == asked[2]
+    except (TypeError, ValueError):
+        return False
+
+
+def _describe(config: tuple[Any, Any, Any]) -> str:
+    model, aggregator, alpha = config
+    text = f"{model}/{aggregator or 'an unrecorded reducer'}"
+    return f"{text} alpha={alpha}" if alpha is not None and aggregator == "ema" else text
+
+
+# ---- a failed run ------------------------------------------------------------------
+
+
+def first_errors(row_source: np.ndarray, skipped: np.ndarray, sources: Sequence[ClipSpec | SourceFailure],
+                 results: Sequence[ClipResult]) -> dict[str, str]:
+    """Failing status → the first error of that status in row order, naming its clip."""
+    used = row_source[~skipped]
+    used = used[used >= 0]
+    distinct, first_row = np.unique(used, return_index=True)
+    firsts: dict[str, str] = {}
+    for index in distinct[np.argsort(first_row)].tolist():  # sources in the order their first row comes
+        result = results[index]
+        if result.status not in (OK, SKIPPED) and result.status not in firsts:
+            firsts[result.status] = _with_clip(sources[index], result.error or "no message")
+    return firsts
+
+
+def _with_clip(source: ClipSpec | SourceFailure, error: str) -> str:
+    if isinstance(source, ClipSpec):
+        name = os.path.basename(source.path)
+        if name not in error:
+            return f"{name}: {error}"
+    return error
+
+
+def failure_lines(counts: dict[str, int], errors: dict[str, str]) -> list[str]:
+    """One line per failing status: its row count and its first error."""
+    lines = []
+    for status, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+        if status in (OK, SKIPPED):
+            continue
+        first = " ".join(errors.get(status, "").split())[:300]
+        lines.append(f"salmat: {status}: {count} row(s)" + (f"; first: {first}" if first else ""))
+    return lines
