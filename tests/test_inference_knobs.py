@@ -188,12 +188,30 @@ def test_int8_needs_clips_or_a_cached_model(nets, tmp_path):
         load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=CalibrationSource(str(empty)))
 
 
-def test_a_damaged_cached_int8_model_says_what_to_do(nets, table):
-    load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=CalibrationSource(str(table)))
+@pytest.mark.parametrize("damage", ["cut short", "another valid graph"])
+def test_a_changed_or_damaged_cached_int8_model_is_quantized_again(nets, table, capsys, damage):
+    """A cached int8 file is used only when its bytes are the ones its record names: a substituted
+    graph used to run under the same `@int8` id with other values, a cut one blocked every run."""
+    source = CalibrationSource(str(table))
+    first = load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=source)
     (quantized,) = int8_folder().glob("*.onnx")
-    quantized.write_bytes(quantized.read_bytes()[:100])
-    with pytest.raises(SalmatError, match="delete it and rerun"):
+    bad = quantized.read_bytes()[:100] if damage == "cut short" else (nets / "encdec.onnx").read_bytes()
+    quantized.write_bytes(bad)
+    capsys.readouterr()
+    again = load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=source)
+    assert again.int8.sha256 == first.int8.sha256 and quantized.read_bytes() != bad
+    assert "is not the file its record describes" in capsys.readouterr().err
+    quantized.write_bytes(bad)  # and a process with no clips to calibrate on refuses, it doesn't run it
+    with pytest.raises(SalmatError, match="no int8 model .* cached"):
         load_model(model_path=nets / "encdec.onnx", precision="int8")
+
+
+def test_an_unwritable_int8_folder_is_one_line(nets, table, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("SALMAT_CACHE_DIR", str(blocker / "sub"))
+    with pytest.raises(SalmatError, match="cannot keep the int8 model in .*set SALMAT_CACHE_DIR"):
+        load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=CalibrationSource(str(table)))
 
 
 def test_int8_refused_with_the_figure_when_it_does_not_earn_its_place(nets, monkeypatch):

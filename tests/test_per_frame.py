@@ -197,7 +197,7 @@ def test_per_frame_usage_errors_exit_2(tmp_path, disc_clip, args, says):
 
 def test_api_refuses_a_reducer_setting_other_than_its_default(tmp_path, disc_clip):
     table = per_frame_table(tmp_path, disc_clip)
-    with pytest.raises(SalmatError, match="--ema-alpha does not apply with --per-frame"):
+    with pytest.raises(SalmatError, match="ema_alpha does not apply with per_frame"):  # API: keyword names
         materialize(table, tmp_path / "o.jsonl", per_frame=True, frame_column="frame_index", ema_alpha=0.3)
     # The default value itself is not "given": it changes nothing, so it is accepted.
     report = materialize(table, tmp_path / "o.jsonl", per_frame=True, frame_column="frame_index", ema_alpha=0.6,
@@ -251,3 +251,12 @@ def test_the_cache_never_keys_a_per_frame_spec(tmp_path, disc_clip):
         sampling, reduce = SamplingOptions(), ReduceOptions(0.6)
         assert cache.key(ClipSpec(str(disc_clip)), "fp", sampling, reduce) is not None
         assert cache.key(ClipSpec(str(disc_clip), frames=(0, 1)), "fp", sampling, reduce) is None
+
+
+def test_a_boolean_frame_column_is_no_frame_index(tmp_path, disc_clip):
+    """`true` used to read as frame 1 and `false` as frame 0 (JSON booleans cast to numbers)."""
+    out = tmp_path / "out.jsonl"
+    report = materialize(per_frame_table(tmp_path, disc_clip, [True, False, None]), out, per_frame=True,
+                         frame_column="frame_index", workers=1, clip_timeout=None, quiet=True)
+    assert report.counts == {"missing-frame": 3}
+    assert [r["saliency_mean"] for r in read_jsonl(out)] == [None, None, None]

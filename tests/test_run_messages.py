@@ -157,13 +157,28 @@ def test_rows_holding_another_models_values_are_counted_with_the_fix(tmp_path, c
 
 
 def test_a_rerun_of_the_same_configuration_says_nothing_about_its_skipped_rows(tmp_path, clip_folder):
-    table = _one_clip_table(tmp_path, clip_folder)
+    rows = [{"src": str(clip_folder / "disc.mp4")}, {"src": str(clip_folder / "odd.mp4")}]
+    table = write_jsonl(tmp_path / "t.jsonl", rows)
     salmat.materialize(table, tmp_path / "o.jsonl", workers=1, frame_samples=2, quiet=True)
-    again = salmat.materialize(tmp_path / "o.jsonl", tmp_path / "o2.jsonl", workers=1, frame_samples=2, quiet=True)
-    assert again.counts == {"skipped-existing": 1}
+    grown = write_jsonl(tmp_path / "grown.jsonl", [*read_jsonl(tmp_path / "o.jsonl"), {"src": rows[0]["src"]}])
+    again = salmat.materialize(grown, tmp_path / "o2.jsonl", workers=1, frame_samples=2, quiet=True)
+    assert again.counts == {"skipped-existing": 2, "ok": 1}
     assert again.notes == []
+
+
+def test_a_run_with_every_row_skipped_says_nothing_was_computed_and_how_to_add_columns(tmp_path, clip_folder):
+    """A full-reference table's second run without --column-prefix used to skip every row silently."""
+    rows = [{"dis": str(clip_folder / "disc.mp4"), "ref": str(clip_folder / "odd.mp4")}]
+    table = write_jsonl(tmp_path / "t.jsonl", rows)
+    salmat.materialize(table, tmp_path / "o.jsonl", workers=1, frame_samples=2, quiet=True, path_column="dis")
+    proc = run_cli_inprocess("materialize", "--input", tmp_path / "o.jsonl", "--output", tmp_path / "o2.jsonl",
+                             "--path-column", "ref", "--workers", "1", "--frame-samples", "2", cwd=tmp_path)
+    assert proc.returncode == 0
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("salmat: warning:")]
+    assert len(warning) == 1 and "all 1 row(s) already hold saliency_mean/saliency_var" in warning[0]
+    assert "--column-prefix" in warning[0] and "--overwrite" in warning[0]
     other = salmat.materialize(tmp_path / "o.jsonl", tmp_path / "o3.jsonl", workers=1, frame_samples=2, quiet=True,
-                               temporal_aggregator="ema")
+                               path_column="dis", temporal_aggregator="ema")
     assert len(other.notes) == 1 and "ema alpha=0.6" in other.notes[0]
 
 
@@ -186,3 +201,36 @@ def test_a_failed_run_prints_counts_and_the_first_error_of_each_status(tmp_path,
     assert lines[-1].startswith("salmat: total=5 ok=1 skipped=0 failed=4")  # the summary stays last
     assert [r["saliency_status"] for r in read_jsonl(tmp_path / "o.jsonl")] == [
         "missing-source", "decode-failed", "missing-source", "decode-failed", "ok"]
+
+
+# ---- a typo in a flag -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, hint, command", [
+    (["materialize", "--input", "a", "--output", "b", "--colum-prefix", "x"], "--column-prefix", "materialize"),
+    (["materialize", "--input", "a", "--output", "b", "--ema_alpha", "0.3"], "--ema-alpha", "materialize"),
+    (["compare", "--input", "a", "--out", "b", "--model", "m"], "--models", "compare"),
+    (["preview", "clip.mp4", "--output", "s.png"], "--out", "preview"),
+    (["models", "--model-dirs", "d"], "--model-dir", "models"),
+])
+def test_a_mistyped_flag_names_the_closest_one_and_its_commands_help(args, hint, command):
+    proc = run_cli_inprocess(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f"(did you mean {hint}?)" in proc.stderr and f"see `salmat {command} --help`" in proc.stderr
+
+
+def test_an_unknown_flag_with_no_close_one_still_names_the_commands_help():
+    proc = run_cli_inprocess("materialize", "--input", "a", "--output", "b", "--zzz")
+    assert proc.returncode == 2
+    assert "did you mean" not in proc.stderr and "unrecognized arguments: --zzz" in proc.stderr
+    assert "see `salmat materialize --help`" in proc.stderr
+
+
+def test_a_cache_path_with_per_frame_is_a_warning(tmp_path, clip_folder):
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(clip_folder / "disc.mp4"), "f": 0}])
+    proc = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "o.jsonl", "--per-frame",
+                             "--frame-column", "f", "--cache", tmp_path / "c.sqlite", "--workers", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "salmat: warning: --cache has no effect with --per-frame" in proc.stderr
+    assert not (tmp_path / "c.sqlite").exists()

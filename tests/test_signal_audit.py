@@ -247,3 +247,23 @@ def test_hostile_column_names_keep_the_markdown_rows_whole(tmp_path):
     md = (tmp_path / "a" / "signal_audit.md").read_text()
     assert "| a\\|b c |" in md and "| `noise` | named by --exclude |" in md
     assert all(line.count("|") - line.count("\\|") in (3, 4, 8) for line in md.splitlines() if line.startswith("| "))
+
+
+def _with_provenance(table, models, reducers):
+    return table.append_column("saliency_model_id", pa.array(models)).append_column(
+        "saliency_aggregator", pa.array(reducers))
+
+
+def test_saliency_values_of_two_configurations_are_refused(tmp_path):
+    """One feature column holding two models' values is no feature: it used to be audited as one."""
+    table = synthetic(n=60)
+    half = ["saliency_student_v1"] * 30 + ["image_signature_v1"] * 30
+    mixed = _with_provenance(table, half, ["mean"] * 60)
+    with pytest.raises(SalmatError, match=r"come from 2 configurations: .*image_signature_v1/mean \(30 rows\)"):
+        audit_arrow(mixed, "mixed", bootstrap=0)
+    pq.write_table(mixed, tmp_path / "mixed.parquet")
+    proc = run_cli_inprocess("audit", "--input", tmp_path / "mixed.parquet", "--out", tmp_path / "a", "--no-plots")
+    assert proc.returncode == 2 and "filter the table on saliency_model_id" in proc.stderr
+    same = _with_provenance(table, ["image_signature_v1"] * 59 + [None], ["mean"] * 60)
+    report = audit_arrow(same, "same", bootstrap=0).report
+    assert report["saliency"]["configurations"] == {"image_signature_v1/mean": 59, "unrecorded": 1}

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import run_cli_inprocess
 from salmat import outputs
 from salmat.errors import SalmatError
 from salmat.outputs import preflight
@@ -207,6 +208,13 @@ def test_stdin_errors_name_stdin_not_the_private_copy(monkeypatch):
     assert message.startswith("stdin is not a valid table: line 2: column 'src'") and "salmat-tmp" not in message
 
 
+def test_an_empty_stdin_says_so(monkeypatch):
+    """It used to say "stdin has no column 'src' (columns: none); pass --path-column NAME"."""
+    monkeypatch.setattr(sys, "stdin", _Stdin(b""))
+    with pytest.raises(SalmatError, match="stdin is empty: pipe a table in"):
+        TableReader("-")
+
+
 def test_a_terminal_is_no_table(monkeypatch):
     monkeypatch.setattr(sys, "stdin", _Stdin(b"", tty=True))
     with pytest.raises(SalmatError, match="stdin is a terminal: pipe a table in"):
@@ -259,3 +267,25 @@ def test_while_reserved_only_the_output_reaches_stdout():
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"the table\nafter\n"
     assert done.stderr == b"a library's notice\na C library's notice\na worker process\n"
+
+
+# ---- a file whose bytes are another format than its name says ---------------------------------
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("g.csv", gzip.compress(b"src,mos\na.mp4,3\n"), "is gzip-compressed but its name doesn't end in .gz"),
+    ("j.csv", b'{"src": "a.mp4"}\n', "holds JSON lines, not CSV; name it .jsonl"),
+    ("j.tsv", b'{"src": "a.mp4"}\n', "holds JSON lines, not TSV; name it .jsonl"),
+    ("p.jsonl", None, "is a Parquet file; name it .parquet"),
+])
+def test_a_misnamed_table_is_refused_with_the_name_it_needs(tmp_path, name, content, message):
+    """It used to read as CSV and say "has no column 'src' (columns: none); pass --path-column"."""
+    path = tmp_path / name
+    if content is None:
+        pq.write_table(pa.table({"src": ["a.mp4"]}), path)
+    else:
+        path.write_bytes(content)
+    proc = run_cli_inprocess("materialize", "--input", path, "--output", tmp_path / "o.jsonl")
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "o.jsonl").exists()

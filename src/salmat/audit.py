@@ -7,7 +7,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .outputs import write_json
-from .tables import describe_input, describe_output
+from .tables import describe_input, describe_output, input_label
 
 if TYPE_CHECKING:
     from .models import SaliencyModel
@@ -59,7 +59,7 @@ def build_audit(opts: MaterializeOptions, model: SaliencyModel, report: RunCount
         "schema": AUDIT_SCHEMA,
         **describe_input(opts.input),  # input, input_sha256: stdin and folders too
         "output": describe_output(opts.output),
-        "config": opts.as_dict(),
+        "config": {**opts.as_dict(), "input": input_label(opts.input), "output": describe_output(opts.output)},
         "model": model.describe(),
         "summary": {
             "rows": report.total,

@@ -7,6 +7,7 @@ Exit codes: 0 all rows ok/skipped, 1 some row failed (output still complete),
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
@@ -177,9 +178,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse, plus: an unknown flag is refused by its own subcommand (whose --help lists the
+    flags) with the closest known flag (`--colum-prefix` → did you mean --column-prefix?)."""
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    command = _subcommands(parser).get(getattr(args, "command", None) or "", parser)
+    known = [s for action in command._actions for s in action.option_strings]
+    hints = [m for e in extras if e.startswith("-")
+             for m in difflib.get_close_matches(e.split("=", 1)[0].replace("_", "-"), known, n=1, cutoff=0.7)]
+    guess = f" (did you mean {', '.join(dict.fromkeys(hints))}?)" if hints else ""
+    command.error(f"unrecognized arguments: {' '.join(extras)}{guess}")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     install_sigterm_cleanup()  # SIGTERM removes salmat's temp files, then exits 143
     begin_run()
     try:

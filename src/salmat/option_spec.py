@@ -267,12 +267,25 @@ def _problem(s: Setting, value: Any, hint: Any) -> tuple[str | None, Any]:
         return (None, None) if _allows_none(hint) else ("given", value)
     if scalar_type(hint) is bool and not isinstance(value, bool):
         return "true or false", value
+    if scalar_type(hint) is str and isinstance(value, (int, float, bytes)):  # column_prefix=5, b"ref_"
+        return "text", value
+    if isinstance(value, str) and s.convert is not path and not _utf8(value):
+        return "valid UTF-8 text (it names columns and ids written into tables)", value
     if s.choices is not None:
         items = value if isinstance(value, tuple) else (value,)
         bad = tuple(v for v in items if v not in s.choices)
         if bad:
             return f"one of {', '.join(s.choices)}", bad if isinstance(value, tuple) else value
     return (s.check(value) if s.check else None), value
+
+
+def _utf8(text: str) -> bool:
+    """False for text holding undecodable bytes (surrogate escapes of a non-UTF-8 argument)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _allows_none(hint: Any) -> bool:

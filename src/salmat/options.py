@@ -37,6 +37,7 @@ from .option_spec import (
     native_or_size,
     non_empty,
     non_negative,
+    passing,
     path,
     seconds,
     setting,
@@ -176,6 +177,9 @@ class MaterializeOptions(Options):
         if bad is not None:
             raise SalmatError(f"output column name {bad!r} holds a control character (newline, tab, …), which breaks "
                               "CSV headers; give --column-prefix and the --*-column flags printable names")
+        if self.model_id is not None and any(ord(c) < 32 or ord(c) == 127 for c in self.model_id):
+            raise SalmatError(f"{named('model_id')} {self.model_id!r} holds a control character (newline, tab, …); "
+                              "the id is written on every row, so give it printable characters")
         if len(names) != len(set(names)):
             raise SalmatError(f"output column names collide: {names}; give each --*-column flag a distinct name")
         for flag in ("path_column", "width_column", "height_column", "frame_column"):
@@ -202,16 +206,16 @@ class MaterializeOptions(Options):
         than its default would be ignored, so it is refused instead."""
         if not self.per_frame:
             if self.frame_column:
-                raise SalmatError("--frame-column only applies with --per-frame; add --per-frame, or drop "
-                                  "--frame-column")
+                raise SalmatError(f"{named('frame_column')} only applies with {named('per_frame')}; add "
+                                  f"{named('per_frame')}, or drop {named('frame_column')}")
             return
         if not self.frame_column:
-            raise SalmatError("--per-frame needs --frame-column NAME, the column holding each row's frame index "
-                              "(0 = first frame)")
+            raise SalmatError(f"{named('per_frame')} needs {passing('frame_column', 'NAME')}, the column holding "
+                              "each row's frame index (0 = first frame)")
         defaults = {f.name: f.default for f in fields(self)}
         for name in PER_FRAME_EXCLUDES:
             if getattr(self, name) != defaults[name]:
-                raise SalmatError(f"--{name.replace('_', '-')} does not apply with --per-frame (each row gets its own "
+                raise SalmatError(f"{named(name)} does not apply with {named('per_frame')} (each row gets its own "
                                   "frame's map; no frames are sampled or reduced); drop it")
 
     def output_columns(self) -> dict[str, str]:

@@ -45,6 +45,7 @@ from .sources import ClipSpec, RowPlan, SourceFailure, SourceOptions, plan_rows,
 from .tables import (
     TableReader,
     TableWriter,
+    describe_output,
     detect_format,
     input_label,
     labelled_path,
@@ -127,6 +128,9 @@ def materialize(input: Any, output: PathName | None = None, **settings: Any) -> 
 def _materialize_in_memory(table: Any, kind: str, output: PathName | None, settings: dict[str, Any]) -> Any:
     """Run the very file path on a private Parquet copy, so types round-trip exactly as a
     Parquet file's do; the result is read back from a private Parquet output."""
+    opts = build_options("-", "-", **settings)
+    opts.validate()
+    _check_index_names(table, kind, opts.output_columns())
     with tempfile.TemporaryDirectory(prefix="salmat-") as folder:
         source = os.path.join(folder, "input.parquet")
         written = memory_to_parquet(table, source)
@@ -138,6 +142,16 @@ def _materialize_in_memory(table: Any, kind: str, output: PathName | None, setti
             report = run(build_options(source, target, **settings))
         report.output = f"the returned {kind}"
         return memory_from_parquet(target, kind, written), report
+
+
+def _check_index_names(table: Any, kind: str, outputs: dict[str, str]) -> None:
+    """A DataFrame's index travels as columns; one named like a column salmat writes would come
+    back holding salmat's values instead of the index."""
+    names = [n for n in getattr(getattr(table, "index", None), "names", None) or [] if n is not None]
+    clash = sorted({str(n) for n in names} & {n for n in outputs.values() if n})
+    if clash:
+        raise SalmatError(f"the {kind}'s index is named {', '.join(map(repr, clash))}, a column salmat writes; rename "
+                          "the index (df.rename_axis(...)) or reset it (df.reset_index())")
 
 
 # ---- settings → the values each stage takes ----------------------------------
@@ -230,7 +244,11 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     report.audit["cache"] = cache.describe() if cache is not None else None
     report.audit["notes"] = notes
     if opts.audit_json:
-        audit_mod.write_audit(opts.audit_json, report.audit)
+        try:
+            audit_mod.write_audit(opts.audit_json, report.audit)
+        except OSError as exc:  # the table is out already: say so, don't claim nothing was written
+            raise SalmatError(f"cannot write {named('audit_json')} {opts.audit_json}: {exc.strerror or exc}; the "
+                              f"output table {describe_output(opts.output)} was written") from None
     return report
 
 
@@ -303,8 +321,30 @@ def _check_columns(schema: pa.Schema, opts: MaterializeOptions) -> None:
         raise SalmatError(f"{input_label(opts.input)} has no column {opts.path_column!r} (columns: {shown}); "
                           f"pass {passing('path_column', 'NAME')}")
     if opts.per_frame and opts.frame_column not in schema.names:
-        raise SalmatError(f"{opts.input} has no column {opts.frame_column!r} for --frame-column; name the column "
-                          "holding each row's frame index")
+        raise SalmatError(f"{input_label(opts.input)} has no column {opts.frame_column!r} for "
+                          f"{named('frame_column')}; name the column holding each row's frame index")
+    _check_landing(schema, opts)
+
+
+_NUMBER_ROLES = ("mean", "var", "ema_alpha")  # the other output columns hold text
+
+
+def _check_landing(schema: pa.Schema, opts: MaterializeOptions) -> None:
+    """An output column may replace an input column of its own kind (an earlier run's, rewritten),
+    never another kind: a status column named `mos` would turn the MOS target into "ok"."""
+    for role, name in opts.output_columns().items():
+        if not name or name not in schema.names:
+            continue
+        kind = schema.field(name).type
+        text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
+        number = pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind)
+        # A value column read as text ("n/a" cells) is still a value column: each cell is parsed alone.
+        fits = pa.types.is_null(kind) or text or (number if role in _NUMBER_ROLES else False)
+        if not fits:
+            flag = "the value column" if role in ("mean", "var") else named(f"{role}_column")
+            raise SalmatError(f"{input_label(opts.input)} already has a column {name!r} ({kind}), which salmat would "
+                              f"overwrite with {'numbers' if role in _NUMBER_ROLES else 'text'} ({flag}); choose "
+                              f"another name ({named('column_prefix')} or the --*-column settings)")
 
 
 def _compute_sources(sources: list[ClipSpec | SourceFailure], job: ClipJob, opts: MaterializeOptions, rows: int,

@@ -25,8 +25,8 @@ def pyplot() -> ModuleType:
     try:
         import matplotlib
     except ImportError:
-        raise SalmatError("this command draws pictures and needs matplotlib; "
-                          "pip install 'salmat[plots]' (or pip install matplotlib)") from None
+        raise SalmatError("this command draws pictures and needs matplotlib; pip install 'salmat[plots]' (or pip "
+                          "install matplotlib), or pass --no-plots where the command has it (compare, audit)") from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

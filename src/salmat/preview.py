@@ -158,7 +158,9 @@ def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = N
     spec = resolve_source(opts.clip, None, None, SourceOptions(default_width=opts.default_width,
                                                                default_height=opts.default_height))
     if isinstance(spec, SourceFailure):
-        raise SalmatError(f"{opts.clip}: {spec.message} ({spec.status})")
+        # The message names the clip already (resolve_source says which path failed and how).
+        shown = spec.message if opts.clip in spec.message else f"{opts.clip}: {spec.message}"
+        raise SalmatError(f"{shown} ({spec.status})")
     saliency = _load_model(opts)
     preflight({"--out": opts.out}, {"the clip": opts.clip,
                                     "the model": opts.model if opts.model and os.path.isfile(opts.model) else None})

@@ -154,8 +154,10 @@ def frame_index_cells(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     by cell (`float_cells`), so `"12"` and `12.0` are frame 12 and one bad cell spoils no other."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
-    values = float_cells(col)
     empty = pc.is_null(col).to_numpy(zero_copy_only=False)
+    if pa.types.is_boolean(col.type):  # true is no frame 1: a yes/no column named by mistake
+        return np.where(empty, -1, -2).astype(np.int64)
+    values = float_cells(col)
     number = values.to_numpy(zero_copy_only=False).astype(np.float64)
     with np.errstate(invalid="ignore"):
         whole = np.isfinite(number) & (number >= 0) & (number < _MAX_FRAME_INDEX) & (np.floor(number) == number)

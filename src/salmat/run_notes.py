@@ -49,6 +49,8 @@ def unused_settings(opts: MaterializeOptions, onnx_model: bool) -> list[str]:
                   for name in ("ray_address", "num_gpus_per_worker") if name in given]
     if opts.no_cache and "cache" in given:
         notes.append("--cache has no effect with --no-cache (the cache is neither read nor written)")
+    elif opts.per_frame and "cache" in given:
+        notes.append("--cache has no effect with --per-frame (per-frame results are never cached)")
     return notes
 
 
@@ -57,7 +59,8 @@ def unused_settings(opts: MaterializeOptions, onnx_model: bool) -> list[str]:
 
 def skipped_other_configurations(keys: pa.Table, skipped: np.ndarray, opts: MaterializeOptions,
                                  provenance: Provenance) -> str | None:
-    """A sentence when skipped rows hold values from another (model, reducer, alpha) than this run's.
+    """A sentence when skipped rows hold values from another (model, reducer, alpha) than this run's,
+    or when every row is skipped (nothing computed).
 
     `keys` holds the existing provenance columns (those present); rows with values but no
     recorded model are not counted."""
@@ -71,13 +74,22 @@ def skipped_other_configurations(keys: pa.Table, skipped: np.ndarray, opts: Mate
     # Rows whose values carry no model id can't be said to come from another configuration.
     other = {c: n for c, n in configs.items() if c[0] is not None and not _same(c, (model, aggregator, alpha))}
     if not other:
-        return None
+        return nothing_to_compute(len(skipped), opts) if skipped.all() else None
     total = sum(other.values())
     shown = ", ".join(f"{_describe(c)} ({n})" for c, n in sorted(other.items(), key=lambda kv: -kv[1])[:4])
     more = f" and {len(other) - 4} more" if len(other) > 4 else ""
     return (f"{total} row(s) were left as they were because they already hold values from another configuration: "
             f"{shown}{more}; this run asked for {_describe((model, aggregator, alpha))}. "
             "Pass --overwrite to recompute them")
+
+
+def nothing_to_compute(rows: int, opts: MaterializeOptions) -> str:
+    """Every row already holds values: say so, and the two ways on (a full-reference table's
+    second clip needs its own columns, not the first clip's)."""
+    names = opts.output_columns()
+    return (f"all {rows} row(s) already hold {names['mean']}/{names['var']}, so nothing was computed; to add "
+            f"columns for another clip of each row (e.g. --path-column {opts.path_column} as a reference) pass "
+            "--column-prefix P, to recompute pass --overwrite")
 
 
 def _cells(keys: pa.Table, name: str, rows: np.ndarray) -> list[Any]:

@@ -148,6 +148,7 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | os.PathLike[s
         raise SalmatError(f"{name} has no column {group_by!r}; pass {named('group_by')} COLUMN")
     key = group_by or (next((c for c in CLIP_KEYS if c in names), None) if frame_col else None)
     sal_cols = _saliency_columns(table, name, target, saliency_columns, opts.exclude)
+    configurations = _configurations(table, name, sal_cols)
     features, left_out = _select_features(table, name, target, key, sal_cols, opts.features, opts.exclude)
     data = {c: _floats(table, c) for c in features + [target]}
     rows_in = table.num_rows
@@ -184,7 +185,7 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | os.PathLike[s
         "features": feats,
         "redundant_pairs": redundant,
         "complementary_pairs": complementary,
-        "saliency": family,
+        "saliency": {**family, "configurations": configurations},
         "incremental": incremental,
         "thresholds": {"redundant_abs_r": REDUNDANT_R, "complementary_abs_r": COMPLEMENT_R,
                        "complementary_target_abs_r": COMPLEMENT_TARGET_R, "weak_abs_rho": WEAK_RHO,
@@ -259,6 +260,34 @@ def _saliency_columns(table: pa.Table, where: str, target: str, given: tuple[str
         raise SalmatError(f"saliency column(s) {', '.join(bad)} are not numeric columns of {where}; "
                           f"pass {named('saliency_columns')} C,C")
     return list(given)
+
+
+def _configurations(table: pa.Table, where: str, sal_cols: list[str]) -> dict[str, int]:
+    """Rows with a finite value per (model, reducer) that made a saliency column, read from the
+    provenance columns beside it (same prefix). Values of two configurations can't be one feature:
+    refused. Rows without a recorded model count as 'unrecorded' (a table's own values)."""
+    labels: set[tuple[int, str]] = set()  # (row, configuration): a row counts once per configuration
+    for column in sal_cols:
+        prefix = column.rsplit("saliency_", 1)[0] if "saliency_" in column else None
+        model_col = f"{prefix}saliency_model_id" if prefix is not None else None
+        if model_col is None or model_col not in table.column_names:
+            continue
+        values = _floats(table, column)
+        reducer_col = f"{prefix}saliency_aggregator"
+        reducers = table.column(reducer_col).to_pylist() if reducer_col in table.column_names else [None] * len(values)
+        models = table.column(model_col).to_pylist()
+        for row, (value, model, reducer) in enumerate(zip(values, models, reducers, strict=True)):
+            if np.isfinite(value):
+                labels.add((row, "unrecorded" if model is None else f"{model}/{reducer}"))
+    found: dict[str, int] = {}
+    for _, label in labels:
+        found[label] = found.get(label, 0) + 1
+    known = [label for label in found if label != "unrecorded"]
+    if len(known) > 1:
+        shown = ", ".join(f"{label} ({n} rows)" for label, n in sorted(found.items(), key=lambda kv: -kv[1]))
+        raise SalmatError(f"{where}'s saliency values come from {len(known)} configurations: {shown}; audit one at a "
+                          "time (filter the table on saliency_model_id and saliency_aggregator first)")
+    return dict(sorted(found.items()))
 
 
 def _select_features(table: pa.Table, where: str, target: str, key: str | None, sal_cols: list[str],
@@ -519,6 +548,9 @@ def markdown(rep: dict[str, Any]) -> str:
                      f"{fmt(f['iqr'], 4)} | {fmt(f['pearson'])} | {fmt(f['spearman'])} |")
     s = rep["saliency"]
     lines += ["", f"## Saliency family: **{s['status']}**", "", s["reason"] + "."]
+    if s.get("configurations"):
+        made = ", ".join(f"{_cell(label)}: {n} rows" for label, n in s["configurations"].items())
+        lines += ["", f"Values from (model/reducer): {made}."]
     inc = rep["incremental"]
     lines += ["", "## Incremental value of the saliency columns", ""]
     if inc["status"] != "done":

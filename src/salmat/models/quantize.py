@@ -38,7 +38,7 @@ import numpy as np
 from ..cache import default_cache_path
 from ..decode import decode_sampled
 from ..defaults import DEFAULT_MAX_PIXELS
-from ..errors import ClipError, SalmatError
+from ..errors import ClipError, SalmatError, warn
 from ..frames import YuvFrame
 from ..sources import ClipSpec
 from ..values import SamplingOptions
@@ -106,16 +106,42 @@ def int8_model(source: Path, source_sha256: str, preset: Preprocess, input_name:
                calibration: CalibrationSource | None) -> Int8Model:
     """The cached int8 model of `source`, quantized first when there is none yet."""
     path = int8_file(source_sha256)
-    if not path.is_file():
-        if calibration is None:
-            raise SalmatError(f"no int8 model of {source.name} is cached here ({path}) and this process has no "
-                              "clips to calibrate one on; run salmat materialize --precision int8 on this machine "
-                              "first")
-        tensors, used = calibration_tensors(calibration, preset)
-        record = {"source_sha256": source_sha256, "onnxruntime": _ort_version(), "recipe": RECIPE,
-                  "calibration": {"table": os.path.abspath(calibration.table), "frames": used}}
+    cached = _verified(path)
+    if cached is not None:
+        return cached
+    if calibration is None:
+        raise SalmatError(f"no int8 model of {source.name} is cached here ({path}) and this process has no "
+                          "clips to calibrate one on; run salmat materialize --precision int8 on this machine "
+                          "first")
+    tensors, used = calibration_tensors(calibration, preset)
+    record = {"source_sha256": source_sha256, "onnxruntime": _ort_version(), "recipe": RECIPE,
+              "calibration": {"table": os.path.abspath(calibration.table), "frames": used}}
+    try:
         quantize(source, input_name, tensors, path, record)
-    return Int8Model(path, file_sha256(path), _read_record(path))
+    except OSError as exc:
+        raise SalmatError(f"cannot keep the int8 model in {path.parent}: {exc.strerror or exc}; set "
+                          "SALMAT_CACHE_DIR to a writable folder") from None
+    verified = _verified(path)
+    if verified is None:
+        raise SalmatError(f"the int8 model just written to {path} does not read back; check that folder's disk")
+    return verified
+
+
+def _verified(path: Path) -> Int8Model | None:
+    """The cached int8 model at `path` when its bytes are the ones its record names; a file changed,
+    cut short or without a record is not used (it is quantized again, with a warning)."""
+    try:
+        if not path.is_file():
+            return None
+        sha = file_sha256(path)
+    except (OSError, SalmatError):
+        return None
+    record = _read_record(path)
+    if record.get("int8_sha256") == sha:
+        return Int8Model(path, sha, record)
+    warn(f"the cached int8 model {path} is not the file its record describes (changed, damaged or from an older "
+         "salmat); quantizing it again")
+    return None
 
 
 def _read_record(path: Path) -> dict[str, Any]:
@@ -196,6 +222,7 @@ def quantize(source: Path, input_name: str, tensors: Sequence[np.ndarray], dest:
                 raise SalmatError(f"onnxruntime could not quantize {source.name} to int8: "
                                   f"{' '.join(str(exc).split())[:300]}; use --precision fp32") from None
         record_tmp = Path(tmp) / "record.json"
+        record = {**record, "int8_sha256": file_sha256(quantized)}  # checked on every later use
         record_tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
         os.replace(record_tmp, dest.with_suffix(".json"))
         os.replace(quantized, dest)  # last: the model file's presence means the pair is complete

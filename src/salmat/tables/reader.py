@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +30,7 @@ from .formats import (
 )
 from .jsonl import _FileChanged, _JsonlSource
 from .parquet import _folder_files, _ParquetFolderSource, _ParquetSource
-from .stdio import _stdin_copy, input_label
+from .stdio import _SNIFF_BYTES, _sniff_suffix, _stdin_copy, input_label
 
 
 def _file_stamp(path: Path) -> tuple[tuple[int, int, int, int, int], ...]:
@@ -68,6 +69,29 @@ class _Source(Protocol):
     def batches(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]: ...
 
 
+def _check_content(path: Path, layout: _Layout) -> None:
+    """A file whose bytes are plainly another format than its name says (gzip named .csv, JSON
+    lines named .csv, Parquet named .jsonl) is refused with the name it needs, instead of a
+    misleading 'no column' error from the reader its name picked."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+        sniffed = _sniff_suffix(head)
+    except (OSError, zlib.error, EOFError):
+        return  # the reader reports what is wrong with it
+    if layout.gzip and not sniffed.endswith(".gz"):
+        return  # named .gz but not gzip: the reader says it is no valid gzip
+    kind = {".parquet": "a Parquet file", ".jsonl": "JSON lines"}.get(sniffed.removesuffix(".gz"))
+    if sniffed.endswith(".gz") and not layout.gzip:
+        raise SalmatError(f"{path} is gzip-compressed but its name doesn't end in .gz; rename it "
+                          f"(e.g. {path.name}.gz)")
+    if sniffed == ".parquet" and layout.format != "parquet":
+        raise SalmatError(f"{path} is a Parquet file; name it .parquet")
+    if kind == "JSON lines" and layout.format == "csv" and head.strip():
+        raise SalmatError(f"{path} holds JSON lines, not {'TSV' if layout.delimiter == chr(9) else 'CSV'}; "
+                          "name it .jsonl")
+
+
 class TableReader:
     """One input table, validated on open and read in two passes with identical types.
 
@@ -92,6 +116,7 @@ class TableReader:
         else:
             layout = _layout(self.path)
             _require_file(self.path)
+            _check_content(self.path, layout)
             source_class = sources[layout.format]
         self.format = layout.format
         try:

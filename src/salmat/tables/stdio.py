@@ -73,6 +73,9 @@ def _stdin_copy() -> Path:
                           f"in (cat table.jsonl | salmat materialize {named('input')} - ...), or give a file")
     source = getattr(stream, "buffer", None)
     head = source.read(_SNIFF_BYTES) if source is not None else stream.read().encode("utf-8")
+    if not head:
+        raise SalmatError(f"{named('input')} - reads the table from stdin, but stdin is empty: pipe a table in, "
+                          "or give a file")
     copy = private_temp_file("-stdin" + _sniff_suffix(head))
     atexit.register(remove_private_temp, copy)
     try:
