@@ -61,11 +61,13 @@ def test_a_pyarrow_table_comes_back_a_table_with_its_types(disc_clip):
         "codec": pa.array(["h264", "av1"]).dictionary_encode(),
         "n": pa.array([1, 2], pa.uint16()),
         "when": pa.array([1, 2], pa.timestamp("ns")),
+        "secs": pa.array([1, 2], pa.timestamp("s", tz="UTC")),  # Parquet keeps these as milliseconds
         "tags": pa.array([["a"], []], pa.list_(pa.string())),
     })
     out, report = salmat.materialize(table, **INLINE)
     assert isinstance(out, pa.Table) and out.num_rows == 2 and report.ok == 1
     assert out.select(table.column_names).equals(table)  # every input type, dictionary included
+    assert out.schema.field("secs").type == pa.timestamp("s", tz="UTC")
     assert out.column("saliency_status").to_pylist() == ["ok", "missing-source"]
 
 
@@ -87,8 +89,8 @@ def test_a_dataframe_with_an_output_path_writes_the_file(tmp_path, disc_clip):
 
 def test_the_audit_names_the_frame_not_a_temporary_file(disc_clip):
     _, report = salmat.materialize(_frame(disc_clip), **INLINE)
-    assert report.audit["input"] == "the pandas.DataFrame"
-    assert report.audit["output"] == report.output == "the returned pandas.DataFrame"
+    assert report.audit["input"] == report.audit["config"]["input"] == "the pandas.DataFrame"
+    assert report.audit["output"] == report.audit["config"]["output"] == report.output == "the returned pandas.DataFrame"
     assert len(report.audit["input_sha256"]) == 64
 
 

@@ -64,16 +64,32 @@ def memory_from_parquet(path: str, kind: str, written: pa.Schema) -> Any:
 
 def _input_types_back(table: pa.Table, written: pa.Schema) -> pa.Table:
     """Give the input's own columns their exact Arrow types again: Parquet stores a few types
-    in a wider form (a dictionary of large_string comes back a dictionary of string)."""
-    fields = [written.field(f.name) if f.name in written.names and f.type != written.field(f.name).type
-              and _same_values(f.type, written.field(f.name).type) else f for f in table.schema]
-    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+    in another form (a dictionary of large_string comes back a dictionary of string, seconds as
+    milliseconds, list and map children under Parquet's names). Each is cast back only when the
+    cast is exact; a column that can't be is left in Parquet's form."""
+    for i, f in enumerate(table.schema):
+        before = written.field(f.name).type if f.name in written.names else f.type
+        if f.type == before or not _same_values(f.type, before):
+            continue
+        try:
+            column = table.column(i).cast(before, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        table = table.set_column(i, pa.field(f.name, before, f.nullable, f.metadata), column)
+    return table
 
 
 def _same_values(now: pa.DataType, before: pa.DataType) -> bool:
     """Whether `now` is only Parquet's form of `before` (not a column the run retyped)."""
     if pa.types.is_dictionary(now) and pa.types.is_dictionary(before):
         return _same_values(now.value_type, before.value_type)
+    if pa.types.is_timestamp(now) and pa.types.is_timestamp(before):
+        return bool(now.tz == before.tz)
+    for is_list in (pa.types.is_list, pa.types.is_large_list):
+        if is_list(now) and is_list(before):
+            return _same_values(now.value_type, before.value_type)
+    if pa.types.is_map(now) and pa.types.is_map(before):
+        return _same_values(now.key_type, before.key_type) and _same_values(now.item_type, before.item_type)
     text = (pa.string(), pa.large_string(), pa.string_view())
     return now == before or (now in text and before in text)
 
