@@ -17,7 +17,7 @@ import pytest
 import salmat.decode as decode_mod
 from conftest import read_jsonl, run_cli, run_cli_inprocess, write_jsonl
 from salmat import materialize
-from salmat.compute import compute_frames, frame_stats, predict_maps
+from salmat.compute import compute_frames, predict_maps, single_frame_stats
 from salmat.decode import FramesAt, to_yuv_frame
 from salmat.errors import SalmatError
 from salmat.maps import full_size
@@ -78,10 +78,10 @@ def test_frame_stats_is_what_every_reducer_gives_one_frame(disc_clip, model_id):
         frame = to_yuv_frame(next(container.decode(video=0)))
     maps = predict_maps(model, [frame])
     stats = reduce_stats(maps, [frame.luma8()], 0.6)
-    assert frame_stats(maps) == stats["mean"]
+    assert single_frame_stats(maps) == stats["mean"]
     for reducer in ("ema", "motion-weighted", "max"):
-        assert frame_stats(maps) == pytest.approx(stats[reducer], abs=1e-7)
-    assert frame_stats(full_size(maps)) == pytest.approx(stats["mean"], abs=1e-7)
+        assert single_frame_stats(maps) == pytest.approx(stats[reducer], abs=1e-7)
+    assert single_frame_stats(full_size(maps)) == pytest.approx(stats["mean"], abs=1e-7)
 
 
 def test_bad_and_past_the_end_indices_are_row_statuses(tmp_path, disc_clip):

@@ -150,7 +150,7 @@ def test_rows_holding_another_models_values_are_counted_with_the_fix(tmp_path, c
     assert len(report.notes) == 1
     note = report.notes[0]
     assert note.startswith("3 row(s) were left as they were") and "saliency_student_v1/max (3)" in note
-    assert "image_signature_v1/mean" in note and "--overwrite" in note  # what was asked, and the fix
+    assert "image_signature_v1/mean" in note and "Pass overwrite=True to" in note  # the fix, as Python spells it
     proc = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "o2.jsonl", "--workers", "1",
                              "--frame-samples", "2", "--quiet", cwd=tmp_path)
     assert "3 row(s) were left as they were" in proc.stderr

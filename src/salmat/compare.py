@@ -42,7 +42,8 @@ from .compute import check_uniform_size, predict_maps
 from .decode import SamplingOptions, decode_sampled
 from .errors import ClipError, SalmatError
 from .models import BUILTIN_MODELS, SaliencyModel, load_model
-from .models.registry import KNOWN_MODELS, distinct_ids, file_id, file_sha256, locate, unknown_model_message
+from .models.registry import KNOWN_MODELS, distinct_ids, file_id, file_sha256, resolve_named, unknown_model_message
+from .option_spec import named
 from .options import CompareOptions
 from .outputs import atomic_output, preflight, write_json, write_text
 from .plots import clean, fmt, pearson, pyplot, save_figure, spearman
@@ -83,15 +84,13 @@ def _model_source(name: str, preprocess: str | None, model_dir: str | os.PathLik
     """What `name` is: a built-in id, a known learned id (its file found), or a path to an ONNX file."""
     if name in BUILTIN_MODELS:
         return _ModelSource(name, id=name)
+    path: str | None = name
     if name in KNOWN_MODELS:
-        path = str(locate(name, model_dir))
-        preprocess = preprocess or KNOWN_MODELS[name].preset
-    elif name.lower().endswith(".onnx") or os.path.sep in name or os.path.exists(name):
-        path = name
-    else:
+        _, path, preprocess = resolve_named(name, None, preprocess, model_dir)
+    elif not (name.lower().endswith(".onnx") or os.path.sep in name or os.path.exists(name)):
         raise SalmatError(unknown_model_message(name, "or a path to a .onnx file"))
-    if not os.path.isfile(path):
-        raise SalmatError(f"ONNX model file not found: {path}; check --models")
+    if path is None or not os.path.isfile(path):
+        raise SalmatError(f"ONNX model file not found: {path}; check {named('models')}")
     sha256 = file_sha256(path)
     return _ModelSource(name, path, preprocess, file_id(path, sha256), sha256)
 

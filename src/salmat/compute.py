@@ -97,23 +97,31 @@ def compute_clip(
         return compute_frames(spec, model, sampling, on_phase)
     start = time.perf_counter()
 
-    def failed(status: str, message: str) -> ClipResult:
-        return ClipResult(status, error=message, seconds=time.perf_counter() - start)
-
-    try:
+    def body() -> ClipResult:
         frames, maps = sampled_maps(spec, model, sampling, on_phase)
         lumas = [frame.luma8() for frame in frames]
         stats = reduce_stats(maps, lumas, reduce.ema_alpha, reduce.historical_motion)
+        return ClipResult(OK, stats=stats, frames=len(frames))
+
+    return _as_result(spec, start, body)
+
+
+def _as_result(spec: ClipSpec, start: float, body: Callable[[], ClipResult]) -> ClipResult:
+    """`body()`'s result with its time, or its failure as the clip's status: the one place where
+    a clip's exceptions become statuses, so an engine never sees one."""
+    try:
+        result = body()
     except ClipError as exc:
-        return failed(exc.status, exc.message)
+        result = ClipResult(exc.status, error=exc.message)
     except MemoryError:
-        return failed(DECODE_FAILED, f"{os.path.basename(spec.path)}: out of memory")
+        result = ClipResult(DECODE_FAILED, error=f"{os.path.basename(spec.path)}: out of memory")
     except Exception as exc:  # noqa: BLE001 - the engine must never raise for a bad clip
-        return failed(DECODE_FAILED, f"{type(exc).__name__}: {exc}")
-    return ClipResult(OK, stats=stats, frames=len(frames), seconds=time.perf_counter() - start)
+        result = ClipResult(DECODE_FAILED, error=f"{type(exc).__name__}: {exc}")
+    result.seconds = time.perf_counter() - start
+    return result
 
 
-def frame_stats(maps: np.ndarray | WorkingMaps) -> tuple[float, float]:
+def single_frame_stats(maps: np.ndarray | WorkingMaps) -> tuple[float, float]:
     """(mean, var) of a one-frame clip: its map is the clip map under every reducer, so this is
     the statistic `reduce_stats` gives a single frame (same code path: `WorkingMaps.stats` at
     working size, `map_stats` at full size), without building the other reducers' maps."""
@@ -133,23 +141,18 @@ def compute_frames(
     Never raises: a decode or model failure is the whole clip's status."""
     start = time.perf_counter()
     reader = FramesAt(spec, spec.frames or (), sampling)
-    values: dict[int, tuple[float, float]] = {}
     report = on_phase or (lambda phase: None)
-    try:
+
+    def body() -> ClipResult:
+        values: dict[int, tuple[float, float]] = {}
         report("decode")
         for index, frame in reader:
             report("model")
-            values[index] = frame_stats(predict_maps(model, [frame]))
+            values[index] = single_frame_stats(predict_maps(model, [frame]))
             report("decode")
-    except ClipError as exc:
-        return ClipResult(exc.status, error=exc.message, seconds=time.perf_counter() - start)
-    except MemoryError:
-        return ClipResult(DECODE_FAILED, error=f"{os.path.basename(spec.path)}: out of memory",
-                          seconds=time.perf_counter() - start)
-    except Exception as exc:  # noqa: BLE001 - the engine must never raise for a bad clip
-        return ClipResult(DECODE_FAILED, error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
-    return ClipResult(OK, frames=len(values), seconds=time.perf_counter() - start, frame_stats=values,
-                      frame_total=reader.total)
+        return ClipResult(OK, frames=len(values), frame_stats=values, frame_total=reader.total)
+
+    return _as_result(spec, start, body)
 
 
 @dataclass(frozen=True)

@@ -15,3 +15,7 @@ DEFAULT_PANEL_WIDTH = 150           # `salmat preview --panel-width`: 8 frames (
 # built-in model on a 4K clip (~0.5 s) or a large ONNX model at 8192² on a CPU (tens of
 # seconds), yet finite, so no source or decoder can hang a run forever.
 DEFAULT_CLIP_TIMEOUT = 600.0
+# `--inference-size S`: the short sides an ONNX model may be run at (below 16 no U-Net level is left).
+MIN_INFERENCE_SIZE, MAX_INFERENCE_SIZE = 16, 8192
+# The pictures salmat writes (preview sheets, plots): suffix → Pillow format.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
+from .defaults import MAX_INFERENCE_SIZE, MIN_INFERENCE_SIZE
 from .errors import SalmatError
 
 # A check returns None when the value is fine, else what the value must be ("a whole number ≥ 1").
@@ -125,8 +126,8 @@ def native_or_size(value: Any) -> str | None:
     """'native', or a short-side size in pixels (16 to 8192)."""
     if value == "native":
         return None
-    ok = isinstance(value, str) and value.isdigit() and 16 <= int(value) <= 8192
-    return None if ok else "native or a whole number of pixels from 16 to 8192"
+    ok = isinstance(value, str) and value.isdigit() and MIN_INFERENCE_SIZE <= int(value) <= MAX_INFERENCE_SIZE
+    return None if ok else f"native or a whole number of pixels from {MIN_INFERENCE_SIZE} to {MAX_INFERENCE_SIZE}"
 
 
 def text(value: Any) -> Any:
@@ -188,6 +189,11 @@ class Options:
     def cross_check(self) -> None:
         """Checks that involve several fields; a subclass overrides it."""
 
+    def non_default(self) -> set[str]:
+        """The settings whose value differs from their default: what the caller asked for (a
+        default passed explicitly can't be told apart, and changes nothing)."""
+        return {f.name for f in fields(self) if f.default is not MISSING and getattr(self, f.name) != f.default}
+
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -245,6 +251,11 @@ def named(name: str) -> str:
 def passing(name: str, value: object) -> str:
     """How the caller passes `value` for `name`: `--frame-samples 4`, or `frame_samples=4`."""
     return f"{named(name)} {value}" if _CLI_CALLS else f"{named(name)}={value}"
+
+
+def switched_on(name: str) -> str:
+    """A switch as the caller turns it on: `--overwrite`, or `overwrite=True`."""
+    return named(name) if _CLI_CALLS else f"{named(name)}=True"
 
 
 # ---- validation ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from .defaults import (
     DEFAULT_EMA_ALPHA,
     DEFAULT_MAX_PIXELS,
     DEFAULT_PANEL_WIDTH,
+    IMAGE_FORMATS,
     MIN_PANEL_WIDTH,
 )
 from .errors import SalmatError
@@ -45,7 +46,7 @@ from .option_spec import (
     unit_interval,
     whole,
 )
-from .values import REDUCERS
+from .values import OUTPUT_COLUMNS, REDUCERS
 
 SAMPLING_MODES = ("clip", "head")
 COMPAT_MODES = ("historical",)
@@ -134,11 +135,11 @@ class MaterializeOptions(Options):
     overwrite: bool = setting(False, "recompute rows that already hold saliency values", group=COLUMNS)
     column_prefix: str = setting("", "prefix of every column salmat writes (ref_ → ref_saliency_mean, …; "
                                      "default: none)", group=COLUMNS, example="ref_")
-    status_column: str = setting("saliency_status", "status column ('' omits it)", group=COLUMNS)
-    model_id_column: str = setting("saliency_model_id", "model id column ('' omits it)", group=COLUMNS)
-    aggregator_column: str = setting("saliency_aggregator", "reducer column ('' omits it)", group=COLUMNS)
-    ema_alpha_column: str = setting("saliency_ema_alpha", "EMA alpha column ('' omits it)", group=COLUMNS)
-    error_column: str = setting("saliency_error", "error message column ('' omits it)", group=COLUMNS)
+    status_column: str = setting(OUTPUT_COLUMNS["status"], "status column ('' omits it)", group=COLUMNS)
+    model_id_column: str = setting(OUTPUT_COLUMNS["model_id"], "model id column ('' omits it)", group=COLUMNS)
+    aggregator_column: str = setting(OUTPUT_COLUMNS["aggregator"], "reducer column ('' omits it)", group=COLUMNS)
+    ema_alpha_column: str = setting(OUTPUT_COLUMNS["ema_alpha"], "EMA alpha column ('' omits it)", group=COLUMNS)
+    error_column: str = setting(OUTPUT_COLUMNS["error"], "error message column ('' omits it)", group=COLUMNS)
     workers: int = setting(os.cpu_count() or 1, "clip worker processes (default: all cores)", check=whole(1),
                            group=RUN)
     clip_timeout: float | None = setting(DEFAULT_CLIP_TIMEOUT, "seconds a clip may take (decode + model) before its "
@@ -192,13 +193,12 @@ class MaterializeOptions(Options):
         fixes the sampling itself, so a sampling setting beside it would be silently replaced."""
         for one, other in (("default_width", "default_height"), ("default_height", "default_width")):
             if getattr(self, one) is not None and getattr(self, other) is None:
-                raise SalmatError(f"--{one.replace('_', '-')} needs --{other.replace('_', '-')} too (a raw .yuv "
-                                  "frame size has both sides)")
+                raise SalmatError(f"{named(one)} needs {named(other)} too (a raw .yuv frame size has both sides)")
         if self.historical:
-            defaults = {f.name: f.default for f in fields(self)}
+            given = self.non_default()
             for name, value in HISTORICAL_SAMPLING.items():
-                if getattr(self, name) not in (defaults[name], value):
-                    raise SalmatError(f"--{name.replace('_', '-')} can't be combined with --compat historical, which "
+                if name in given and getattr(self, name) != value:
+                    raise SalmatError(f"{named(name)} can't be combined with {passing('compat', 'historical')}, which "
                                       "samples the first 8 frames as the earlier tool did; drop one of them")
 
     def _check_per_frame(self) -> None:
@@ -212,11 +212,10 @@ class MaterializeOptions(Options):
         if not self.frame_column:
             raise SalmatError(f"{named('per_frame')} needs {passing('frame_column', 'NAME')}, the column holding "
                               "each row's frame index (0 = first frame)")
-        defaults = {f.name: f.default for f in fields(self)}
-        for name in PER_FRAME_EXCLUDES:
-            if getattr(self, name) != defaults[name]:
-                raise SalmatError(f"{named(name)} does not apply with {named('per_frame')} (each row gets its own "
-                                  "frame's map; no frames are sampled or reduced); drop it")
+        given = [name for name in PER_FRAME_EXCLUDES if name in self.non_default()]
+        if given:
+            raise SalmatError(f"{named(given[0])} does not apply with {named('per_frame')} (each row gets its own "
+                              "frame's map; no frames are sampled or reduced); drop it")
 
     def output_columns(self) -> dict[str, str]:
         """Role → name of every column salmat writes, `--column-prefix` applied ('' = omitted).
@@ -224,7 +223,7 @@ class MaterializeOptions(Options):
         The one home of the output names: the writer, the skip rule and the collision checks
         all read them here. The prefix applies to explicit `--*-column` names too, so one flag
         renames the whole set."""
-        names = {"mean": "saliency_mean", "var": "saliency_var", **self._metadata_names()}
+        names = {"mean": OUTPUT_COLUMNS["mean"], "var": OUTPUT_COLUMNS["var"], **self._metadata_names()}
         return {role: self.column_prefix + name if name else "" for role, name in names.items()}
 
     def metadata_columns(self) -> dict[str, str]:
@@ -291,13 +290,10 @@ class CompareOptions(Options):
     quiet: bool = QUIET.field()
 
 
-SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")  # what `salmat.plots.save_figure` writes
-
-
 def sheet_file(value: Any) -> str | None:
     """A picture name whose suffix says PNG or JPEG (checked before any work)."""
-    ok = isinstance(value, str) and os.path.splitext(value)[1].lower() in SHEET_SUFFIXES
-    return None if ok else "a file name ending in .png, .jpg or .jpeg"
+    ok = isinstance(value, str) and os.path.splitext(value)[1].lower() in IMAGE_FORMATS
+    return None if ok else f"a file name ending in {', '.join(IMAGE_FORMATS)}"
 
 
 @dataclass(frozen=True)

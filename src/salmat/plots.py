@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .defaults import IMAGE_FORMATS
 from .errors import SalmatError
 
 if TYPE_CHECKING:
@@ -95,7 +96,6 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 # What `save_figure` writes, by the path's suffix (`salmat preview --out` accepts these).
-IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 JPEG_QUALITY = 90   # maps are smooth gradients: 90 keeps them free of visible blocking
 
 

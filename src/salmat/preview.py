@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .color import yuv_to_rgb
-from .compute import check_uniform_size, predict_maps
-from .decode import SamplingOptions, decode_sampled, sampled_indices
+from .compute import sampled_maps
+from .decode import SamplingOptions, sampled_indices
 from .defaults import DEFAULT_PANEL_WIDTH, MIN_PANEL_WIDTH
 from .errors import ClipError, SalmatError
 from .frames import YuvFrame
@@ -189,9 +189,7 @@ def _sample(spec: ClipSpec, saliency: SaliencyModel, sampling: SamplingOptions) 
     """The frames `materialize` would sample, their maps, and their indices."""
     try:
         indices = sampled_indices(spec, sampling)
-        frames = decode_sampled(spec, sampling)
-        check_uniform_size(frames)
-        maps = predict_maps(saliency, frames)
+        frames, maps = sampled_maps(spec, saliency, sampling)  # materialize's own path, so its values
     except ClipError as exc:
         raise SalmatError(f"{spec.path}: {exc.message} ({exc.status})") from None
     # The count read from the packets disagrees with what decoded (a damaged stream): show no indices

@@ -2,7 +2,7 @@
 
 Logs (nohup, SLURM, CI) can't show a redrawn bar: tqdm would write carriage
 returns into them, or nothing at all. There a line such as
-`salmat: 120/1000 clips (12%), 480/4000 rows, 1 failed, 2.1 clips/s, ETA 7m05s`
+`salmat: 120/1000 clips (12%), 480/4000 rows, 1 failed, 2.10 clips/s, ETA 6m59s`
 is printed at most every 10 s (`$SALMAT_PROGRESS_INTERVAL`); it is what `tail -f` users read.
 """
 

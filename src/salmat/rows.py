@@ -13,10 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .values import FRAME_AGGREGATOR, MISSING_FRAME, OK, SKIPPED, STATUSES, ClipResult
+from .values import FRAME_AGGREGATOR, MISSING_FRAME, OK, SKIPPED, STATUSES, VALUE_COLUMNS, ClipResult
 
 _CODE = {status: code for code, status in enumerate(STATUSES)}
-VALUE_COLUMNS = ("saliency_mean", "saliency_var")
 
 
 @dataclass

@@ -15,42 +15,41 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from .option_spec import named, passing, switched_on
 from .options import MaterializeOptions
 from .rows import Provenance
 from .sources import ClipSpec, SourceFailure
 from .values import OK, SKIPPED, ClipResult
 
 
-def _given(opts: MaterializeOptions) -> set[str]:
-    """Settings whose value differs from their default: what the user asked for."""
-    return {f.name for f in fields(opts) if getattr(opts, f.name) != f.default and f.name not in ("input", "output")}
-
-
 def unused_settings(opts: MaterializeOptions, onnx_model: bool) -> list[str]:
-    """One warning per setting that can't change anything in this run."""
-    given = _given(opts)
+    """One warning per setting that can't change anything in this run (named as the caller
+    passes it: `--ema-alpha 0.3` on the command line, `ema_alpha=0.3` from Python)."""
+    given = opts.non_default()
     notes = []
-    if "ema_alpha" in given and opts.temporal_aggregator != "ema" and not opts.historical and not opts.per_frame:
-        notes.append(f"--ema-alpha {opts.ema_alpha} has no effect: it sets the ema reducer, and this run's "
-                     f"--temporal-aggregator is {opts.temporal_aggregator}")
-    if "max_frames" in given and opts.sampling == "clip" and not opts.per_frame:
-        notes.append(f"--max-frames {opts.max_frames} has no effect with --sampling clip (it bounds --sampling head)")
+    if "ema_alpha" in given and opts.temporal_aggregator != "ema" and not opts.historical:
+        notes.append(f"{passing('ema_alpha', opts.ema_alpha)} has no effect: it sets the ema reducer, and this "
+                     f"run's reducer is {passing('temporal_aggregator', opts.temporal_aggregator)}")
+    if "max_frames" in given and opts.sampling == "clip":
+        notes.append(f"{passing('max_frames', opts.max_frames)} has no effect with "
+                     f"{passing('sampling', 'clip')} (it bounds {passing('sampling', 'head')})")
     if not onnx_model:
-        notes += [f"--{name} {getattr(opts, name)} has no effect: built-in models always run on the CPU at their own "
-                  "precision; it applies to ONNX models" for name in ("device", "precision") if name in given]
+        notes += [f"{passing(name, getattr(opts, name))} has no effect: built-in models always run on the CPU at "
+                  "their own precision; it applies to ONNX models" for name in ("device", "precision") if name in given]
     if opts.engine != "ray":
-        notes += [f"--{name.replace('_', '-')} has no effect without --engine ray"
+        notes += [f"{named(name)} has no effect without {passing('engine', 'ray')}"
                   for name in ("ray_address", "num_gpus_per_worker") if name in given]
     if opts.no_cache and "cache" in given:
-        notes.append("--cache has no effect with --no-cache (the cache is neither read nor written)")
+        notes.append(f"{named('cache')} has no effect with {switched_on('no_cache')} (the cache is neither read "
+                     "nor written)")
     elif opts.per_frame and "cache" in given:
-        notes.append("--cache has no effect with --per-frame (per-frame results are never cached)")
+        notes.append(f"{named('cache')} has no effect with {switched_on('per_frame')} (per-frame results are "
+                     "never cached)")
     return notes
 
 
@@ -80,7 +79,7 @@ def skipped_other_configurations(keys: pa.Table, skipped: np.ndarray, opts: Mate
     more = f" and {len(other) - 4} more" if len(other) > 4 else ""
     return (f"{total} row(s) were left as they were because they already hold values from another configuration: "
             f"{shown}{more}; this run asked for {_describe((model, aggregator, alpha))}. "
-            "Pass --overwrite to recompute them")
+            f"Pass {switched_on('overwrite')} to recompute them")
 
 
 def nothing_to_compute(rows: int, opts: MaterializeOptions) -> str:
@@ -88,8 +87,8 @@ def nothing_to_compute(rows: int, opts: MaterializeOptions) -> str:
     second clip needs its own columns, not the first clip's)."""
     names = opts.output_columns()
     return (f"all {rows} row(s) already hold {names['mean']}/{names['var']}, so nothing was computed; to add "
-            f"columns for another clip of each row (e.g. --path-column {opts.path_column} as a reference) pass "
-            "--column-prefix P, to recompute pass --overwrite")
+            f"columns for another clip of each row (e.g. {passing('path_column', opts.path_column)} as a reference) "
+            f"pass {passing('column_prefix', 'P')}, to recompute pass {switched_on('overwrite')}")
 
 
 def _cells(keys: pa.Table, name: str, rows: np.ndarray) -> list[Any]:

@@ -40,12 +40,13 @@ from .options import AuditOptions
 from .outputs import preflight, write_json, write_text
 from .plots import clean, fmt, pearson, spearman
 from .tables import TableReader
+from .values import OUTPUT_COLUMNS, VALUE_COLUMNS
 
 SCHEMA = "salmat.signal-audit/v1"
 TARGET_CANDIDATES = ("vmaf", "vmaf_score", "mos_raw_0_100", "mos", "dmos", "score")
 FRAME_COLUMNS = ("frame_index", "frame", "frame_idx", "frame_num", "frame_number")
 CLIP_KEYS = ("dis_basename", "src", "clip_id", "clip", "video", "dis", "ref_basename")
-SALIENCY_COLUMNS = ("saliency_mean", "saliency_var")
+SALIENCY_COLUMNS = VALUE_COLUMNS
 # Name tokens (lower case, split at `_`, `-`, spaces, camelCase) that make a column another
 # quality target, never a feature: a MOS and what derives from it (dmos, mos_std, predicted_mos),
 # a VMAF score (vmaf, vmaf_neg, vmaf_4k), but not VMAF's elementary features (vmaf_feature_adm2_score).
@@ -57,8 +58,7 @@ ID_NAMES = frozenset({"id", "uid", "uuid", "idx", "index", "key", "row", "rowid"
 ID_LAST_TOKENS = ("id", "uid", "uuid", "idx")
 ID_PREFIXES = ("__index_level_", "unnamed:")   # a DataFrame index saved by pandas (Parquet, CSV)
 # The provenance columns `materialize` writes (any --column-prefix): a record of the run, not signal.
-PROVENANCE_COLUMNS = ("saliency_ema_alpha", "saliency_status", "saliency_model_id", "saliency_aggregator",
-                      "saliency_error")
+PROVENANCE_COLUMNS = tuple(name for name in OUTPUT_COLUMNS.values() if name not in VALUE_COLUMNS)
 # Why a column is not a feature, as the report says it.
 LEFT_OUT = {
     "target": "the target",
@@ -268,12 +268,12 @@ def _configurations(table: pa.Table, where: str, sal_cols: list[str]) -> dict[st
     refused. Rows without a recorded model count as 'unrecorded' (a table's own values)."""
     labels: set[tuple[int, str]] = set()  # (row, configuration): a row counts once per configuration
     for column in sal_cols:
-        prefix = column.rsplit("saliency_", 1)[0] if "saliency_" in column else None
-        model_col = f"{prefix}saliency_model_id" if prefix is not None else None
+        prefix = next((column.removesuffix(v) for v in VALUE_COLUMNS if column.endswith(v)), None)
+        model_col = f"{prefix}{OUTPUT_COLUMNS['model_id']}" if prefix is not None else None
         if model_col is None or model_col not in table.column_names:
             continue
         values = _floats(table, column)
-        reducer_col = f"{prefix}saliency_aggregator"
+        reducer_col = f"{prefix}{OUTPUT_COLUMNS['aggregator']}"
         reducers = table.column(reducer_col).to_pylist() if reducer_col in table.column_names else [None] * len(values)
         models = table.column(model_col).to_pylist()
         for row, (value, model, reducer) in enumerate(zip(values, models, reducers, strict=True)):

@@ -28,6 +28,15 @@ MISSING_FRAME = "missing-frame"  # --per-frame: the row's frame index is empty, 
 STATUSES = (OK, SKIPPED, MISSING_SOURCE, MISSING_GEOMETRY, DECODE_FAILED, MODEL_FAILED,
             DECODE_TIMEOUT, MODEL_TIMEOUT, OUTSIDE_ROOT, WORKER_LOST, MISSING_FRAME)
 
+# ---- output columns (docs/contract.md §2): role → name, before --column-prefix and the --*-column renames
+
+OUTPUT_COLUMNS = {
+    "mean": "saliency_mean", "var": "saliency_var", "status": "saliency_status",
+    "model_id": "saliency_model_id", "aggregator": "saliency_aggregator", "ema_alpha": "saliency_ema_alpha",
+    "error": "saliency_error",
+}
+VALUE_COLUMNS = (OUTPUT_COLUMNS["mean"], OUTPUT_COLUMNS["var"])
+
 # ---- temporal reducers (docs/contract.md §4) -----------------------------------
 
 REDUCERS = ("mean", "ema", "max", "motion-weighted")

@@ -24,6 +24,7 @@ import math
 import re
 
 from ..errors import SalmatError
+from ..option_spec import named, native_or_size
 
 # Sizes are 16..8192 (`option_spec.native_or_size`): at most four digits, so `@S` never reads
 # like the registry's eight-hex-digit `@sha8`.
@@ -41,9 +42,9 @@ def parse_inference_size(value: str | int | None) -> int | None:
     """`"native"`/None → None; `"540"`/540 → 540 (the option's own check ran already)."""
     if value is None or value == "native":
         return None
-    if isinstance(value, bool) or not str(value).isdigit() or not 16 <= int(value) <= 8192:
-        raise SalmatError(f"--inference-size {value!r} is not valid; give native or a whole number of pixels "
-                          "from 16 to 8192")
+    problem = native_or_size(str(value)) if not isinstance(value, bool) else "native or a whole number"
+    if problem:  # a caller that skipped the option check (load_model from Python)
+        raise SalmatError(f"{named('inference_size')} must be {problem}, got {value!r}")
     return int(value)
 
 

@@ -24,6 +24,7 @@ calibration are never served for another. Delete the file to recalibrate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -211,7 +212,7 @@ def quantize(source: Path, input_name: str, tensors: Sequence[np.ndarray], dest:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".quantizing-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
-        with _quiet_onnxruntime():
+        with _logging_silenced():
             try:
                 quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
                 ops = sorted({n.op_type for n in onnx.load(str(prepared)).graph.node} - _FLOAT_OPS)
@@ -228,12 +229,13 @@ def quantize(source: Path, input_name: str, tensors: Sequence[np.ndarray], dest:
         os.replace(quantized, dest)  # last: the model file's presence means the pair is complete
 
 
-class _quiet_onnxruntime:
-    """The quantizer logs advice through the root logger; a run's output is ours to keep clean."""
-
-    def __enter__(self) -> None:
-        self._level = logging.root.manager.disable
-        logging.disable(logging.WARNING)
-
-    def __exit__(self, *exc: object) -> None:
-        logging.disable(self._level)
+@contextlib.contextmanager
+def _logging_silenced() -> Iterator[None]:
+    """The quantizer logs advice through the root logger, so warnings of every logger are held
+    back while it runs; a run's output is ours to keep clean."""
+    level = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(level)

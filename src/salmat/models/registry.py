@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SalmatError
-from .classical import BUILTIN_MODELS
+from .classical import BUILTIN_MODELS, DEFAULT_MODEL_ID
 
 ENV_VAR = "SALMAT_MODEL_DIR"
 SHA_DIGITS = 8  # hex digits of the sha256 in a `stem@sha8` id
@@ -237,8 +237,6 @@ def _where(lookup: Lookup) -> str:
 def format_known_models(model_dir: str | os.PathLike[str] | None = None) -> str:
     """`salmat models`: the built-in ids, then each learned id, whether its file was found, where,
     and whether its checksum is the published one."""
-    from .classical import DEFAULT_MODEL_ID
-
     lines = ["built-in (no file needed):"]
     width = max(map(len, [*BUILTIN_MODELS, *KNOWN_MODELS])) + len(" (default)")
     for name, factory in BUILTIN_MODELS.items():

@@ -74,8 +74,6 @@ A new output gets the usual permissions (0o666 minus the umask); a replaced one 
   base64 text, dictionary columns are written as their values. JSON has no date or decimal
   type, so such columns read back as strings.
 
-Column names must be unique for CSV and JSONL (both read and write).
-
 The package, one module per job (each imports shared helpers from `formats`, the leaf):
 `formats` (suffixes, gzip, messages, shared checks), `stdio` (stdin's copy, input and output
 labels), `parquet`, `jsonl` and `csv` (one reader each), `reader` (`TableReader`), `writer`
@@ -87,7 +85,6 @@ from __future__ import annotations
 from salmat.outputs import STDIO
 
 from .formats import detect_format, sha256_file
-from .jsonl import _JSONL_SCAN_CHUNK as _JSONL_SCAN_CHUNK
 from .memory import memory_from_parquet, memory_kind, memory_to_parquet
 from .reader import TableReader
 from .stdio import _sniff_suffix as _sniff_suffix
