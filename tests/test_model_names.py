@@ -107,10 +107,10 @@ def test_not_found_names_the_folders_and_the_fix(tmp_path, stand_ins, no_env):
         load_model("saliency_student_v2", model_dir=f"{stand_ins}:{tmp_path / 'gone'}")
     msg = one_line(exc)
     assert str(stand_ins) in msg and f"{tmp_path / 'gone'} (no such folder)" in msg
-    assert "saliency_student_v2.onnx" in msg and "--model-dir DIR" in msg and "SALMAT_MODEL_DIR" in msg
+    assert "saliency_student_v2.onnx" in msg and "model_dir=DIR" in msg and "SALMAT_MODEL_DIR" in msg
     with pytest.raises(SalmatError) as exc:
         load_model("saliency_student_v1")
-    assert "no folder is set to search" in one_line(exc) and "--model-dir DIR" in one_line(exc)
+    assert "no folder is set to search" in one_line(exc) and "model_dir=DIR" in one_line(exc)  # Python spelling
 
 
 def test_unknown_name_lists_the_known_ids_and_guesses(stand_ins):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import SalmatError
+from ..option_spec import named
 from .base import SaliencyModel
 from .classical import BUILTIN_MODELS, DEFAULT_MODEL_ID
 from .knobs import check_knobs
@@ -48,10 +49,11 @@ def load_model(
     name = model or DEFAULT_MODEL_ID
     if name not in BUILTIN_MODELS:
         raise SalmatError(unknown_model_message(name))
-    learned = f"pass --model-path FILE.onnx or a learned model's name ({', '.join(KNOWN_MODELS)})"
+    learned = f"pass {named('model_path')} FILE.onnx or a learned model's name ({', '.join(KNOWN_MODELS)})"
     if model_id is not None:
-        raise SalmatError(f"--model-id renames an ONNX model only; {learned}, or drop --model-id")
+        raise SalmatError(f"{named('model_id')} renames an ONNX model only; {learned}, or drop {named('model_id')}")
     if preprocess is not None:
-        raise SalmatError(f"--preprocess applies to ONNX models only; {learned}, or drop --preprocess")
+        raise SalmatError(f"{named('preprocess')} applies to ONNX models only; {learned}, or drop "
+                          f"{named('preprocess')}")
     check_knobs(builtin=True, device=device, precision=precision, inference_size=inference_size)
     return BUILTIN_MODELS[name]()

@@ -76,22 +76,23 @@ def scaled_size(height: int, width: int, short_side: int, multiple: int) -> tupl
 def check_knobs(*, builtin: bool, device: str, precision: str, inference_size: int | None,
                 torch_path: bool = False) -> None:
     """Refuse, in one line, a knob the chosen model or device would ignore."""
+    size, precision_, device_ = named("inference_size"), named("precision"), named("device")
     if builtin:
         if inference_size is not None:
-            raise SalmatError("--inference-size applies to ONNX models only (the built-in models already work "
-                              "at 64 px); drop it, or pass an ONNX model")
+            raise SalmatError(f"{size} applies to ONNX models only (the built-in models already work at 64 px); "
+                              "drop it, or pass an ONNX model")
         if precision == "int8":  # fp16 with a built-in is a warning of the run's (`run_notes`)
-            raise SalmatError("--precision int8 applies to ONNX models only; drop it, or pass an ONNX model")
+            raise SalmatError(f"{precision_} int8 applies to ONNX models only; drop it, or pass an ONNX model")
         return
     if precision == "int8" and device != "cpu":
-        raise SalmatError("--precision int8 runs on the CPU only (onnxruntime's int8 kernels); use --device cpu, "
-                          "or --precision fp32/fp16 on a GPU")
+        raise SalmatError(f"{precision_} int8 runs on the CPU only (onnxruntime's int8 kernels); use {device_} "
+                          f"cpu, or {precision_} fp32/fp16 on a GPU")
     if precision == "int8" and INT8_CPU_SPEEDUP < INT8_MIN_SPEEDUP:
-        raise SalmatError(f"--precision int8 is not offered: it measured only {INT8_CPU_SPEEDUP:.2f}x fp32 on the "
-                          f"CPU (below {INT8_MIN_SPEEDUP}x; see docs/performance.md); use --inference-size for speed")
+        raise SalmatError(f"{precision_} int8 is not offered: it measured only {INT8_CPU_SPEEDUP:.2f}x fp32 on "
+                          f"the CPU (below {INT8_MIN_SPEEDUP}x; see docs/performance.md); use {size} for speed")
     if precision == "fp16" and not torch_path:
-        raise SalmatError("--precision fp16 runs on a GPU through the torch path only (--device cuda with "
-                          "torch and onnx2torch); use --precision fp32 or int8 on the CPU")
+        raise SalmatError(f"{precision_} fp16 runs on a GPU through the torch path only ({device_} cuda with "
+                          f"torch and onnx2torch); use {precision_} fp32 or int8 on the CPU")
     if inference_size is not None and torch_path:
-        raise SalmatError("--inference-size is not available on the torch GPU path; install onnxruntime-gpu "
-                          "(or use --device cpu), or drop --inference-size")
+        raise SalmatError(f"{size} is not available on the torch GPU path; install onnxruntime-gpu (or use "
+                          f"{device_} cpu), or drop {size}")

@@ -29,6 +29,7 @@ import onnxruntime as ort
 from ..errors import ClipError, SalmatError
 from ..frames import YuvFrame
 from ..maps import WorkingMaps
+from ..option_spec import named
 from .knobs import check_knobs, knob_fingerprint, model_id_with_knobs
 from .presets import Preprocess, resolve_preset
 from .registry import file_sha256
@@ -71,9 +72,9 @@ def _io_facts(args: Sequence[Any]) -> list[dict[str, Any]]:
 
 def _check_file(path: Path) -> None:
     if not path.exists():
-        raise SalmatError(f"ONNX model file not found: {path}; check --model-path")
+        raise SalmatError(f"ONNX model file not found: {path}; check {named('model_path')}")
     if not path.is_file():
-        raise SalmatError(f"--model-path {path} is not a file; pass the .onnx file itself")
+        raise SalmatError(f"{named('model_path')} {path} is not a file; pass the .onnx file itself")
 
 
 def _open_session(path: Path, providers: list[str], threads: int | None) -> ort.InferenceSession:
@@ -99,7 +100,7 @@ def _providers_for(device: str) -> list[str]:
         if not has_cuda:
             raise SalmatError(
                 "device 'cuda' needs onnxruntime's CUDAExecutionProvider, which this install lacks "
-                f"(available: {', '.join(available)}); install onnxruntime-gpu or use --device cpu"
+                f"(available: {', '.join(available)}); install onnxruntime-gpu or use {named('device')} cpu"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "auto" and has_cuda:
@@ -124,7 +125,7 @@ def _pick(args: Sequence[Any], wanted: str | None, kind: str, path: Path, defaul
             return a
     raise SalmatError(
         f"ONNX model {path.name} has {len(args)} inputs ({', '.join(names)}); "
-        "name the image input with input_name in a custom preprocessing config (--preprocess custom:PATH)"
+        f"name the image input with input_name in a custom preprocessing config ({named('preprocess')} custom:PATH)"
     )
 
 
@@ -162,7 +163,7 @@ class OnnxSaliencyModel:
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
             raise SalmatError(
                 "onnxruntime could not start its CUDA provider (missing CUDA/cuDNN libraries?); "
-                "fix the CUDA install or use --device cpu"
+                f"fix the CUDA install or use {named('device')} cpu"
             )
         self._inputs = self.session.get_inputs()
         self._outputs = self.session.get_outputs()
@@ -241,7 +242,7 @@ class OnnxSaliencyModel:
         elif any(d is not None for d in fixed_hw):
             raise SalmatError(
                 f"ONNX model {name}: input {inp.name!r} has a fixed size {_fmt_shape(ishape)} but preset "
-                f"{preset.name!r} feeds frames at their own size; use --preprocess u2net or a custom preset "
+                f"{preset.name!r} feeds frames at their own size; use {named('preprocess')} u2net or a custom preset "
                 "with size = \"resize:WxH\", or export the model with dynamic height and width"
             )
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SalmatError
+from ..option_spec import named, passing
 from .classical import BUILTIN_MODELS, DEFAULT_MODEL_ID
 
 ENV_VAR = "SALMAT_MODEL_DIR"
@@ -113,7 +114,7 @@ def locate(name: str, model_dir: str | os.PathLike[str] | None = None) -> Path:
     found = find_all(known, dirs)
     if found:
         return found[0]
-    fix = f"name its folder with --model-dir DIR or {ENV_VAR}=DIR"
+    fix = f"name its folder with {passing('model_dir', 'DIR')} or {ENV_VAR}=DIR"
     if not dirs:
         raise SalmatError(f"model {name!r} needs its file {known.filename}, and no folder is set to search; {fix}")
     listed = ", ".join(map(_folder_state, dirs))
@@ -125,7 +126,7 @@ def resolve_named(model: str | None, model_path: str | None, preprocess: str | N
     """`(model, model_path, preprocess)` with a known learned model's name replaced by its file and
     preset (an explicit `preprocess` wins); built-in names and `model_path` pass through."""
     if model is not None and model_path is not None:
-        raise SalmatError("pass either --model NAME or --model-path FILE.onnx, not both")
+        raise SalmatError(f"pass either {named('model')} NAME or {named('model_path')} FILE.onnx, not both")
     if model is None or model not in KNOWN_MODELS:
         return model, model_path, preprocess
     return None, str(locate(model, model_dir)), preprocess or KNOWN_MODELS[model].preset
@@ -155,13 +156,14 @@ def file_id(path: str | Path, sha256: str) -> str:
 def check_label(label: str, sha256: str) -> None:
     """An explicit label is kept as given, unless it claims a model this file is not."""
     if not label.strip():
-        raise SalmatError("--model-id is empty; give a label, or drop --model-id to use the file's id")
+        raise SalmatError(f"{named('model_id')} is empty; give a label, or drop {named('model_id')} to use the "
+                          "file's id")
     base = label.split("@", 1)[0]
     if base in BUILTIN_MODELS:
-        raise SalmatError(f"--model-id {label!r} is a built-in model's id; give the ONNX model another label")
+        raise SalmatError(f"{named('model_id')} {label!r} is a built-in model's id; give the ONNX model another label")
     known = KNOWN_MODELS.get(base)
     if known is not None and known.sha256 is not None and known.sha256 != sha256:
-        raise SalmatError(f"--model-id {label!r} claims the known model {base}, but this file's sha256 "
+        raise SalmatError(f"{named('model_id')} {label!r} claims the known model {base}, but this file's sha256 "
                           f"({sha256[:SHA_DIGITS]}…) is not {base}'s ({known.sha256[:SHA_DIGITS]}…); "
                           "give it another label")
 
