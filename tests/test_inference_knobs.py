@@ -17,6 +17,7 @@ import pytest
 
 import onnx_graphs as graphs
 from conftest import read_jsonl, run_cli_inprocess, write_jsonl
+from salmat import materialize
 from salmat.color import rgb_planes
 from salmat.errors import SalmatError
 from salmat.frames import YuvFrame
@@ -24,7 +25,6 @@ from salmat.models import knobs, load_model
 from salmat.models.onnx import ALGORITHM_VERSION
 from salmat.models.quantize import CalibrationSource, int8_folder
 from salmat.models.spec import ModelSpec
-from salmat.pipeline import materialize
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 from .errors import ClipError, SalmatError
 
 if TYPE_CHECKING:
+    from .api import materialize
     from .batch import run_batch
     from .compare import compare as compare_models
-    from .pipeline import RunReport, materialize
+    from .pipeline import RunReport
     from .preview import preview as contact_sheet
     from .signal_audit import audit_table
 
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 
 # Public name → (module, attribute). Named so they never shadow their modules.
 _LAZY = {
-    "materialize": ("pipeline", "materialize"),
+    "materialize": ("api", "materialize"),
     "RunReport": ("pipeline", "RunReport"),
     "run_batch": ("batch", "run_batch"),
     "compare_models": ("compare", "compare"),

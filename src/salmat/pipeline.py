@@ -8,13 +8,11 @@ writes the output atomically.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO, overload
+from typing import Any, TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +26,7 @@ from .models.knobs import parse_inference_size
 from .models.quantize import calibration_source
 from .models.spec import ModelSpec
 from .option_spec import named, passing
-from .options import MaterializeOptions, build_options
+from .options import MaterializeOptions
 from .outputs import STDIO, preflight, stdout_reserved
 from .progress import ClipProgress
 from .rows import (
@@ -48,10 +46,6 @@ from .tables import (
     describe_output,
     detect_format,
     input_label,
-    labelled_path,
-    memory_from_parquet,
-    memory_kind,
-    memory_to_parquet,
 )
 from .values import FRAME_AGGREGATOR, OK, SKIPPED, WORKER_LOST, ClipResult, ReduceOptions, SamplingOptions
 
@@ -91,67 +85,6 @@ class RunReport:
     def summary_line(self) -> str:
         return (f"salmat: total={self.total} ok={self.ok} skipped={self.skipped} failed={self.failed} "
                 f"clips={self.clips} seconds={self.seconds:.2f} output={self.output}")
-
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-PathName = str | os.PathLike[str]
-
-
-@overload  # the table comes back as the kind it came in
-def materialize(input: pd.DataFrame | pa.Table, output: None = None, **settings: Any) -> tuple[Any, RunReport]: ...
-@overload
-def materialize(input: PathName | pa.Table | pd.DataFrame, output: PathName, **settings: Any) -> RunReport: ...
-
-
-def materialize(input: Any, output: PathName | None = None, **settings: Any) -> Any:
-    """Library entry point; keyword names mirror the CLI flags (`frame_samples=4` ⇔ `--frame-samples 4`).
-
-    `input` is a table file, a folder of Parquet files, `-` (stdin), a pandas DataFrame or a
-    pyarrow Table. With `output` (a file, or `-` for stdout) the table is written there and the
-    `RunReport` returned; an in-memory table without `output` comes back as `(same kind of
-    table with the saliency columns, RunReport)`.
-    """
-    kind = memory_kind(input)
-    if kind is not None:
-        return _materialize_in_memory(input, kind, output, settings)
-    if not isinstance(input, (str, os.PathLike)):
-        raise SalmatError(f"{named('input')} must be a table file, a folder of Parquet files, '-' (stdin), a pandas "
-                          f"DataFrame or a pyarrow Table, not a {type(input).__name__}")
-    if output is None:
-        raise SalmatError(f"materialize needs {named('output')} for a table file: pass {named('output')}=PATH "
-                          "(or '-' for stdout), or give a pandas DataFrame or pyarrow Table to get a table back")
-    return run(build_options(os.fspath(input), os.fspath(output), **settings))
-
-
-def _materialize_in_memory(table: Any, kind: str, output: PathName | None, settings: dict[str, Any]) -> Any:
-    """Run the very file path on a private Parquet copy, so types round-trip exactly as a
-    Parquet file's do; the result is read back from a private Parquet output."""
-    opts = build_options("-", "-", **settings)
-    opts.validate()
-    _check_index_names(table, kind, opts.output_columns())
-    with tempfile.TemporaryDirectory(prefix="salmat-") as folder:
-        source = os.path.join(folder, "input.parquet")
-        written = memory_to_parquet(table, source)
-        if output is not None:
-            with labelled_path(source, f"the {kind}"):
-                return run(build_options(source, os.fspath(output), **settings))
-        target = os.path.join(folder, "output.parquet")
-        with labelled_path(source, f"the {kind}"), labelled_path(target, f"the returned {kind}"):
-            report = run(build_options(source, target, **settings))
-        report.output = f"the returned {kind}"
-        return memory_from_parquet(target, kind, written), report
-
-
-def _check_index_names(table: Any, kind: str, outputs: dict[str, str]) -> None:
-    """A DataFrame's index travels as columns; one named like a column salmat writes would come
-    back holding salmat's values instead of the index."""
-    names = [n for n in getattr(getattr(table, "index", None), "names", None) or [] if n is not None]
-    clash = sorted({str(n) for n in names} & {n for n in outputs.values() if n})
-    if clash:
-        raise SalmatError(f"the {kind}'s index is named {', '.join(map(repr, clash))}, a column salmat writes; rename "
-                          "the index (df.rename_axis(...)) or reset it (df.reset_index())")
 
 
 # ---- settings → the values each stage takes ----------------------------------
