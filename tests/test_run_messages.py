@@ -234,3 +234,13 @@ def test_a_cache_path_with_per_frame_is_a_warning(tmp_path, clip_folder):
     assert proc.returncode == 0, proc.stderr
     assert "salmat: warning: --cache has no effect with --per-frame" in proc.stderr
     assert not (tmp_path / "c.sqlite").exists()
+
+
+def test_a_per_frame_run_names_the_first_missing_frame(tmp_path, clip_folder):
+    rows = [{"src": str(clip_folder / "disc.mp4"), "f": f} for f in (0, 10_000, None)]
+    table = write_jsonl(tmp_path / "t.jsonl", rows)
+    proc = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "o.jsonl", "--per-frame",
+                             "--frame-column", "f", "--workers", "1", "--quiet")
+    assert proc.returncode == 1
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("salmat: missing-frame:")]
+    assert line.startswith("salmat: missing-frame: 2 row(s); first: disc.mp4: frame 10000 is past the end"), line

@@ -170,8 +170,7 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
 
     clips = sum(isinstance(s, ClipSpec) for s in planned.plan.sources)
     report = RunReport(opts.output, outcomes.counts(), clips, time.perf_counter() - started, notes=notes,
-                       first_errors=first_errors(planned.plan.row_source, planned.skipped, planned.plan.sources,
-                                                 results))
+                       first_errors=first_errors(outcomes, planned.plan.row_source, planned.plan.sources))
     timings["total"] = report.seconds
     report.audit = audit_mod.build_audit(opts, model, report, timings, results, argv)
     report.audit["cache"] = cache.describe() if cache is not None else None

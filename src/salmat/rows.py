@@ -62,6 +62,19 @@ class RowOutcomes:
             codes[~skipped] = self.source_status[src[~skipped]]
         return codes
 
+    def first_failures(self) -> dict[str, tuple[int, str | None]]:
+        """Failing status → (its first row, that row's error), per-frame rows included."""
+        codes = self.status_codes()
+        firsts: dict[str, tuple[int, str | None]] = {}
+        for code in np.unique(codes).tolist():
+            status = STATUSES[code]
+            if status in (OK, SKIPPED):
+                continue
+            row = int(np.argmax(codes == code))
+            slot = int(self.row_source[row])
+            firsts[status] = (row, self.source_error[slot].as_py() if slot >= 0 else None)
+        return firsts
+
     def counts(self) -> dict[str, int]:
         codes = np.bincount(self.status_codes(), minlength=len(STATUSES))
         return {STATUSES[i]: int(c) for i, c in enumerate(codes) if c}

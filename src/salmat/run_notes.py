@@ -22,9 +22,9 @@ import pyarrow as pa
 
 from .option_spec import named, passing, switched_on
 from .options import MaterializeOptions
-from .rows import Provenance
+from .rows import Provenance, RowOutcomes
 from .sources import ClipSpec, SourceFailure
-from .values import OK, SKIPPED, ClipResult
+from .values import OK, SKIPPED
 
 
 def unused_settings(opts: MaterializeOptions, onnx_model: bool) -> list[str]:
@@ -119,17 +119,15 @@ def _describe(config: tuple[Any, Any, Any]) -> str:
 # ---- a failed run ------------------------------------------------------------------
 
 
-def first_errors(row_source: np.ndarray, skipped: np.ndarray, sources: Sequence[ClipSpec | SourceFailure],
-                 results: Sequence[ClipResult]) -> dict[str, str]:
-    """Failing status → the first error of that status in row order, naming its clip."""
-    used = row_source[~skipped]
-    used = used[used >= 0]
-    distinct, first_row = np.unique(used, return_index=True)
+def first_errors(outcomes: RowOutcomes, row_clip: np.ndarray,
+                 sources: Sequence[ClipSpec | SourceFailure]) -> dict[str, str]:
+    """Failing status → the first error of that status in row order, naming its clip
+    (`row_clip[i]` indexes `sources`, −1 for a row without one)."""
     firsts: dict[str, str] = {}
-    for index in distinct[np.argsort(first_row)].tolist():  # sources in the order their first row comes
-        result = results[index]
-        if result.status not in (OK, SKIPPED) and result.status not in firsts:
-            firsts[result.status] = _with_clip(sources[index], result.error or "no message")
+    for status, (row, error) in outcomes.first_failures().items():
+        clip = int(row_clip[row])
+        text = error or "no message"
+        firsts[status] = _with_clip(sources[clip], text) if clip >= 0 else text
     return firsts
 
 
