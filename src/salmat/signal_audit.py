@@ -136,76 +136,100 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | os.PathLike[s
     """Audit an Arrow table (`name` labels it in messages); `settings` as for `audit_table`."""
     opts = AuditOptions.build(input=name, out=out, **settings)
     opts.validate()
-    # The steps below read plain names; these are the validated settings.
-    out, target, group_by, saliency_columns = opts.out, opts.target, opts.group_by, opts.saliency_columns
-    folds, bootstrap, ridge_alpha, seed, plots = opts.folds, opts.bootstrap, opts.ridge_alpha, opts.seed, opts.plots
+    inputs = _inputs(table, name, opts)
+    if opts.out is not None:
+        preflight([(f"--out ({w})", os.path.join(opts.out, w)) for w in _written(opts.plots)],
+                  [name] if os.path.exists(name) else [])
+    report = _report(inputs, name, opts)
+    return AuditReport(report, _write_files(report, opts.out, opts.plots) if opts.out is not None else {})
+
+
+@dataclass
+class _Inputs:
+    """What the audit reads off the table: the target, the features, their values per row (or group)."""
+
+    target: str
+    features: list[str]
+    left_out: list[dict[str, str]]
+    sal_cols: list[str]
+    configurations: dict[str, int]
+    x: dict[str, np.ndarray]
+    y: np.ndarray
+    rows_in: int
+    grouping: dict[str, Any] | None
+
+
+def _inputs(table: pa.Table, name: str, opts: AuditOptions) -> _Inputs:
     names = table.column_names
-    target = _pick_target(names, target, name)
+    target = _pick_target(names, opts.target, name)
     if not _is_numeric(table.schema.field(target).type):
         raise SalmatError(f"target column {target!r} is not numeric; pass {named('target')} COLUMN")
     frame_col = next((c for c in FRAME_COLUMNS if c in names), None)
-    if group_by is not None and group_by not in names:
-        raise SalmatError(f"{name} has no column {group_by!r}; pass {named('group_by')} COLUMN")
-    key = group_by or (next((c for c in CLIP_KEYS if c in names), None) if frame_col else None)
-    sal_cols = _saliency_columns(table, name, target, saliency_columns, opts.exclude)
+    if opts.group_by is not None and opts.group_by not in names:
+        raise SalmatError(f"{name} has no column {opts.group_by!r}; pass {named('group_by')} COLUMN")
+    key = opts.group_by or (next((c for c in CLIP_KEYS if c in names), None) if frame_col else None)
+    sal_cols = _saliency_columns(table, name, target, opts.saliency_columns, opts.exclude)
     configurations = _configurations(table, name, sal_cols)
     features, left_out = _select_features(table, name, target, key, sal_cols, opts.features, opts.exclude)
     data = {c: _floats(table, c) for c in features + [target]}
-    rows_in = table.num_rows
     grouping = None
     if key is not None:
         data = _group_mean(data, table.column(key), key)
-        grouping = {"key": key, "frame_column": frame_col, "rows_in": rows_in, "groups": len(data[target])}
-    y = data[target]
-    has_target = np.isfinite(y)
-    y = y[has_target]
+        grouping = {"key": key, "frame_column": frame_col, "rows_in": table.num_rows, "groups": len(data[target])}
+    has_target = np.isfinite(data[target])
+    y = data[target][has_target]
+    if y.size < 3:
+        raise SalmatError(f"{name}: only {y.size} row(s) with a finite {target!r}; the audit needs at least 3")
     x = {c: data[c][has_target] for c in features}
-    n = int(y.size)
-    if n < 3:
-        raise SalmatError(f"{name}: only {n} row(s) with a finite {target!r}; the audit needs at least 3")
-    if out is not None:
-        written = ["signal_audit.json", "signal_audit.md"] + (["signal_audit.png"] if plots else [])
-        preflight([(f"--out ({w})", os.path.join(out, w)) for w in written], [name] if os.path.exists(name) else [])
+    return _Inputs(target, features, left_out, sal_cols, configurations, x, y, table.num_rows, grouping)
 
-    feats = _feature_stats(features, x, y, sal_cols)
+
+def _report(inputs: _Inputs, name: str, opts: AuditOptions) -> dict[str, Any]:
+    i = inputs
+    feats = _feature_stats(i.features, i.x, i.y, i.sal_cols)
     by_name = {f["column"]: f for f in feats}
-
-    redundant, complementary = _pairs(features, x, by_name)
-    family = _family(sal_cols, by_name)
-    incremental = _incremental(x, y, features, sal_cols, by_name, folds, bootstrap, ridge_alpha, seed)
-    report = {
+    redundant, complementary = _pairs(i.features, i.x, by_name)
+    return {
         "schema": SCHEMA,
         "input": os.path.abspath(name) if os.path.exists(name) else name,
-        "target": target,
-        "rows": n,
-        "rows_in_table": rows_in,
-        "grouping": grouping,
-        "columns": {"selected_by": "features" if opts.features else "auto", "features": features,
-                    "left_out": left_out},
+        "target": i.target,
+        "rows": int(i.y.size),
+        "rows_in_table": i.rows_in,
+        "grouping": i.grouping,
+        "columns": {"selected_by": "features" if opts.features else "auto", "features": i.features,
+                    "left_out": i.left_out},
         "features": feats,
         "redundant_pairs": redundant,
         "complementary_pairs": complementary,
-        "saliency": {**family, "configurations": configurations},
-        "incremental": incremental,
+        "saliency": {**_family(i.sal_cols, by_name), "configurations": i.configurations},
+        "incremental": _incremental(i.x, i.y, i.features, i.sal_cols, by_name, opts.folds, opts.bootstrap,
+                                    opts.ridge_alpha, opts.seed),
         "thresholds": {"redundant_abs_r": REDUNDANT_R, "complementary_abs_r": COMPLEMENT_R,
                        "complementary_target_abs_r": COMPLEMENT_TARGET_R, "weak_abs_rho": WEAK_RHO,
                        "min_finite_ratio": MIN_FINITE},
     }
-    files = {}
-    if out is not None:
-        files = {"json": os.path.join(out, "signal_audit.json"), "md": os.path.join(out, "signal_audit.md")}
-        if plots:
-            png = os.path.join(out, "signal_audit.png")
-            try:
-                _plot(report, png)
-                files["png"] = png
-                report["plot"] = os.path.basename(png)
-            except SalmatError as exc:   # matplotlib missing: the numbers still stand
-                report["plot"] = None
-                report["plot_skipped"] = str(exc)
-        write_json(files["json"], report)
-        write_text(files["md"], markdown(report))
-    return AuditReport(report, files)
+
+
+def _written(plots: bool) -> list[str]:
+    return ["signal_audit.json", "signal_audit.md"] + (["signal_audit.png"] if plots else [])
+
+
+def _write_files(report: dict[str, Any], out: str, plots: bool) -> dict[str, str]:
+    """The JSON, the Markdown and (when matplotlib is there) the PNG; a missing matplotlib is
+    recorded in the report, the numbers still stand."""
+    files = {"json": os.path.join(out, "signal_audit.json"), "md": os.path.join(out, "signal_audit.md")}
+    if plots:
+        png = os.path.join(out, "signal_audit.png")
+        try:
+            _plot(report, png)
+            files["png"] = png
+            report["plot"] = os.path.basename(png)
+        except SalmatError as exc:
+            report["plot"] = None
+            report["plot_skipped"] = str(exc)
+    write_json(files["json"], report)
+    write_text(files["md"], markdown(report))
+    return files
 
 
 # ---- inputs ------------------------------------------------------------------------
