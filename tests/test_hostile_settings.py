@@ -44,8 +44,19 @@ def test_a_dataframe_index_named_like_an_output_column_is_refused(clip_folder, i
     frame = pd.DataFrame({"src": [str(clip_folder / "disc.mp4")] * 2, "n": [1, 2], "k": ["p", "q"]})
     frame = frame.set_index(["n", "k"][: len(index_names)])
     frame.index.names = index_names
-    with pytest.raises(SalmatError, match="index is named .*rename the index"):
+    with pytest.raises(SalmatError, match="saved pandas index.*rename the index"):
         salmat.materialize(frame, workers=1, frame_samples=2, quiet=True)
+
+
+def test_a_parquet_file_with_an_index_named_like_an_output_column_is_refused(tmp_path, clip_folder):
+    """The same landing, through a `df.to_parquet` file on the command line (it came back "ok")."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"src": [str(clip_folder / "disc.mp4")] * 2}, index=pd.Index(["p", "q"],
+                                                                                  name="saliency_status"))
+    frame.to_parquet(tmp_path / "t.parquet")
+    proc = run_cli_inprocess("materialize", "--input", tmp_path / "t.parquet", "--output", tmp_path / "o.parquet")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "saved pandas index" in proc.stderr and not (tmp_path / "o.parquet").exists()
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -54,9 +54,6 @@ def materialize(input: Any, output: PathName | None = None, **settings: Any) -> 
 def _materialize_in_memory(table: Any, kind: str, output: PathName | None, settings: dict[str, Any]) -> Any:
     """Run the very file path on a private Parquet copy, so types round-trip exactly as a
     Parquet file's do; the result is read back from a private Parquet output."""
-    opts = build_options("-", "-", **settings)
-    opts.validate()
-    _check_index_names(table, kind, opts.output_columns())
     with tempfile.TemporaryDirectory(prefix="salmat-") as folder:
         source = os.path.join(folder, "input.parquet")
         written = memory_to_parquet(table, source)
@@ -68,13 +65,3 @@ def _materialize_in_memory(table: Any, kind: str, output: PathName | None, setti
             report = run(build_options(source, target, **settings))
         report.output = f"the returned {kind}"
         return memory_from_parquet(target, kind, written), report
-
-
-def _check_index_names(table: Any, kind: str, outputs: dict[str, str]) -> None:
-    """A DataFrame's index travels as columns; one named like a column salmat writes would come
-    back holding salmat's values instead of the index."""
-    names = [n for n in getattr(getattr(table, "index", None), "names", None) or [] if n is not None]
-    clash = sorted({str(n) for n in names} & {n for n in outputs.values() if n})
-    if clash:
-        raise SalmatError(f"the {kind}'s index is named {', '.join(map(repr, clash))}, a column salmat writes; rename "
-                          "the index (df.rename_axis(...)) or reset it (df.reset_index())")

@@ -8,6 +8,7 @@ writes the output atomically.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from .options import MaterializeOptions
 from .outputs import STDIO, preflight, stdout_reserved
 from .progress import ClipProgress
 from .rows import (
+    OUTPUT_TYPES,
     ColumnBuilder,
     FramePairs,
     Provenance,
@@ -258,25 +260,38 @@ def _check_columns(schema: pa.Schema, opts: MaterializeOptions) -> None:
     _check_landing(schema, opts)
 
 
-_NUMBER_ROLES = ("mean", "var", "ema_alpha")  # the other output columns hold text
-
-
 def _check_landing(schema: pa.Schema, opts: MaterializeOptions) -> None:
     """An output column may replace an input column of its own kind (an earlier run's, rewritten),
-    never another kind: a status column named `mos` would turn the MOS target into "ok"."""
+    never another kind (a status column named `mos` would turn the MOS target into "ok"), and
+    never a saved pandas index (it would come back holding salmat's values)."""
+    index = _pandas_index_columns(schema)
     for role, name in opts.output_columns().items():
-        if not name or name not in schema.names:
+        if not name or (name not in schema.names and name not in index):
             continue
-        kind = schema.field(name).type
+        kind = schema.field(name).type if name in schema.names else pa.null()
         text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
         number = pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind)
+        writes_numbers = pa.types.is_floating(OUTPUT_TYPES[role])
         # A value column read as text ("n/a" cells) is still a value column: each cell is parsed alone.
-        fits = pa.types.is_null(kind) or text or (number if role in _NUMBER_ROLES else False)
+        fits = (pa.types.is_null(kind) or text or (number and writes_numbers)) and name not in index
         if not fits:
             flag = "the value column" if role in ("mean", "var") else named(f"{role}_column")
-            raise SalmatError(f"{input_label(opts.input)} already has a column {name!r} ({kind}), which salmat would "
-                              f"overwrite with {'numbers' if role in _NUMBER_ROLES else 'text'} ({flag}); choose "
-                              f"another name ({named('column_prefix')} or the --*-column settings)")
+            what = "the table's saved pandas index" if name in index else f"a column {name!r} ({kind})"
+            raise SalmatError(f"{input_label(opts.input)} already has {what}, which salmat would overwrite "
+                              f"with {'numbers' if writes_numbers else 'text'} ({flag} {name!r}); choose another "
+                              f"name ({named('column_prefix')} or the --*-column settings), or rename the index")
+
+
+def _pandas_index_columns(schema: pa.Schema) -> set[str]:
+    """The names of a saved pandas index's levels (`DataFrame.to_parquet` records them: a column's
+    name, or a range's own name): a level named like an output column would read back ambiguous."""
+    try:
+        meta = json.loads((schema.metadata or {}).get(b"pandas", b"{}"))
+        levels = meta.get("index_columns", []) if isinstance(meta, dict) else []
+    except ValueError:
+        return set()
+    names = [level.get("name") if isinstance(level, dict) else level for level in levels]
+    return {name for name in names if isinstance(name, str)}
 
 
 def _compute_sources(sources: list[ClipSpec | SourceFailure], job: ClipJob, opts: MaterializeOptions, rows: int,

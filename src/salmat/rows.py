@@ -16,6 +16,9 @@ import pyarrow.compute as pc
 from .values import FRAME_AGGREGATOR, MISSING_FRAME, OK, SKIPPED, STATUSES, VALUE_COLUMNS, ClipResult
 
 _CODE = {status: code for code, status in enumerate(STATUSES)}
+# The type of each column salmat writes, by role (docs/contract.md §2).
+OUTPUT_TYPES = {"mean": pa.float64(), "var": pa.float64(), "status": pa.string(), "model_id": pa.string(),
+                "aggregator": pa.string(), "ema_alpha": pa.float64(), "error": pa.string()}
 
 
 @dataclass
@@ -284,9 +287,7 @@ class ColumnBuilder:
         return schema
 
     def _columns_and_types(self) -> list[tuple[str, pa.DataType]]:
-        types = {"mean": pa.float64(), "var": pa.float64(), "status": pa.string(), "model_id": pa.string(),
-                 "aggregator": pa.string(), "ema_alpha": pa.float64(), "error": pa.string()}
-        return [(name, types[role]) for role, name in self.columns.items() if name]
+        return [(name, OUTPUT_TYPES[role]) for role, name in self.columns.items() if name]
 
     def attach(self, batch: pa.RecordBatch, start: int, schema: pa.Schema) -> pa.RecordBatch:
         stop = start + batch.num_rows
