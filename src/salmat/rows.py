@@ -7,7 +7,9 @@ per-source arrays indexed by `row_source`; the output columns for rows
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -332,3 +334,21 @@ class ColumnBuilder:
             errors = o.source_error.take(pa.array(src.astype(np.int64))) if have_src else pa.nulls(n, pa.string())
             values[names["error"]] = pc.if_else(pa.array(failed), errors, pa.nulls(n, pa.string()))
         return values
+
+
+def configuration_counts(table: pa.Table, rows: np.ndarray, names: Sequence[str]) -> dict[tuple[Any, ...], int]:
+    """How many of `rows` (a mask) hold each distinct combination of the named provenance columns'
+    values; a name that is empty or not in `table` reads as None. Grouped by Arrow, not row by row
+    (a rerun of a million-row table asks this of every row)."""
+    present = [name for name in dict.fromkeys(names) if name and name in table.column_names]
+    picked = table.filter(pa.array(rows, type=pa.bool_())).select(present)
+    if not present:
+        return {(None,) * len(names): picked.num_rows} if picked.num_rows else {}
+    # Arrow doesn't group a column of nulls only (its type is `null`): such a column is text here.
+    picked = picked.cast(pa.schema([pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type)
+                                    for f in picked.schema]))
+    grouped = picked.group_by(present).aggregate([([], "count_all")])
+    counts = grouped.column("count_all").to_pylist()
+    values = {name: grouped.column(name).to_pylist() for name in present}
+    return {tuple(values[name][i] if name in values else None for name in names): n for i, n in enumerate(counts)}
+

@@ -13,7 +13,6 @@ Settings that can't work together are usage errors; they live in the option clas
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ import pyarrow as pa
 
 from .option_spec import named, passing, switched_on
 from .options import MaterializeOptions
-from .rows import Provenance, RowOutcomes
+from .rows import Provenance, RowOutcomes, configuration_counts
 from .sources import ClipSpec, SourceFailure
 from .values import OK, SKIPPED
 
@@ -66,9 +65,7 @@ def skipped_other_configurations(keys: pa.Table, skipped: np.ndarray, opts: Mate
     if not skipped.any():
         return None
     columns = opts.metadata_columns()
-    found = [_cells(keys, columns["model_id"], skipped), _cells(keys, columns["aggregator"], skipped),
-             _cells(keys, columns["ema_alpha"], skipped)]
-    configs = Counter(zip(*found, strict=True))
+    configs = configuration_counts(keys, skipped, [columns["model_id"], columns["aggregator"], columns["ema_alpha"]])
     model, aggregator, alpha = provenance.model_id, provenance.aggregator, provenance.ema_alpha
     # Rows whose values carry no model id can't be said to come from another configuration.
     other = {c: n for c, n in configs.items() if c[0] is not None and not _same(c, (model, aggregator, alpha))}
@@ -89,13 +86,6 @@ def nothing_to_compute(rows: int, opts: MaterializeOptions) -> str:
     return (f"all {rows} row(s) already hold {names['mean']}/{names['var']}, so nothing was computed; to add "
             f"columns for another clip of each row (e.g. {passing('path_column', opts.path_column)} as a reference) "
             f"pass {passing('column_prefix', 'P')}, to recompute pass {switched_on('overwrite')}")
-
-
-def _cells(keys: pa.Table, name: str, rows: np.ndarray) -> list[Any]:
-    if not name or name not in keys.column_names:
-        return [None] * int(rows.sum())
-    values = keys.column(name).to_pylist()
-    return [v for v, take in zip(values, rows, strict=True) if take]
 
 
 def _same(found: tuple[Any, Any, Any], asked: tuple[str, str, float | None]) -> bool:

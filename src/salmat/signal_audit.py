@@ -39,6 +39,7 @@ from .option_spec import named
 from .options import AuditOptions
 from .outputs import preflight, write_json, write_text
 from .plots import clean, fmt, pearson, spearman
+from .rows import configuration_counts
 from .tables import TableReader
 from .values import OUTPUT_COLUMNS, VALUE_COLUMNS
 
@@ -286,26 +287,26 @@ def _saliency_columns(table: pa.Table, where: str, target: str, given: tuple[str
     return list(given)
 
 
+def _prefix(column: str) -> str | None:
+    """`ref_` for `ref_saliency_mean`; None for a column that is no salmat value column."""
+    return next((column.removesuffix(v) for v in VALUE_COLUMNS if column.endswith(v)), None)
+
+
 def _configurations(table: pa.Table, where: str, sal_cols: list[str]) -> dict[str, int]:
     """Rows with a finite value per (model, reducer) that made a saliency column, read from the
     provenance columns beside it (same prefix). Values of two configurations can't be one feature:
     refused. Rows without a recorded model count as 'unrecorded' (a table's own values)."""
-    labels: set[tuple[int, str]] = set()  # (row, configuration): a row counts once per configuration
-    for column in sal_cols:
-        prefix = next((column.removesuffix(v) for v in VALUE_COLUMNS if column.endswith(v)), None)
-        model_col = f"{prefix}{OUTPUT_COLUMNS['model_id']}" if prefix is not None else None
-        if model_col is None or model_col not in table.column_names:
-            continue
-        values = _floats(table, column)
-        reducer_col = f"{prefix}{OUTPUT_COLUMNS['aggregator']}"
-        reducers = table.column(reducer_col).to_pylist() if reducer_col in table.column_names else [None] * len(values)
-        models = table.column(model_col).to_pylist()
-        for row, (value, model, reducer) in enumerate(zip(values, models, reducers, strict=True)):
-            if np.isfinite(value):
-                labels.add((row, "unrecorded" if model is None else f"{model}/{reducer}"))
     found: dict[str, int] = {}
-    for _, label in labels:
-        found[label] = found.get(label, 0) + 1
+    for prefix in dict.fromkeys(_prefix(column) for column in sal_cols):
+        model_col = f"{prefix}{OUTPUT_COLUMNS['model_id']}" if prefix is not None else ""
+        if model_col not in table.column_names:
+            continue
+        made = [c for c in sal_cols if _prefix(c) == prefix]
+        finite = np.logical_or.reduce([np.isfinite(_floats(table, c)) for c in made])
+        counts = configuration_counts(table, finite, [model_col, f"{prefix}{OUTPUT_COLUMNS['aggregator']}"])
+        for (model, reducer), n in counts.items():
+            label = "unrecorded" if model is None else f"{model}/{reducer}"
+            found[label] = found.get(label, 0) + n
     known = [label for label in found if label != "unrecorded"]
     if len(known) > 1:
         shown = ", ".join(f"{label} ({n} rows)" for label, n in sorted(found.items(), key=lambda kv: -kv[1]))
