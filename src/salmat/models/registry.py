@@ -60,15 +60,12 @@ _BY_SHA256 = {m.sha256: m for m in KNOWN_MODELS.values() if m.sha256}
 
 def file_sha256(path: str | Path) -> str:
     """The sha256 of a model file; an unreadable file is a one-line error."""
-    h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+            return hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as exc:
         raise SalmatError(f"cannot read the model file {path}: {exc.strerror or exc}; check it and its "
                           "permissions") from None
-    return h.hexdigest()
 
 
 # ---- finding a known model's file ------------------------------------------------
