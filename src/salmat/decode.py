@@ -82,12 +82,24 @@ def decode_sampled(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
     """The sampled frames of one clip in time order; raises `ClipError` on any decode problem."""
     if spec.raw:
         return _decode_raw(spec, options)
-    try:
+    with _decode_errors(spec):
         return _decode_container(spec, options)
+
+
+@contextmanager
+def _decode_errors(spec: ClipSpec) -> Iterator[None]:
+    """What FFmpeg, the file system or a too-large frame raise while a clip decodes, as the clip's
+    `decode-failed` naming the file: the one place both decode paths (sampled, per-frame) map them."""
+    try:
+        yield
     except ClipError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
         raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: {_describe(exc)}") from exc
+
+
+def _no_frames(spec: ClipSpec) -> ClipError:
+    return ClipError("decode-failed", f"{os.path.basename(spec.path)}: the stream yields no frames")
 
 
 def _describe(exc: BaseException) -> str:
@@ -263,7 +275,7 @@ def _decode_container(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame
     else:
         frames, _ = decode_clip_sample(spec, options.frame_samples, options=options)
     if not frames:
-        raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: the stream yields no frames")
+        raise _no_frames(spec)
     return frames
 
 
@@ -310,12 +322,8 @@ class FramesAt:
     def __iter__(self) -> Iterator[tuple[int, YuvFrame]]:
         if not self.indices:
             return
-        try:
+        with _decode_errors(self.spec):
             yield from (self._raw() if self.spec.raw else self._container())
-        except ClipError:
-            raise
-        except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
-            raise ClipError("decode-failed", f"{os.path.basename(self.spec.path)}: {_describe(exc)}") from exc
 
     def _raw(self) -> Iterator[tuple[int, YuvFrame]]:
         frame_bytes, total, dtype = _raw_layout(self.spec, self.options)
@@ -340,7 +348,7 @@ class FramesAt:
                     if target is None:
                         return
         if decoded == 0:
-            raise ClipError("decode-failed", f"{os.path.basename(self.spec.path)}: the stream yields no frames")
+            raise _no_frames(self.spec)
         self.total = decoded
 
 
