@@ -125,23 +125,18 @@ def _run_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _audit_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     _command(sub, "audit", AuditOptions, _run_audit,
-             help="signal audit: do the saliency columns help predict quality?",
-             description="Per-feature spread and correlation with the target, redundant and "
-                         "complementary pairs, and the cross-validated incremental value of the "
-                         "saliency columns.")
+             help="signal audit: do the saliency and ROI columns help predict quality?",
+             description="Per-feature spread and correlation with the target, the feature families "
+                         "(baseline, plain full-reference, ROI-weighted, saliency), redundant and "
+                         "complementary pairs, and the cross-validated value of the saliency columns and "
+                         "of ROI weighting over plain PSNR/SSIM, per saliency set (model).")
 
 
 def _run_audit(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .signal_audit import audit_table
+    from .signal_audit import audit_table, summary_line
 
     result = audit_table(**from_namespace(args, AuditOptions))
-    rep = result.report
-    inc = rep["incremental"]
-    delta = inc.get("delta", {}).get("srocc") if inc["status"] == "done" else None
-    cols = rep["columns"]
-    print(f"salmat: audit target={rep['target']} n={rep['rows']} features={len(cols['features'])} "
-          f"left_out={len(cols['left_out'])} saliency={rep['saliency']['status']} delta_srocc={delta} "
-          f"out={args.out}", file=sys.stderr)
+    print(summary_line(result.report, args.out), file=sys.stderr)
     return 0
 
 

@@ -357,6 +357,10 @@ class AuditOptions(Options):
     group_by: str | None = setting(None, "average rows per value of this column first")
     saliency_columns: tuple[str, ...] | None = setting(None, "comma-separated (unset: saliency_mean,saliency_var)",
                                                        convert=comma_list, check=item_list, metavar="C,C")
+    saliency_prefixes: tuple[str, ...] | None = setting(
+        None, "comma-separated prefixes of the saliency column sets to audit, each on its own (v1_,v2_; none: the "
+        "unprefixed set; unset: every <prefix>saliency_mean/var or ROI column's prefix)", convert=comma_list,
+        check=item_list, metavar="P,P")
     features: tuple[str, ...] | None = setting(None, "comma-separated columns audited beside the saliency columns "
                                                "(unset: every numeric column not named like a target, an id or "
                                                "provenance)", convert=comma_list, check=item_list, metavar="C,C")
@@ -377,3 +381,6 @@ class AuditOptions(Options):
                                   "keep one")
         if self.target in excluded:
             raise SalmatError(f"{self.target!r} is the target; leave it out of {named('exclude')}")
+        if self.saliency_columns and self.saliency_prefixes:
+            raise SalmatError(f"{named('saliency_columns')} and {named('saliency_prefixes')} both choose the saliency "
+                              "columns; keep one")
