@@ -355,7 +355,8 @@ class AuditOptions(Options):
     target: str = setting("auto", "target column, or auto: the one of vmaf, vmaf_score, mos_raw_0_100, mos, dmos, "
                           "score present (two present: name one)", check=non_empty)
     group_by: str | None = setting(None, "average rows per value of this column first")
-    saliency_columns: tuple[str, ...] | None = setting(None, "comma-separated (unset: saliency_mean,saliency_var)",
+    saliency_columns: tuple[str, ...] | None = setting(None, "comma-separated saliency columns (unset: each set's "
+                                                       "saliency_mean, saliency_var; see --saliency-prefixes)",
                                                        convert=comma_list, check=item_list, metavar="C,C")
     saliency_prefixes: tuple[str, ...] | None = setting(
         None, "comma-separated prefixes of the saliency column sets to audit, each on its own (v1_,v2_; none: the "
