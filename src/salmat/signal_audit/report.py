@@ -121,7 +121,8 @@ def _sets_markdown(sets: list[dict[str, Any]]) -> list[str]:
               "| set | model | saliency | ROI gain | saliency gain |", "| --- | --- | --- | --- | --- |"]
     for s in sets:
         model = f"`{_cell(s['model_id'])}`" if s["model_id"] else "unrecorded"
-        lines.append(f"| `{_cell(s['prefix'] or NO_PREFIX)}` | {model} | {s['saliency']['status']} | "
+        label = f"`{_cell(s['prefix'])}`" if s["prefix"] else f"`{NO_PREFIX}` (no prefix)"
+        lines.append(f"| {label} | {model} | {s['saliency']['status']} | "
                      f"{_delta(s['roi_gain'])} | {_delta(s['saliency_gain'])} |")
     return lines
 
