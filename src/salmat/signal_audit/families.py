@@ -150,10 +150,9 @@ def _configure(table: pa.Table, where: str, s: SaliencySet) -> None:
 
 def families(features: list[str], sets: list[SaliencySet]) -> dict[str, list[str]]:
     """Each family's feature columns, in table order."""
-    in_sets = {c: fam for s in sets for c, fam in [*((c, "saliency") for c in s.saliency),
-                                                   *((c, "roi") for c in s.roi)]}
+    in_sets = {c: "saliency" for s in sets for c in s.saliency} | {c: "roi" for s in sets for c in s.roi}
     out: dict[str, list[str]] = {name: [] for name in FAMILIES}
     for c in features:
-        fam = family_of(c)
-        out[in_sets.get(c) or ("plain_fr" if fam is not None and fam[0] == "plain_fr" else "baseline")].append(c)
+        plain = (family_of(c) or ("", ""))[0] == "plain_fr"
+        out[in_sets.get(c) or ("plain_fr" if plain else "baseline")].append(c)
     return out
