@@ -89,6 +89,7 @@ def test_roi_weighting_that_carries_signal_shows_a_gain_over_plain_fr(tmp_path):
     assert "| ROI-weighted | `sw_psnr_y`, " in md and "| plain full-reference | `psnr_y`, `ssim_y` |" in md
     assert f"roi_delta_srocc={roi['gain']['delta']['srocc']}" in proc.stderr
     assert "families=baseline:1,plain_fr:2,roi:7,saliency:2" in proc.stderr
+    assert (tmp_path / "a" / "signal_audit.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_roi_columns_that_only_restate_psnr_show_no_gain():
@@ -110,11 +111,14 @@ def test_every_gain_of_a_report_uses_the_same_folds():
     assert one["model_column"] == "saliency_model_id"
 
 
-def test_no_roi_columns_say_how_to_get_them():
+def test_missing_roi_or_plain_columns_are_said():
     t = fr_table().drop(ROI_COLUMNS)
     rep = audit_arrow(t, target="mos", bootstrap=0).report
     assert rep["roi"]["status"] == "missing" and "--reference-column" in rep["roi"]["reason"]
     assert rep["sets"][0]["roi_gain"] is None and rep["families"]["roi"]["columns"] == []
+    rep = audit_arrow(fr_table().drop(["psnr_y", "ssim_y"]), target="mos", bootstrap=100).report
+    assert rep["roi"]["gain"]["base_columns"] == ["bitrate_kbps"] and rep["roi"]["plain_columns"] == []
+    assert "over the baseline (the table has no plain psnr_y/ssim_y)" in rep["roi"]["verdict"]
 
 
 def two_models(n=200, seed=9):
