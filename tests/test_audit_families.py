@@ -13,7 +13,8 @@ import pytest
 from conftest import run_cli_inprocess
 from salmat.errors import SalmatError
 from salmat.signal_audit import audit_arrow, name_role
-from salmat.signal_audit.families import counterpart, family_of
+from salmat.signal_audit.columns import family_of
+from salmat.signal_audit.families import counterpart
 
 ROI_COLUMNS = ["sw_psnr_y", "sw_ssim_y", "roi_psnr_y", "roi_ssim_y", "bg_psnr_y", "bg_ssim_y", "saliency_shift_cc"]
 
@@ -57,6 +58,12 @@ def test_a_roi_column_is_compared_with_its_plain_counterpart():
     assert counterpart("v1_sw_ssim_y", ["psnr_y", "v1_ssim_y", "ssim_y"]) == "v1_ssim_y"
     assert counterpart("roi_psnr_y", ["v1_psnr_y"]) == "v1_psnr_y"
     assert counterpart("saliency_shift_cc", ["psnr_y"]) is None and counterpart("psnr_y", ["psnr_y"]) is None
+
+
+@pytest.mark.parametrize("prefix", ["", "v1_", "ref_"])
+def test_a_family_column_is_never_taken_for_an_id_a_target_or_provenance(prefix):
+    assert [c for c in ["psnr_y", "ssim_y", *ROI_COLUMNS, "saliency_mean", "saliency_var"]
+            if name_role(prefix + c) is not None] == []
 
 
 @pytest.mark.parametrize("column", ["roi_config", "v1_roi_config", "saliency_frames", "ref_saliency_frames"])

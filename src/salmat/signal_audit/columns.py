@@ -27,9 +27,16 @@ ID_NAMES = frozenset({"id", "uid", "uuid", "idx", "index", "key", "row", "rowid"
                       *FRAME_COLUMNS, *CLIP_KEYS})
 ID_LAST_TOKENS = ("id", "uid", "uuid", "idx")
 ID_PREFIXES = ("__index_level_", "unnamed:")   # a DataFrame index saved by pandas (Parquet, CSV)
+# The value columns of the audit's families (any --column-prefix): plain full-reference, ROI-weighted
+# (issue #19) and saliency. Matched by name ending; ROI names first (`sw_psnr_y` also ends in `psnr_y`).
+PLAIN_FR = ("psnr_y", "ssim_y")
+ROI = ("sw_psnr_y", "sw_ssim_y", "roi_psnr_y", "roi_ssim_y", "bg_psnr_y", "bg_ssim_y", "saliency_shift_cc")
+SALIENCY = (OUTPUT_COLUMNS["mean"], OUTPUT_COLUMNS["var"])
 # The provenance columns `materialize` writes (any --column-prefix): a record of the run, not signal.
-# `roi_config` and `saliency_frames` record the ROI settings and the sampling (issues #19, #21).
-PROVENANCE_COLUMNS = tuple(dict.fromkeys([*(name for name in OUTPUT_COLUMNS.values() if name not in VALUE_COLUMNS),
+# `roi_config` and `saliency_frames` record the ROI settings and the sampling (issues #19, #21). A
+# family's value column is never provenance, whatever other roles `OUTPUT_COLUMNS` comes to hold.
+PROVENANCE_COLUMNS = tuple(dict.fromkeys([*(name for name in OUTPUT_COLUMNS.values() if name not in VALUE_COLUMNS
+                                            and not name.endswith(PLAIN_FR + ROI + SALIENCY)),
                                           "roi_config", "saliency_frames"]))
 # Why a column is not a feature, as the report says it.
 LEFT_OUT = {
@@ -57,6 +64,15 @@ def pick_target(names: list[str], target: str | None, where: str) -> str:
         raise SalmatError(f"{where}: no target column found (looked for {', '.join(TARGET_CANDIDATES)}); "
                           f"pass {named('target')} COLUMN")
     return found[0]
+
+
+def family_of(column: str) -> tuple[str, str] | None:
+    """(family, prefix) of a plain-FR, ROI or saliency column; None for any other column."""
+    for family, names in (("roi", ROI), ("saliency", SALIENCY), ("plain_fr", PLAIN_FR)):
+        for name in names:
+            if column.endswith(name):
+                return family, column.removesuffix(name)
+    return None
 
 
 def name_role(column: str) -> str | None:

@@ -1,6 +1,6 @@
 """The feature families and the saliency sets the audit reports.
 
-Families, by column name (any prefix, e.g. `--column-prefix v1_` → `v1_sw_psnr_y`):
+Families, by column name with any prefix (`--column-prefix v1_` → `v1_sw_psnr_y`; `columns.family_of`):
 - plain full-reference: `psnr_y`, `ssim_y`;
 - ROI-weighted: `sw_*`, `roi_*` and `bg_*` PSNR/SSIM and `saliency_shift_cc` (issue #19);
 - saliency: `saliency_mean`, `saliency_var`;
@@ -23,25 +23,12 @@ import pyarrow as pa
 from ..errors import SalmatError
 from ..option_spec import named
 from ..rows import configuration_counts
-from ..values import OUTPUT_COLUMNS, VALUE_COLUMNS
-from .columns import floats, is_numeric
+from ..values import OUTPUT_COLUMNS
+from .columns import ROI, family_of, floats, is_numeric
 
-PLAIN_FR = ("psnr_y", "ssim_y")
-ROI = ("sw_psnr_y", "sw_ssim_y", "roi_psnr_y", "roi_ssim_y", "bg_psnr_y", "bg_ssim_y", "saliency_shift_cc")
-SALIENCY = VALUE_COLUMNS
 FAMILIES = ("baseline", "plain_fr", "roi", "saliency")
 # How --saliency-prefixes names the set of unprefixed columns (an empty item is dropped by the list).
 NO_PREFIX = "none"
-
-
-def family_of(column: str) -> tuple[str, str] | None:
-    """(family, prefix) of a plain-FR, ROI or saliency column; None for any other column.
-    ROI names are tried first: `sw_psnr_y` also ends like the plain `psnr_y`."""
-    for family, names in (("roi", ROI), ("saliency", SALIENCY), ("plain_fr", PLAIN_FR)):
-        for name in names:
-            if column.endswith(name):
-                return family, column.removesuffix(name)
-    return None
 
 
 def counterpart(column: str, plain: list[str]) -> str | None:
