@@ -55,7 +55,11 @@ KNOWN_MODELS: dict[str, KnownModel] = {m.id: m for m in (
                "8cdaa6c10ab44d9b03a6a207603bd0b61f5c75a6beafdc82da57215f0a2ab2ed"),
     KnownModel("u2netp_mirror_v1", "u2netp_mirror_v1.onnx", "u2net", None),
 )}
-_BY_SHA256 = {m.sha256: m for m in KNOWN_MODELS.values() if m.sha256}
+
+
+def known_by_sha256(sha256: str) -> KnownModel | None:
+    """The known model whose published checksum is `sha256` (read from `KNOWN_MODELS` each time)."""
+    return next((m for m in KNOWN_MODELS.values() if m.sha256 == sha256), None)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -96,6 +100,15 @@ def find_all(known: KnownModel, dirs: Sequence[Path]) -> list[Path]:
     return [Path(os.path.abspath(d / known.filename)) for d in dirs if (d / known.filename).is_file()]
 
 
+def check_is_named_model(known: KnownModel, path: Path) -> None:
+    """A file found under `known`'s name must not be, by checksum, another known model: the model
+    asked for is the model that runs (a file matching no known checksum runs as `stem@sha8`)."""
+    other = known_by_sha256(file_sha256(path))
+    if other is not None and other.id != known.id:
+        raise SalmatError(f"{path} is not {known.id}: its sha256 is {other.id}'s; put {known.id}'s own file "
+                          f"there, or ask for {named('model')} {other.id}")
+
+
 def _folder_state(folder: Path) -> str:
     """A searched folder, with what is wrong with it (a typo in --model-dir shows here)."""
     if folder.is_dir():
@@ -110,6 +123,7 @@ def locate(name: str, model_dir: str | os.PathLike[str] | None = None) -> Path:
     dirs = search_dirs(model_dir)
     found = find_all(known, dirs)
     if found:
+        check_is_named_model(known, found[0])
         return found[0]
     fix = f"name its folder with {passing('model_dir', 'DIR')} or {ENV_VAR}=DIR"
     if not dirs:
@@ -138,7 +152,7 @@ def with_sha8(stem: str, sha256: str) -> str:
 
 def file_id(path: str | Path, sha256: str) -> str:
     """The id an ONNX file gets on its own (see the module docstring for the rules)."""
-    by_checksum = _BY_SHA256.get(sha256)
+    by_checksum = known_by_sha256(sha256)
     if by_checksum is not None:
         return by_checksum.id
     stem = Path(path).stem
@@ -226,7 +240,9 @@ def _where(lookup: Lookup) -> str:
     if lookup.path is None:
         return "not found"
     text = f"found  {lookup.path}  {lookup.checksum}"
-    if lookup.runs_as != lookup.known.id:
+    if lookup.runs_as in KNOWN_MODELS and lookup.runs_as != lookup.known.id:
+        text += f" (this is {lookup.runs_as}'s file: refused under this name)"
+    elif lookup.runs_as != lookup.known.id:
         text += f" (runs as {lookup.runs_as})"
     if lookup.shadowed:
         text += f"; also in {', '.join(str(p.parent) for p in lookup.shadowed)} (not used)"
