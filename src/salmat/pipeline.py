@@ -63,6 +63,7 @@ class RunReport:
     audit: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # the warnings the run printed (`salmat.run_notes`)
     first_errors: dict[str, str] = field(default_factory=dict)  # failing status → its first error
+    cached: int = 0  # clips whose values came from the result cache (no decode, no model)
 
     @property
     def total(self) -> int:
@@ -86,7 +87,7 @@ class RunReport:
 
     def summary_line(self) -> str:
         return (f"salmat: total={self.total} ok={self.ok} skipped={self.skipped} failed={self.failed} "
-                f"clips={self.clips} seconds={self.seconds:.2f} output={self.output}")
+                f"clips={self.clips} cached={self.cached} seconds={self.seconds:.2f} output={self.output}")
 
 
 # ---- settings → the values each stage takes ----------------------------------
@@ -172,7 +173,8 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
 
     clips = sum(isinstance(s, ClipSpec) for s in planned.plan.sources)
     report = RunReport(opts.output, outcomes.counts(), clips, time.perf_counter() - started, notes=notes,
-                       first_errors=first_errors(outcomes, planned.plan.row_source, planned.plan.sources))
+                       first_errors=first_errors(outcomes, planned.plan.row_source, planned.plan.sources),
+                       cached=cache.stats.hits if cache is not None else 0)
     timings["total"] = report.seconds
     report.audit = audit_mod.build_audit(opts, model, report, timings, results, argv)
     report.audit["cache"] = cache.describe() if cache is not None else None
