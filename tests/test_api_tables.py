@@ -50,7 +50,7 @@ def test_a_dataframe_round_trips_like_the_parquet_file_path(tmp_path, disc_clip)
     pd.testing.assert_frame_equal(out[df.columns], df)
     assert list(out.columns[len(df.columns):]) == ["saliency_mean", "saliency_var", "saliency_status",
                                                    "saliency_model_id", "saliency_aggregator",
-                                                   "saliency_ema_alpha", "saliency_error"]
+                                                   "saliency_ema_alpha", "saliency_error", "saliency_frames"]
     assert out["saliency_status"].tolist() == ["ok", "missing-source", "ok"]
     assert out.loc["c1", "saliency_mean"] == out.loc["c3", "saliency_mean"] > 0
 

@@ -40,7 +40,7 @@ from .rows import (
     frame_index_cells,
     with_float_cells,
 )
-from .run_notes import failure_lines, first_errors, skipped_other_configurations, unused_settings
+from .run_notes import CONFIGURATION_ROLES, failure_lines, first_errors, skipped_other_configurations, unused_settings
 from .sources import ClipSpec, RowPlan, SourceFailure, SourceOptions, plan_rows, with_wanted_frames
 from .tables import (
     TableReader,
@@ -147,7 +147,7 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     notes = _say(unused_settings(opts, onnx_model=spec.model_path is not None))
     job = ClipJob(spec.pinned(model.fingerprint), sampling_options(opts), reduce_options(opts))
     aggregator = FRAME_AGGREGATOR if opts.per_frame else opts.temporal_aggregator
-    provenance = Provenance.for_run(model.id, aggregator, opts.ema_alpha, opts.historical)
+    provenance = Provenance.for_run(model.id, aggregator, opts.ema_alpha, opts.historical, sampling_options(opts))
     # Per-frame results are not cached: their key would be the clip's frame set, rarely asked twice.
     cache = open_cache(opts.cache, enabled=not (opts.no_cache or opts.per_frame), hash_timeout=opts.clip_timeout)
 
@@ -232,7 +232,7 @@ def _key_columns(opts: MaterializeOptions, schema: pa.Schema) -> list[str]:
     provenance of existing values (to say what skipped rows hold)."""
     columns = opts.output_columns()
     frame = opts.frame_column if opts.per_frame else None
-    provenance = [columns[role] for role in ("model_id", "aggregator", "ema_alpha") if columns[role] in schema.names]
+    provenance = [columns[role] for role in CONFIGURATION_ROLES if columns[role] in schema.names]
     wanted = [opts.path_column, opts.width_column, opts.height_column, columns["mean"], columns["var"], frame,
               *provenance]
     return list(dict.fromkeys(c for c in wanted if c))
