@@ -25,7 +25,7 @@ from salmat.compare import compare, load_models
 from salmat.errors import SalmatError
 from salmat.frames import YuvFrame
 from salmat.models import load_model
-from salmat.models.registry import KNOWN_MODELS, distinct_ids
+from salmat.models.registry import KNOWN_MODELS, SOURCES_HEADER, distinct_ids
 from salmat.models.spec import ModelSpec
 from salmat.synthetic import write_disc_clip
 
@@ -333,7 +333,8 @@ def test_a_bad_model_card_is_one_line_naming_the_file(tmp_path, card, needle):
 def test_salmat_models_lists_every_id_and_where_it_was_found(stand_ins, tmp_path, no_env):
     proc = run_cli_inprocess("models", "--model-dir", f"{stand_ins}:{tmp_path / 'gone'}")
     assert proc.returncode == 0, proc.stderr
-    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("  ")}
+    listing = proc.stdout.split(SOURCES_HEADER, 1)[0]  # where the files were found, before where they come from
+    lines = {line.split()[0]: line for line in listing.splitlines() if line.startswith("  ")}
     assert set(lines) == {"image_signature_v1", "spectral_residual_v1", "pqft_v1", *KNOWN_MODELS}
     v1 = lines["saliency_student_v1"]
     assert str(stand_ins / "saliency_student_v1.onnx") in v1 and "MISMATCH" in v1
@@ -357,7 +358,7 @@ def test_salmat_models_with_the_real_students(monkeypatch):
     proc = run_cli("models")
     assert proc.returncode == 0, proc.stderr
     for name in ("saliency_student_v1", "saliency_student_v2"):
-        (line,) = [x for x in proc.stdout.splitlines() if x.startswith(f"  {name} ")]
+        (line,) = [x for x in proc.stdout.split(SOURCES_HEADER, 1)[0].splitlines() if x.startswith(f"  {name} ")]
         assert str(SHARED / f"{name}.onnx") in line and "sha256 ok" in line and "runs as" not in line
         assert sha256(SHARED / f"{name}.onnx") == KNOWN_MODELS[name].sha256
 

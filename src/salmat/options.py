@@ -384,3 +384,22 @@ class AuditOptions(Options):
                                   "keep one")
         if self.target in excluded:
             raise SalmatError(f"{self.target!r} is the target; leave it out of {named('exclude')}")
+
+
+def http_url(value: Any) -> str | None:
+    """An address `salmat models pull` can download from."""
+    ok = isinstance(value, str) and value.split("://", 1)[0].lower() in ("http", "https") and "://" in value
+    return None if ok else "an http:// or https:// address"
+
+
+@dataclass(frozen=True)
+class ModelsPullOptions(Options):
+    """`salmat models pull NAME` / `salmat.pull_model(name, **settings)`."""
+
+    command: ClassVar[str] = "models pull"
+
+    name: str = setting(help="the known learned model to download (see `salmat models`)", positional=True)
+    model_dir: str | None = setting(None, "folder the file is installed in (default: the first folder of "
+                                    "$SALMAT_MODEL_DIR)", convert=path, metavar="DIR")
+    url: str | None = setting(None, "download from here instead of the model's published address (its sha256 is "
+                              "checked all the same)", check=http_url, metavar="URL")

@@ -46,13 +46,27 @@ class KnownModel:
     filename: str
     preset: str             # the preprocessing preset it was trained with
     sha256: str | None      # None: no published checksum, so its file can't be checked
+    repository: str | None = None  # the GitHub repository that publishes the file ("owner/name")
+    repo_path: str | None = None   # the file's path in that repository
+
+    @property
+    def url(self) -> str | None:
+        """Where `salmat models pull` downloads the file by default (its sha256 is checked either way)."""
+        if self.repository is None or self.repo_path is None:
+            return None
+        return f"https://raw.githubusercontent.com/{self.repository}/{PUBLISHED_BRANCH}/{self.repo_path}"
 
 
+# The students are published by VMAFx/vmafx in model/tiny/ (their model cards, and that folder's
+# registry.json, give these same sha256s), under the BSD-2-Clause-Patent licence.
+PUBLISHED_BRANCH = "master"
 KNOWN_MODELS: dict[str, KnownModel] = {m.id: m for m in (
     KnownModel("saliency_student_v1", "saliency_student_v1.onnx", "vmaf-student",
-               "1edc64772498ab73ebdb17e21f49679ce5ded82534d47f557cd15fd36e1b46e7"),
+               "1edc64772498ab73ebdb17e21f49679ce5ded82534d47f557cd15fd36e1b46e7",
+               "VMAFx/vmafx", "model/tiny/saliency_student_v1.onnx"),
     KnownModel("saliency_student_v2", "saliency_student_v2.onnx", "vmaf-student",
-               "8cdaa6c10ab44d9b03a6a207603bd0b61f5c75a6beafdc82da57215f0a2ab2ed"),
+               "8cdaa6c10ab44d9b03a6a207603bd0b61f5c75a6beafdc82da57215f0a2ab2ed",
+               "VMAFx/vmafx", "model/tiny/saliency_student_v2.onnx"),
     KnownModel("u2netp_mirror_v1", "u2netp_mirror_v1.onnx", "u2net", None),
 )}
 
@@ -266,4 +280,15 @@ def format_known_models(model_dir: str | os.PathLike[str] | None = None) -> str:
         lines.append(f"learned (ONNX files; no folder to search: pass --model-dir DIR or set {ENV_VAR}=DIR):")
     for lookup in lookup_all(model_dir):
         lines.append(f"  {lookup.known.id:<{width}}  preset {lookup.known.preset:<12}  {_where(lookup)}")
+    lines.append(SOURCES_HEADER)
+    lines += [f"  {known.id:<{width}}  {_source(known)}" for known in KNOWN_MODELS.values()]
     return "\n".join(lines)
+
+
+SOURCES_HEADER = "where the learned models come from (`salmat models pull NAME` downloads one and checks its sha256):"
+
+
+def _source(known: KnownModel) -> str:
+    if known.repository is None or known.sha256 is None:
+        return "no published source or checksum: bring its file yourself"
+    return f"github.com/{known.repository}  {known.repo_path}  sha256 {known.sha256}"
