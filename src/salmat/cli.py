@@ -14,7 +14,14 @@ from typing import Any, NoReturn, cast
 
 from .errors import SalmatError
 from .option_spec import Options, add_settings, cli_spelling, from_namespace
-from .options import AuditOptions, BatchOptions, CompareOptions, MaterializeOptions, PreviewOptions
+from .options import (
+    AuditOptions,
+    BatchOptions,
+    CompareOptions,
+    MaterializeOptions,
+    ModelsPullOptions,
+    PreviewOptions,
+)
 from .outputs import begin_run, install_sigterm_cleanup, stop_requested, stopped_message
 
 EXIT_USAGE = 2
@@ -77,6 +84,12 @@ def _models_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--model-path", default=None,
                    help="an ONNX file to describe (the id it runs as, sha256, model card, inputs/outputs)")
     p.set_defaults(handler=_run_models)
+    actions = p.add_subparsers(dest="models_action", parser_class=_Parser, metavar="{pull}",
+                               help="pull NAME: download a known model's file and check its sha256")
+    _command(actions, "pull", ModelsPullOptions, _run_models_pull,
+             help="download a known model's file, check its sha256 and install it",
+             description="Download a known learned model (see `salmat models`), check its published sha256, and "
+                         "install it atomically in --model-dir (a mismatch is refused and nothing is left behind).")
 
 
 def _run_models(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -88,6 +101,14 @@ def _run_models(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .models.registry import format_known_models
 
     print(format_known_models(args.model_dir))
+    return 0
+
+
+def _run_models_pull(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .model_files import pull_model
+
+    installed = pull_model(**from_namespace(args, ModelsPullOptions))
+    print(f"salmat: models pull {args.name} installed={installed}", file=sys.stderr)
     return 0
 
 

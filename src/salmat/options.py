@@ -140,6 +140,8 @@ class MaterializeOptions(Options):
     aggregator_column: str = setting(OUTPUT_COLUMNS["aggregator"], "reducer column ('' omits it)", group=COLUMNS)
     ema_alpha_column: str = setting(OUTPUT_COLUMNS["ema_alpha"], "EMA alpha column ('' omits it)", group=COLUMNS)
     error_column: str = setting(OUTPUT_COLUMNS["error"], "error message column ('' omits it)", group=COLUMNS)
+    frames_column: str = setting(OUTPUT_COLUMNS["frames"], "sampling column: clip:8, head:8/8 or frame ('' omits "
+                                 "it; absent under --compat historical)", group=COLUMNS)
     workers: int = setting(os.cpu_count() or 1, "clip worker processes (default: all cores)", check=whole(1),
                            group=RUN)
     clip_timeout: float | None = setting(DEFAULT_CLIP_TIMEOUT, "seconds a clip may take (decode + model) before its "
@@ -196,6 +198,10 @@ class MaterializeOptions(Options):
                 raise SalmatError(f"{named(one)} needs {named(other)} too (a raw .yuv frame size has both sides)")
         if self.historical:
             given = self.non_default()
+            if "frames_column" in given and self.frames_column:
+                raise SalmatError(f"{named('frames_column')} can't be combined with {passing('compat', 'historical')}"
+                                  ", which writes the earlier tool's columns exactly (no sampling column); drop one "
+                                  "of them")
             for name, value in HISTORICAL_SAMPLING.items():
                 if name in given and getattr(self, name) != value:
                     raise SalmatError(f"{named(name)} can't be combined with {passing('compat', 'historical')}, which "
@@ -237,6 +243,7 @@ class MaterializeOptions(Options):
             "aggregator": self.aggregator_column,
             "ema_alpha": self.ema_alpha_column,
             "error": self.error_column,
+            "frames": "" if self.historical else self.frames_column,  # the earlier tool had no such column
         }
 
 
@@ -385,3 +392,22 @@ class AuditOptions(Options):
         if self.saliency_columns and self.saliency_prefixes:
             raise SalmatError(f"{named('saliency_columns')} and {named('saliency_prefixes')} both choose the saliency "
                               "columns; keep one")
+
+
+def http_url(value: Any) -> str | None:
+    """An address `salmat models pull` can download from."""
+    ok = isinstance(value, str) and value.split("://", 1)[0].lower() in ("http", "https") and "://" in value
+    return None if ok else "an http:// or https:// address"
+
+
+@dataclass(frozen=True)
+class ModelsPullOptions(Options):
+    """`salmat models pull NAME` / `salmat.pull_model(name, **settings)`."""
+
+    command: ClassVar[str] = "models pull"
+
+    name: str = setting(help="the known learned model to download (see `salmat models`)", positional=True)
+    model_dir: str | None = setting(None, "folder the file is installed in (default: the first folder of "
+                                    "$SALMAT_MODEL_DIR)", convert=path, metavar="DIR")
+    url: str | None = setting(None, "download from here instead of the model's published address (its sha256 is "
+                              "checked all the same)", check=http_url, metavar="URL")
