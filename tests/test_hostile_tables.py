@@ -271,7 +271,7 @@ def _change_during_compute(monkeypatch, change) -> None:
     """Run `change()` after the clips are computed: between pass 1 and pass 2."""
     import salmat.pipeline as pipeline
 
-    compute = pipeline._compute_sources
+    compute = pipeline.run_clips
 
     def compute_then_change(*args, **kwargs):
         results = compute(*args, **kwargs)
@@ -279,7 +279,7 @@ def _change_during_compute(monkeypatch, change) -> None:
         change()
         return results
 
-    monkeypatch.setattr(pipeline, "_compute_sources", compute_then_change)
+    monkeypatch.setattr(pipeline, "run_clips", compute_then_change)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])

@@ -66,6 +66,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar, cast
 
+from .clip_maps import MAPS_CAP_BYTES, ClipMaps, decode
 from .errors import ClipError, SalmatError
 from .sources import ClipSpec, open_source
 from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions, file_stamp
@@ -92,6 +93,15 @@ CREATE TABLE IF NOT EXISTS files (
     mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
     sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS maps (
+    clip TEXT NOT NULL,
+    model TEXT NOT NULL,
+    sampling TEXT NOT NULL,
+    record BLOB NOT NULL,
+    row_sha256 TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (clip, model, sampling)
 );
 CREATE TABLE IF NOT EXISTS results (
     clip TEXT NOT NULL,
@@ -190,6 +200,8 @@ class CacheStats:
     hash_timeouts: int = 0  # files whose hash did not finish before the deadline (also uncacheable)
     changed: int = 0  # results not stored because their file changed after it was hashed
     hash_seconds: float = 0.0
+    map_hits: int = 0  # clips whose maps came from the cache (reduced again: no decode, no model)
+    maps_stored: int = 0
     disabled: bool = False  # the cache could not be opened, or failed mid-run; the run went on without it
 
 
@@ -230,6 +242,12 @@ def _row_digest(key: CacheKey, stats: object, frames: object) -> str:
     """The checksum a result row carries: over its key, its stats text and its frame count."""
     text = json.dumps([key.clip, key.model, key.sampling, key.reduce, stats, frames], default=repr)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _maps_digest(key: CacheKey, record: bytes) -> str:
+    """The checksum a map row carries: over its key (reduce settings aside) and its bytes."""
+    head = json.dumps([key.clip, key.model, key.sampling]).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(head + b"\0" + record).hexdigest()
 
 
 def _reject_constant(name: str) -> float:
@@ -544,6 +562,34 @@ class ResultCache:
         self.stats.hits += 1
         return found
 
+    def get_maps(self, key: CacheKey | None) -> ClipMaps | None:
+        """The clip's stored maps (any reduce settings), or None; a damaged row is a miss."""
+        if key is None:
+            return None
+        row = self._query("SELECT record, row_sha256 FROM maps WHERE clip = ? AND model = ? AND sampling = ?",
+                          (key.clip, key.model, key.sampling))
+        if row is None:
+            return None
+        record, check = row
+        if not isinstance(record, bytes) or check != _maps_digest(key, record):
+            self._damaged("a map record's checksum does not match its content")
+            return None
+        try:
+            found = decode(record)
+        except ValueError as exc:
+            self._damaged(str(exc))
+            return None
+        self.stats.map_hits += 1
+        return found
+
+    def _put_maps(self, key: CacheKey, record: bytes | None) -> None:
+        if record is None or len(record) > MAPS_CAP_BYTES:
+            return
+        if self._execute("INSERT OR REPLACE INTO maps (clip, model, sampling, record, row_sha256, created) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (key.clip, key.model, key.sampling, record, _maps_digest(key, record), time.time())):
+            self.stats.maps_stored += 1
+
     def put(self, key: CacheKey | None, result: ClipResult) -> None:
         """Store an `ok` result and commit it now. Anything else is not cached: other statuses,
         incomplete or impossible stats, and results whose file changed after it was hashed."""
@@ -566,6 +612,7 @@ class ResultCache:
                          (key.clip, key.model, key.sampling, key.reduce, stats, frames, float(result.seconds),
                           time.time(), _row_digest(key, stats, frames))):
             self.stats.stored += 1
+        self._put_maps(key, result.maps)
 
     def count(self) -> int:
         """Rows in the results table (0 when the cache could not be opened)."""
@@ -578,6 +625,7 @@ class ResultCache:
                 "stored": self.stats.stored, "uncacheable": self.stats.uncacheable,
                 "damaged": self.stats.damaged, "hash_timeouts": self.stats.hash_timeouts,
                 "changed": self.stats.changed, "failed": self.stats.disabled,
+                "map_hits": self.stats.map_hits, "maps_stored": self.stats.maps_stored,
                 "hash_seconds": round(self.stats.hash_seconds, 6)}
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ from .defaults import DEFAULT_PANEL_WIDTH, MIN_PANEL_WIDTH
 from .errors import ClipError, SalmatError
 from .frames import YuvFrame
 from .maps import WorkingMaps, full_size
+from .model_choice import model_spec
 from .models import DEFAULT_MODEL_ID, SaliencyModel
 from .options import PreviewOptions
 from .outputs import preflight
@@ -179,10 +180,8 @@ def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = N
 
 
 def _load_model(opts: PreviewOptions) -> SaliencyModel:
-    from .compare import load_models
-
-    return load_models([opts.model or DEFAULT_MODEL_ID], preprocess=opts.preprocess, device=opts.device,
-                       model_dir=opts.model_dir)[0]
+    return model_spec(opts.model or DEFAULT_MODEL_ID, preprocess=opts.preprocess, device=opts.device,
+                      model_dir=opts.model_dir, paths=True).load()
 
 
 def _sample(spec: ClipSpec, saliency: SaliencyModel, sampling: SamplingOptions) -> _Sample:

@@ -121,7 +121,7 @@ class _ClipActor:
 
         rows = batch.to_pylist()
         columns: dict[str, list[Any]] = {"key": [], "status": [], "error": [], "frames": [], "seconds": [],
-                                         "per_frame": []}
+                                         "per_frame": [], "maps": []}
         for reducer in REDUCERS:
             columns[_stat_column("mean", reducer)] = []
             columns[_stat_column("var", reducer)] = []
@@ -133,12 +133,13 @@ class _ClipActor:
             columns["frames"].append(int(result.frames))
             columns["seconds"].append(float(result.seconds))
             columns["per_frame"].append(result.frame_payload() if result.frame_stats or result.frame_total else None)
+            columns["maps"].append(result.maps)
             for reducer in REDUCERS:
                 mean, var = result.stats.get(reducer, (None, None))
                 columns[_stat_column("mean", reducer)].append(mean)
                 columns[_stat_column("var", reducer)].append(var)
         types = {"key": pa.string(), "status": pa.string(), "error": pa.string(), "frames": pa.int64(),
-                 "per_frame": pa.string()}
+                 "per_frame": pa.string(), "maps": pa.large_binary()}
         return pa.table({name: pa.array(values, type=types.get(name, pa.float64()))
                          for name, values in columns.items()})
 
@@ -165,7 +166,8 @@ def _result_from_row(row: dict[str, Any]) -> ClipResult:
     if row["status"] == OK:
         stats = {r: (row[_stat_column("mean", r)], row[_stat_column("var", r)]) for r in REDUCERS}
     return ClipResult(row["status"], stats=stats, error=row["error"], frames=int(row["frames"] or 0),
-                      seconds=float(row["seconds"] or 0.0)).with_frame_payload(row.get("per_frame"))
+                      seconds=float(row["seconds"] or 0.0),
+                      maps=row.get("maps")).with_frame_payload(row.get("per_frame"))
 
 
 # ---- cluster ---------------------------------------------------------------
