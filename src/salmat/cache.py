@@ -68,8 +68,11 @@ from typing import Any, TypeVar, cast
 
 from .clip_maps import MAPS_CAP_BYTES, ClipMaps, decode
 from .errors import ClipError, SalmatError
+from .file_hash import HashTimeout, NotHashable, file_sha256
+from .file_hash import signature as _signature
+from .option_spec import passing, switched_on
 from .sources import ClipSpec, open_source
-from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions, file_stamp
+from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions
 
 CACHE_ENV = "SALMAT_CACHE_DIR"
 CACHE_FILE = "results.sqlite"
@@ -79,7 +82,6 @@ SCHEMA_VERSION = 2  # 2: files.ctime_ns/dev, results.row_sha256
 RESULTS_VERSION = "salmat-results/3"
 BUSY_TIMEOUT_S = 120.0
 DEFAULT_HASH_TIMEOUT_S = 60.0
-HASH_CHUNK = 1 << 20
 # A stored (mean, var) must be a possible statistic of a map clipped to [0, 1]; the slack
 # covers round-off only.
 _SLACK = 1e-6
@@ -128,58 +130,6 @@ def default_cache_path() -> str:
 
         folder = platformdirs.user_cache_dir("salmat")
     return os.path.join(folder, CACHE_FILE)
-
-
-class HashTimeout(Exception):
-    """Hashing a file did not finish before its deadline."""
-
-
-class NotHashable(Exception):
-    """The path is not a regular file, or its content is not what its stat says (`/proc` files)."""
-
-
-def file_sha256(path: str, deadline: float | None = None, expect: tuple[int, ...] | None = None) -> str:
-    """sha256 of a regular file's content, read in 1 MiB chunks.
-
-    `deadline` is a `time.monotonic()` value, checked between chunks: past it,
-    `HashTimeout`. A FIFO, device or other non-regular file is refused without
-    being opened; the file is opened non-blocking and checked again after opening
-    (a FIFO swapped in between can't block), and it must read back exactly its
-    stat size (`NotHashable` otherwise): a `/proc` file reports size 0 and reads
-    on for gigabytes. With `expect`, the opened file must have that `_signature` (it is the
-    very file the caller looked at, unchanged).
-    """
-    before = os.stat(path)
-    if not stat.S_ISREG(before.st_mode):
-        raise NotHashable(f"{path} is not a regular file")
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb", buffering=0) as handle:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_dev) != (before.st_ino, before.st_dev):
-            raise NotHashable(f"{path} was replaced while it was opened")
-        if expect is not None and _signature(st) != expect:
-            raise NotHashable(f"{path} changed since it was looked at")
-        h = hashlib.sha256()
-        left = st.st_size
-        while True:
-            if deadline is not None and time.monotonic() > deadline:
-                raise HashTimeout(path)
-            chunk = handle.read(min(HASH_CHUNK, left + 4096))  # past the size: EOF, or too much
-            if not chunk:
-                break
-            left -= len(chunk)
-            if left < 0:
-                raise NotHashable(f"{path} holds more than its size of {st.st_size} bytes")
-            h.update(chunk)
-        if left:
-            raise NotHashable(f"{path} holds less than its size of {st.st_size} bytes")
-    return h.hexdigest()
-
-
-def _signature(st: os.stat_result) -> tuple[int, ...]:
-    """The file's `file_stamp`, with unsigned 64-bit inode and device numbers folded into
-    SQLite's signed INTEGER."""
-    return tuple(v - (1 << 64) if v >= (1 << 63) else v for v in file_stamp(st))
 
 
 def _timestamp_tick_ns(st: os.stat_result) -> int:
@@ -328,8 +278,8 @@ class ResultCache:
         except OSError as exc:
             if strict:
                 raise SalmatError(f"cannot create the folder {folder} for the result cache: "
-                                  f"{exc.strerror or exc}; pass --cache PATH in a folder that exists or can be "
-                                  "created, or --no-cache") from None
+                                  f"{exc.strerror or exc}; pass {passing('cache', 'PATH')} in a folder that "
+                                  f"exists or can be created, or {switched_on('no_cache')}") from None
             self._unusable(f"its folder can't be created: {exc.strerror or exc}")
             return
         problem = self._open()
@@ -362,7 +312,7 @@ class ResultCache:
         self.stats.disabled = True
         print(f"salmat: warning: cannot use the result cache {self.path} ({reason}); continuing without it, "
               "so every clip is computed; remove or replace that file to start a fresh cache, or pass "
-              "--cache PATH or --no-cache", file=sys.stderr)
+              f"{passing('cache', 'PATH')} or {switched_on('no_cache')}", file=sys.stderr)
         self._warned.add("broken")
 
     def _init_schema(self) -> None:

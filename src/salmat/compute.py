@@ -23,7 +23,7 @@ import numpy as np
 from .clip_maps import ClipMaps, encode
 from .decode import FramesAt, decode_sampled
 from .errors import ClipError
-from .frames import YuvFrame
+from .frames import YuvFrame, common_size
 from .maps import WorkingMaps
 from .models.base import SaliencyModel
 from .models.spec import ModelSpec
@@ -66,12 +66,6 @@ def _check_maps(model: SaliencyModel, maps: np.ndarray, frame_size: tuple[int, .
         raise ClipError(MODEL_FAILED, f"{model.id} returned non-finite values")
 
 
-def check_uniform_size(frames: list[YuvFrame]) -> None:
-    sizes = {(f.height, f.width) for f in frames}
-    if len(sizes) > 1:
-        raise ClipError(DECODE_FAILED, f"frame size changes within the clip: {sorted(sizes)}")
-
-
 def sampled_maps(
     spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, on_phase: PhaseFn | None = None,
 ) -> tuple[list[YuvFrame], np.ndarray | WorkingMaps]:
@@ -81,7 +75,7 @@ def sampled_maps(
     pool uses it to tell a decode timeout from a model timeout).
     """
     frames = decode_sampled(spec, sampling)
-    check_uniform_size(frames)
+    common_size(frames)
     if on_phase is not None:
         on_phase("model")
     return frames, predict_maps(model, frames)

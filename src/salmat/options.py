@@ -24,6 +24,7 @@ from .defaults import (
     DEFAULT_EMA_ALPHA,
     DEFAULT_MAX_PIXELS,
     DEFAULT_PANEL_WIDTH,
+    DEVICES,
     IMAGE_FORMATS,
     MIN_PANEL_WIDTH,
 )
@@ -50,7 +51,6 @@ from .values import OUTPUT_COLUMNS, REDUCERS
 
 SAMPLING_MODES = ("clip", "head")
 COMPAT_MODES = ("historical",)
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 ENGINES = ("local", "ray")
 LONG_FORMATS = ("parquet", "csv")
@@ -301,6 +301,18 @@ class CompareOptions(Options):
     engine: str = ENGINE.field()
     ray_address: str | None = RAY_ADDRESS.field()
     num_gpus_per_worker: float = NUM_GPUS_PER_WORKER.field()
+
+
+@dataclass(frozen=True)
+class ModelsOptions(Options):
+    """`salmat models`: the known models and where their files are, or one ONNX file described."""
+
+    command: ClassVar[str] = "models"
+
+    model_dir: str | None = MODEL_DIR.field(help="folders searched for the learned models' files, ':'-separated "
+                                            "(default: $SALMAT_MODEL_DIR)", metavar="DIR")
+    model_path: str | None = setting(None, "an ONNX file to describe (the id it runs as, sha256, model card, "
+                                     "inputs/outputs)", convert=path, group=MODEL)
 
 
 def sheet_file(value: Any) -> str | None:

@@ -304,7 +304,7 @@ def _write_output(reader: TableReader, outcomes: RowOutcomes, provenance: Proven
             reader.check_unchanged()
     except OSError as exc:  # disk full, file size limit, I/O error: the writer has already removed its temp file
         raise SalmatError(f"cannot write {opts.output}: {exc.strerror or exc}; nothing was written and any earlier "
-                          "file there is untouched; free some space or choose another --output") from None
+                          f"file there is untouched; free some space or choose another {named('output')}") from None
 
 
 def print_summary(report: RunReport, stream: TextIO | None = None) -> None:

@@ -32,6 +32,7 @@ from .frames import YuvFrame
 from .maps import WorkingMaps, full_size
 from .model_choice import model_spec
 from .models import DEFAULT_MODEL_ID, SaliencyModel
+from .option_spec import named
 from .options import PreviewOptions
 from .outputs import preflight
 from .plots import pyplot, save_figure
@@ -121,7 +122,7 @@ def sheet_layout(frames: int, frame_width: int, frame_height: int, reducers: Seq
     if frames < 1:
         raise SalmatError("a contact sheet needs at least one frame")
     if panel_width < MIN_PANEL_WIDTH:
-        raise SalmatError(f"--panel-width must be ≥ {MIN_PANEL_WIDTH} pixels, got {panel_width}")
+        raise SalmatError(f"{named('panel_width')} must be ≥ {MIN_PANEL_WIDTH} pixels, got {panel_width}")
     panel_height = max(1, int(round(panel_width * frame_height / max(frame_width, 1))))
     return SheetLayout(frames, tuple(reducers), int(panel_width), panel_height)
 

@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from ..compute import ClipJob, ClipRunner
 from ..errors import SalmatError
+from ..option_spec import named, passing
 from ..sources import ClipSpec
 from ..values import DECODE_FAILED, OK, REDUCERS, WORKER_LOST, ClipResult
 from .base import EngineSettings, Results, available_cores
@@ -178,8 +179,8 @@ def _import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError as exc:
-        raise SalmatError(f"--engine ray needs Ray Data ({exc}); install it with pip install 'salmat[ray]', "
-                          "or use --engine local") from None
+        raise SalmatError(f"{passing('engine', 'ray')} needs Ray Data ({exc}); install it with pip install "
+                          f"'salmat[ray]', or use {passing('engine', 'local')}") from None
     return ray
 
 
@@ -210,7 +211,8 @@ def ensure_ray(address: str | None) -> bool:
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError from a bad address
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         raise SalmatError(f"cannot start or join {where}: {' '.join(str(exc).split()) or type(exc).__name__}; "
-                          "check --ray-address (e.g. ray://head:10001 or auto), or use --engine local") from None
+                          f"check {named('ray_address')} (e.g. ray://head:10001 or auto), "
+                          f"or use {passing('engine', 'local')}") from None
     finally:
         auth_logger.setLevel(auth_level)
     if not (address or os.environ.get("RAY_ADDRESS") or "").startswith("ray://"):
