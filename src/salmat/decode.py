@@ -17,6 +17,7 @@ Sampling (see CONTRACT §4):
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 from bisect import bisect_right
@@ -189,12 +190,12 @@ def _check_frame_pixels(frame: av.VideoFrame, max_pixels: int | None, index: int
 
 # Decoder threads per stream; 0 lets FFmpeg use every core. Pool workers set their share
 # (cores // workers), so N workers decoding at once don't oversubscribe the CPUs.
-_decode_threads = 0
+# A context variable, not a module global: a run in another thread keeps FFmpeg's default.
+_DECODE_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("salmat_decode_threads", default=0)
 
 
 def set_decode_threads(threads: int) -> None:
-    global _decode_threads
-    _decode_threads = max(0, int(threads))
+    _DECODE_THREADS.set(max(0, int(threads)))
 
 
 # Decoder options for avformat_find_stream_info's probe only (not for our decoder). By
@@ -259,8 +260,8 @@ def _open_stream(
             raise ClipError(DECODE_FAILED, f"{os.path.basename(spec.path)}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        if _decode_threads:
-            stream.codec_context.thread_count = _decode_threads
+        if _DECODE_THREADS.get():
+            stream.codec_context.thread_count = _DECODE_THREADS.get()
         if options is not None:
             _check_pixels(stream.codec_context.width, stream.codec_context.height, options)
         yield container, stream
