@@ -24,7 +24,6 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import BinaryIO
 
 import av
@@ -353,15 +352,8 @@ class FramesAt:
         self.total = decoded
 
 
-def count_frames(path: str | ClipSpec) -> int:
-    """Exact frame count by demuxing packets (no decoding)."""
-    with _open_stream(path) as (container, stream):
-        return sum(1 for packet in container.demux(stream) if packet.size)
-
-
 # Decoding cost of one seek (demuxer seek, decoder flush, frame-thread refill), in frames.
 SEEK_COST_FRAMES = 8  # measured 9–14 on 2 cores (benchmarks/bench.py clips)
-STRATEGIES = ("auto", "seek", "sequential")
 
 
 @dataclass(frozen=True)
@@ -524,8 +516,3 @@ def _plane_array(plane: av.video.plane.VideoPlane, dtype: npt.DTypeLike) -> np.n
     raw = np.frombuffer(memoryview(plane), dtype=dtype)
     rows = raw.reshape(plane.height, plane.line_size // itemsize)
     return np.ascontiguousarray(rows[:, : plane.width])
-
-
-def frame_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
-    rate = stream.average_rate or stream.guessed_rate
-    return Fraction(rate) if rate else None

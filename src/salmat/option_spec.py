@@ -102,10 +102,6 @@ def unit_interval(value: Any) -> str | None:
     return None if _number(value) and 0 < value <= 1 else "in (0, 1]"
 
 
-def positive(value: Any) -> str | None:
-    return None if _number(value) and value > 0 else "a finite number > 0"
-
-
 def seconds(value: Any) -> str | None:
     """A duration a process can wait for: > 0 and at most 10⁶ s (11.6 days)."""
     return None if _number(value) and 0 < value <= 1e6 else "a number of seconds in (0, 1000000]"
