@@ -36,7 +36,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Unpack, cast
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +54,7 @@ from .options import CompareOptions
 from .outputs import atomic_output, preflight, write_json, write_text
 from .plots import pyplot
 from .run_clips import ClipRun, RunSettings, run_clips
+from .settings_types import CompareSettings
 from .sources import SourceOptions, plan_rows
 from .tables import TableReader
 from .values import OK, ReduceOptions, SamplingOptions
@@ -83,7 +84,8 @@ def load_models(names: Sequence[str], preprocess: str | None = None, device: str
     return [spec.load() for spec in named_specs(names, preprocess=preprocess, device=device, model_dir=model_dir)]
 
 
-def compare(input: str | os.PathLike[str], out: str | os.PathLike[str], **settings: Any) -> CompareReport:
+def compare(input: str | os.PathLike[str], out: str | os.PathLike[str],
+            **settings: Unpack[CompareSettings]) -> CompareReport:
     """Run the comparison and write its files into `out`; configuration errors raise `SalmatError` first.
 
     `settings` are `salmat.options.CompareOptions`: the `salmat compare` flags with underscores

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from .option_spec import named
 from .options import PreviewOptions
 from .outputs import preflight
 from .plots import pyplot, save_figure
+from .settings_types import PreviewSettings
 from .sources import ClipSpec, SourceFailure, SourceOptions, resolve_source
 from .temporal import REDUCERS, reduce_all, reduce_stats
 
@@ -147,7 +148,7 @@ class _Sample:
 
 
 def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-            **settings: Any) -> PreviewResult:
+            **settings: Unpack[PreviewSettings]) -> PreviewResult:
     """Decode, run the model, reduce, and draw the sheet; returns its layout and the per-reducer stats.
 
     `settings` are `salmat.options.PreviewOptions`: the `salmat preview` flags with underscores
