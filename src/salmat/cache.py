@@ -40,7 +40,12 @@ be created (exit 2, before any work); for the default location that is a
 warning too.
 
 All four reducers' (mean, var) are stored together, so switching
-`--temporal-aggregator` reruns no inference. Only `ok` results are stored, each
+`--temporal-aggregator` reruns no inference. Beside them, the `maps` table keeps
+each clip's encoded `clip_maps.ClipMaps` (per-frame maps and motion weights, up
+to `MAPS_CAP_BYTES`), keyed by content, model and sampling only: another EMA alpha
+or `--compat historical` motion weights, or compare's map agreement, are reduced
+from them again without decoding (`salmat.run_clips`). Keys and row checks live in
+`salmat.cache_rows`, file hashing in `salmat.file_hash`. Only `ok` results are stored, each
 committed as soon as it finishes, so a run killed with SIGKILL keeps what it
 finished. Concurrent runs wait on each other's writes (busy timeout) instead
 of failing.
@@ -53,38 +58,32 @@ neither reads nor writes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import numbers
 import os
 import sqlite3
 import stat
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from .cache_rows import RESULTS_VERSION as RESULTS_VERSION
+from .cache_rows import CacheKey, decode_row, encode_stats, maps_digest, row_digest
+from .cache_rows import reduce_key as reduce_key
+from .cache_rows import sampling_key as sampling_key
 from .clip_maps import MAPS_CAP_BYTES, ClipMaps, decode
 from .errors import ClipError, SalmatError
 from .file_hash import HashTimeout, NotHashable, file_sha256
 from .file_hash import signature as _signature
 from .option_spec import passing, switched_on
 from .sources import ClipSpec, open_source
-from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions
+from .values import OK, ClipResult, ReduceOptions, SamplingOptions
 
 CACHE_ENV = "SALMAT_CACHE_DIR"
 CACHE_FILE = "results.sqlite"
 SCHEMA_VERSION = 2  # 2: files.ctime_ns/dev, results.row_sha256
-# Bump when decoding, sampling or the reducers change in a way that changes results, or
-# when rows stored earlier can't be trusted (3: rows hashed through the mtime-only check).
-RESULTS_VERSION = "salmat-results/3"
 BUSY_TIMEOUT_S = 120.0
 DEFAULT_HASH_TIMEOUT_S = 60.0
-# A stored (mean, var) must be a possible statistic of a map clipped to [0, 1]; the slack
-# covers round-off only.
-_SLACK = 1e-6
 
 _T = TypeVar("_T")
 
@@ -153,108 +152,6 @@ class CacheStats:
     map_hits: int = 0  # clips whose maps came from the cache (reduced again: no decode, no model)
     maps_stored: int = 0
     disabled: bool = False  # the cache could not be opened, or failed mid-run; the run went on without it
-
-
-@dataclass(frozen=True)
-class CacheKey:
-    clip: str
-    model: str
-    sampling: str
-    reduce: str
-    # Not part of the key: the hashed file and its signature, so `put` can refuse a result
-    # computed from a file that changed after it was hashed.
-    path: str = field(default="", compare=False, repr=False)
-    signature: tuple[int, ...] = field(default=(), compare=False, repr=False)
-
-
-def _settings(options: Any) -> dict[str, Any]:
-    """Every field of a settings dataclass, as JSON values (NumPy scalars included)."""
-    values: dict[str, Any] = {}
-    for f in fields(options):
-        value = getattr(options, f.name)
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            value = int(value)
-        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-            value = float(value)
-        values[f.name] = value
-    return values
-
-
-def sampling_key(sampling: SamplingOptions) -> str:
-    return json.dumps({"sampling": _settings(sampling), "results": RESULTS_VERSION}, sort_keys=True, default=repr)
-
-
-def reduce_key(reduce: ReduceOptions) -> str:
-    return json.dumps(_settings(reduce), sort_keys=True, default=repr)
-
-
-def _row_digest(key: CacheKey, stats: object, frames: object) -> str:
-    """The checksum a result row carries: over its key, its stats text and its frame count."""
-    text = json.dumps([key.clip, key.model, key.sampling, key.reduce, stats, frames], default=repr)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _maps_digest(key: CacheKey, record: bytes) -> str:
-    """The checksum a map row carries: over its key (reduce settings aside) and its bytes."""
-    head = json.dumps([key.clip, key.model, key.sampling]).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(head + b"\0" + record).hexdigest()
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number")
-
-
-def _encode_stats(result: ClipResult) -> str | None:
-    """The stats text to store, or None when `result` is not a complete, possible result."""
-    try:
-        stats = {name: [float(result.stats[name][0]), float(result.stats[name][1])] for name in REDUCERS}
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
-    if set(result.stats) != set(REDUCERS) or _stats_problem(stats) or _frames_problem(result.frames):
-        return None
-    return json.dumps(stats, sort_keys=True, allow_nan=False)
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _stats_problem(stats: object) -> str | None:
-    """Why `stats` (decoded JSON) is not `{reducer: [mean, var]}` for exactly the four reducers."""
-    if not isinstance(stats, dict):
-        return f"stats is a JSON {type(stats).__name__}, not an object"
-    if set(stats) != set(REDUCERS):
-        return f"stats holds reducers {sorted(map(str, stats))}, not {sorted(REDUCERS)}"
-    for name, pair in stats.items():
-        if not isinstance(pair, list) or len(pair) != 2 or not all(_number(v) for v in pair):
-            return f"stats[{name!r}] is {pair!r}, not [mean, var] as two finite numbers"
-        mean, var = pair
-        if not (-_SLACK <= mean <= 1 + _SLACK and -_SLACK <= var <= 0.25 + _SLACK):
-            return f"stats[{name!r}] = {pair!r} is outside mean ∈ [0, 1], var ∈ [0, 1/4]"
-    return None
-
-
-def _frames_problem(frames: object) -> str | None:
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        return f"frames is {frames!r}, not a positive integer"
-    return None
-
-
-def _decode_row(key: CacheKey, stats_text: object, frames: object, check: object) -> ClipResult | str:
-    """The stored result, or why the row can't be trusted."""
-    if not isinstance(stats_text, str):
-        return f"stats is {type(stats_text).__name__}, not text"
-    if check != _row_digest(key, stats_text, frames):
-        return "its checksum does not match its content"
-    try:
-        stats = json.loads(stats_text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        return f"stats is not JSON ({exc})"
-    problem = _stats_problem(stats) or _frames_problem(frames)
-    if problem:
-        return problem
-    return ClipResult(OK, stats={name: (float(stats[name][0]), float(stats[name][1])) for name in REDUCERS},
-                      frames=cast(int, frames), seconds=0.0)
 
 
 class ResultCache:
@@ -502,7 +399,7 @@ class ResultCache:
             self.stats.misses += 1
             return None
         try:
-            found = _decode_row(key, *row)
+            found = decode_row(key, *row)
         except Exception as exc:  # noqa: BLE001 - whatever is stored, a bad row is a miss, never a crash
             found = f"{type(exc).__name__}: {exc}"
         if not isinstance(found, ClipResult):
@@ -521,7 +418,7 @@ class ResultCache:
         if row is None:
             return None
         record, check = row
-        if not isinstance(record, bytes) or check != _maps_digest(key, record):
+        if not isinstance(record, bytes) or check != maps_digest(key, record):
             self._damaged("a map record's checksum does not match its content")
             return None
         try:
@@ -537,7 +434,7 @@ class ResultCache:
             return
         if self._execute("INSERT OR REPLACE INTO maps (clip, model, sampling, record, row_sha256, created) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
-                         (key.clip, key.model, key.sampling, record, _maps_digest(key, record), time.time())):
+                         (key.clip, key.model, key.sampling, record, maps_digest(key, record), time.time())):
             self.stats.maps_stored += 1
 
     def put(self, key: CacheKey | None, result: ClipResult) -> None:
@@ -545,7 +442,7 @@ class ResultCache:
         incomplete or impossible stats, and results whose file changed after it was hashed."""
         if key is None or result.status != OK or self.stats.disabled:
             return
-        stats = _encode_stats(result)
+        stats = encode_stats(result)
         if stats is None:
             return
         if key.path:
@@ -560,7 +457,7 @@ class ResultCache:
         if self._execute("INSERT OR REPLACE INTO results (clip, model, sampling, reduce, stats, frames, seconds, "
                          "created, row_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (key.clip, key.model, key.sampling, key.reduce, stats, frames, float(result.seconds),
-                          time.time(), _row_digest(key, stats, frames))):
+                          time.time(), row_digest(key, stats, frames))):
             self.stats.stored += 1
         self._put_maps(key, result.maps)
 

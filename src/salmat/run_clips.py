@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .cache import CacheKey, ResultCache
+from .cache import ResultCache
+from .cache_rows import CacheKey
 from .clip_maps import MAPS_CAP_BYTES, ClipMaps, decode
 from .compute import ClipJob
 from .engines import EngineSettings, get_engine
