@@ -40,12 +40,10 @@ be created (exit 2, before any work); for the default location that is a
 warning too.
 
 All four reducers' (mean, var) are stored together, so switching
-`--temporal-aggregator` reruns no inference. Beside them, the `maps` table keeps
-each clip's encoded `clip_maps.ClipMaps` (per-frame maps and motion weights, up
-to `MAPS_CAP_BYTES`), keyed by content, model and sampling only: another EMA alpha
-or `--compat historical` motion weights, or compare's map agreement, are reduced
-from them again without decoding (`salmat.run_clips`). Keys and row checks live in
-`salmat.cache_rows`, file hashing in `salmat.file_hash`. Only `ok` results are stored, each
+`--temporal-aggregator` reruns no inference. The `maps` table keeps each clip's
+`clip_maps.ClipMaps` (up to `MAPS_CAP_BYTES`) keyed by content, model and sampling
+only: another EMA alpha or compare's map agreement reduce them again, no decode
+(`run_clips`). Keys and row checks: `cache_rows`; hashing: `file_hash`. Only `ok` results are stored, each
 committed as soon as it finishes, so a run killed with SIGKILL keeps what it
 finished. Concurrent runs wait on each other's writes (busy timeout) instead
 of failing.
