@@ -204,3 +204,18 @@ def test_run_clips_reports_where_results_came_from(setup, tmp_path):
     assert (second.computed, second.cached, second.reduced) == (0, 2, 0)
     assert [r.status for r in second.results] == [OK, OK, "missing-source"]
     assert second.maps[0] is not None and second.maps[2] is None
+
+
+def test_preview_runs_through_the_cache_and_draws_the_values_materialize_writes(setup, tmp_path, monkeypatch):
+    clip = str(setup["clips"] / "disc.mp4")
+    cache = str(tmp_path / "cache.sqlite")
+    first = salmat.contact_sheet(clip, str(tmp_path / "a.png"), frame_samples=3, cache=cache)
+    _model_never_runs(monkeypatch)
+    second = salmat.contact_sheet(clip, str(tmp_path / "b.png"), frame_samples=3, ema_alpha=0.25, cache=cache)
+    assert second.stats["mean"] == first.stats["mean"] and second.stats["ema"] != first.stats["ema"]
+    monkeypatch.undo()
+    fresh = salmat.materialize(setup["table"], tmp_path / "m.parquet", root=str(setup["clips"]), frame_samples=3,
+                               ema_alpha=0.25, temporal_aggregator="ema", no_cache=True, **INLINE)
+    assert fresh.ok == 2
+    row = pq.read_table(tmp_path / "m.parquet").to_pylist()[1]
+    assert (row["saliency_mean"], row["saliency_var"]) == second.stats["ema"]

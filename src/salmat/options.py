@@ -347,6 +347,8 @@ class PreviewOptions(Options):
     panel_width: int = setting(DEFAULT_PANEL_WIDTH, "pixel width of each panel", check=whole(MIN_PANEL_WIDTH))
     colors: int = setting(256, "palette size of a PNG sheet (0: full colour; a JPEG is always full colour)",
                           check=whole(0, 256))
+    cache: str | None = CACHE.field()
+    no_cache: bool = NO_CACHE.field()
 
 
 @dataclass(frozen=True)

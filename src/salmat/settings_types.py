@@ -112,3 +112,5 @@ class PreviewSettings(TypedDict, total=False):
     reducers: str | Sequence[str]
     panel_width: int
     colors: int
+    cache: PathName | None
+    no_cache: bool
