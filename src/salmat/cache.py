@@ -59,7 +59,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ from .cache_rows import CacheKey, decode_row, encode_stats, maps_digest, row_dig
 from .cache_rows import reduce_key as reduce_key
 from .cache_rows import sampling_key as sampling_key
 from .clip_maps import MAPS_CAP_BYTES, ClipMaps, decode
-from .errors import ClipError, SalmatError
+from .errors import ClipError, SalmatError, warn
 from .file_hash import HashTimeout, NotHashable, file_sha256
 from .file_hash import signature as _signature
 from .option_spec import passing, switched_on
@@ -205,9 +204,9 @@ class ResultCache:
 
     def _unusable(self, reason: str) -> None:
         self.stats.disabled = True
-        print(f"salmat: warning: cannot use the result cache {self.path} ({reason}); continuing without it, "
-              "so every clip is computed; remove or replace that file to start a fresh cache, or pass "
-              f"{passing('cache', 'PATH')} or {switched_on('no_cache')}", file=sys.stderr)
+        warn(f"cannot use the result cache {self.path} ({reason}); continuing without it, "
+             "so every clip is computed; remove or replace that file to start a fresh cache, or pass "
+             f"{passing('cache', 'PATH')} or {switched_on('no_cache')}")
         self._warned.add("broken")
 
     def _init_schema(self) -> None:
@@ -290,7 +289,7 @@ class ResultCache:
             digest = file_sha256(path, deadline, expect=signature)
         except HashTimeout:
             self.stats.hash_timeouts += 1
-            self._warn_once("timeout", f"salmat: warning: hashing {path} for the result cache took longer than "
+            self._warn_once("timeout", f"hashing {path} for the result cache took longer than "
                                        f"{self.hash_timeout:g} s; it is computed without the cache this run "
                                        "(later ones are only counted in the audit)")
             return None
@@ -346,14 +345,14 @@ class ResultCache:
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
-            print(message, file=sys.stderr)
+            warn(message)
 
     def _broken(self, exc: Exception) -> None:
         """A cache that fails mid-run (disk full, file removed, malformed pages) only costs
         recomputation: warn once, stop using it."""
         if not self.stats.disabled:
             damaged = isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc)
-            self._warn_once("broken", f"salmat: warning: the result cache {self.path} failed ({exc}); continuing "
+            self._warn_once("broken", f"the result cache {self.path} failed ({exc}); continuing "
                                       "without it" + ("; the file is damaged: remove it to start a fresh cache"
                                                       if damaged else ""))
         self.stats.disabled = True
@@ -361,7 +360,7 @@ class ResultCache:
     def _damaged(self, reason: str) -> None:
         """A row that fails its checks is a miss, never a value: count it, report the first."""
         self.stats.damaged += 1
-        self._warn_once("damaged", f"salmat: warning: the result cache {self.path} holds a damaged entry ({reason}); "
+        self._warn_once("damaged", f"the result cache {self.path} holds a damaged entry ({reason}); "
                                    "it is recomputed and replaced (later damaged entries are only counted in the "
                                    "audit)")
 
