@@ -253,9 +253,11 @@ class WorkerPool:
             if worker.task is not None and now - worker.started >= self.timeout:
                 name = os.path.basename(self.specs[worker.task].path)
                 doing = "decoding" if worker.phase == "decode" else "the model"
+                # A row's error text, written in the table: spelt the same by every engine (a Ray
+                # actor's pool can't know how the run was called), so not through `named`.
                 status = DECODE_TIMEOUT if worker.phase == "decode" else MODEL_TIMEOUT
                 result = ClipResult(status, seconds=now - worker.started, error=(
-                    f"{name}: {doing} took longer than {named('clip_timeout')} {self.timeout:g} s; "
+                    f"{name}: {doing} took longer than --clip-timeout {self.timeout:g} s; "
                     "the worker was stopped and replaced"))
                 finished += self._replace(worker, result)
         return finished
