@@ -23,6 +23,7 @@ from salmat.compute import ClipJob, compute_clip, sampled_maps
 from salmat.errors import SalmatError
 from salmat.model_choice import model_spec, split_knobs
 from salmat.models import load_model
+from salmat.models.spec import ModelSpec
 from salmat.run_clips import RunSettings, run_clips
 from salmat.sources import SourceOptions, plan_rows
 from salmat.values import OK, ReduceOptions, SamplingOptions
@@ -179,7 +180,7 @@ def test_model_names_split_their_knobs():
     assert split_knobs("saliency_student_v1@int8")[1].precision == "int8"
     assert split_knobs("model@abcdef12") == ("model@abcdef12", None)  # a registry @sha8 is part of the id
     with pytest.raises(SalmatError, match="disagree"):
-        model_spec("saliency_student_v1@540", inference_size="720")
+        model_spec("saliency_student_v1@540", ModelSpec(inference_size=720))
 
 
 @pytest.mark.skipif(not (SHARED_MODELS / "saliency_student_v1.onnx").is_file(), reason="no ../shared/models")

@@ -43,10 +43,9 @@ def split_knobs(name: str) -> tuple[str, Knobs | None]:
     return match["base"], Knobs(size, "int8" if match["int8"] else "fp32")
 
 
-def merged_knobs(name: str | None, inference_size: str | int | None, precision: str) -> tuple[str | None, Knobs]:
+def merged_knobs(name: str | None, given: Knobs) -> tuple[str | None, Knobs]:
     """The base name and the knobs from its suffix and the settings; a suffix and a setting that
     disagree are refused (`--model x@540 --inference-size 720`)."""
-    given = Knobs(parse_inference_size(inference_size), precision)
     if name is None:
         return None, given
     base, suffix = split_knobs(name)
@@ -55,22 +54,27 @@ def merged_knobs(name: str | None, inference_size: str | int | None, precision: 
     if given.inference_size not in (None, suffix.inference_size) or given.precision not in ("fp32",
                                                                                              suffix.precision):
         raise SalmatError(f"model {name!r} names its own knobs, which disagree with {named('inference_size')} "
-                          f"{inference_size} / {named('precision')} {precision}; give them once")
+                          f"{given.inference_size or 'native'} / {named('precision')} {given.precision}; "
+                          "give them once")
     return base, suffix
 
 
-def model_spec(model: str | None, model_path: str | None = None, *, model_id: str | None = None,
-               preprocess: str | None = None, device: str = "cpu", precision: str = "fp32",
-               inference_size: str | int | None = None, calibration: CalibrationSource | None = None,
+_NO_SETTINGS = ModelSpec()
+
+
+def model_spec(name: str | None, settings: ModelSpec = _NO_SETTINGS, *,
                model_dir: str | os.PathLike[str] | None = None, paths: bool = False) -> ModelSpec:
-    """The model these settings name (a known learned model resolved to its file); with `paths`,
-    `model` may also be an ONNX file's path (compare and preview take one name for both)."""
-    base, knobs = merged_knobs(model, inference_size, precision)
+    """The model `name` (with its knob suffixes) names, on top of `settings` (the file, label,
+    preset, device, knobs and int8 calibration source the command's options give), with a known
+    learned model resolved to its file. With `paths`, `name` may also be an ONNX file's path
+    (compare and preview take one name for both)."""
+    base, knobs = merged_knobs(name, Knobs(settings.inference_size, settings.precision))
+    model_path = settings.model_path
     if paths and base is not None and model_path is None and _is_path(base):
         base, model_path = None, base
-    wanted = calibration if knobs.precision == "int8" else None
-    return ModelSpec(base, model_path, model_id, preprocess, device, knobs.precision,
-                     inference_size=knobs.inference_size, calibration=wanted).resolved(model_dir)
+    calibration = settings.calibration if knobs.precision == "int8" else None
+    return replace(settings, model=base, model_path=model_path, precision=knobs.precision,
+                   inference_size=knobs.inference_size, calibration=calibration).resolved(model_dir)
 
 
 def _is_path(name: str) -> bool:
@@ -86,8 +90,8 @@ def named_specs(names: Sequence[str], *, preprocess: str | None = None, device: 
                 model_dir: str | os.PathLike[str] | None = None) -> list[ModelSpec]:
     """One spec per name (compare's `--models`); ONNX files whose ids would collide (two
     `model.onnx`) are labelled `id@sha8`; the same model listed twice is refused."""
-    specs = [model_spec(name, preprocess=preprocess, device=device, calibration=calibration, model_dir=model_dir,
-                        paths=True) for name in names]
+    settings = ModelSpec(preprocess=preprocess, device=device, calibration=calibration)
+    specs = [model_spec(name, settings, model_dir=model_dir, paths=True) for name in names]
     identities = [_identity(spec) for spec in specs]
     ids = distinct_ids([(ident, sha) for ident, sha, _ in identities])
     return [spec if new == ident else replace(spec, model_id=with_sha8(base, sha or ""))
