@@ -220,3 +220,14 @@ def test_preview_runs_through_the_cache_and_draws_the_values_materialize_writes(
     assert fresh.ok == 2
     row = pq.read_table(tmp_path / "m.parquet").to_pylist()[1]
     assert (row["saliency_mean"], row["saliency_var"]) == second.stats["ema"]
+
+
+@pytest.mark.ray
+def test_compare_on_ray_carries_the_maps_back(setup, tmp_path, ray_session):
+    common = dict(root=str(setup["clips"]), frame_samples=2, plots=False, aggregators="mean,max", no_cache=True,
+                  quiet=True, models=["image_signature_v1", str(setup["onnx"])])
+    on_ray = compare(str(setup["table"]), str(tmp_path / "r"), engine="ray", workers=1, clip_timeout=None, **common)
+    inline = compare(str(setup["table"]), str(tmp_path / "i"), workers=1, clip_timeout=None, **common)
+    assert on_ray.long.to_pylist() == inline.long.to_pylist()
+    assert on_ray.report["model_pairs"] == inline.report["model_pairs"]
+    assert all(p["map_clips"] == 2 for p in on_ray.report["model_pairs"])
