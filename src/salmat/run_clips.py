@@ -13,7 +13,8 @@ sources and a `ClipJob` to `run_clips`. For each distinct clip, in this order:
    `--clip-timeout`), and each `ok` result, with its maps when they fit
    (`clip_maps.MAPS_CAP_BYTES`), is committed to the cache as it finishes.
 
-The run says how many clips the cache answered (`ClipRun.line`).
+A run the cache answered says how many clips came from it (`ClipRun.line`, on
+stderr unless quiet; the audit and compare's report count them too).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def run_clips(sources: Sequence[ClipSpec | SourceFailure], job: ClipJob, setting
                 run.maps[i] = decode(result.maps)
             result.maps = None  # held once, decoded: the bytes are not needed past here
             progress.update(result, rows=per_source[i])
-    if cache is not None and not settings.quiet:
+    if run.from_cache and not settings.quiet:  # a run the cache served says so (a fresh one has nothing to say)
         print(f"salmat: {run.line()}", file=sys.stderr, flush=True)
     return run
 
