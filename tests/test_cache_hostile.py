@@ -55,9 +55,10 @@ def _tamper(path, key, stats, frames=3, checksum="fix"):
     with sqlite3.connect(path) as db:
         sets, args = ["stats = ?", "frames = ?"], [stats, frames]
         if "row_sha256" in _columns(db, "results") and checksum != "keep":
-            digest = getattr(cache_mod, "_row_digest", None)
+            from salmat.cache_rows import row_digest
+
             sets.append("row_sha256 = ?")
-            args.append(digest(key, stats, frames) if checksum == "fix" and digest else None)
+            args.append(row_digest(key, stats, frames) if checksum == "fix" else None)
         db.execute(f"UPDATE results SET {', '.join(sets)} WHERE clip = ? AND model = ? AND sampling = ? "
                    "AND reduce = ?", (*args, key.clip, key.model, key.sampling, key.reduce))
         assert db.total_changes == 1

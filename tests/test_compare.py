@@ -65,7 +65,8 @@ def test_long_table_is_models_x_reducers_x_rows_and_matches_materialize(setup, t
         for reducer in REDUCERS:
             out = tmp_path / f"{model}_{reducer}.parquet"
             salmat.materialize(setup["table"], out, root=str(setup["clips"]), frame_samples=3, ema_alpha=0.4,
-                               temporal_aggregator=reducer, workers=1, no_cache=True, quiet=True, **kind)
+                               temporal_aggregator=reducer, workers=1, clip_timeout=None, no_cache=True, quiet=True,
+                               **kind)
             for i, row in enumerate(pq.read_table(out).to_pylist()):
                 entry = got[(model, reducer, i)]
                 assert entry["status"] == row["saliency_status"]
@@ -116,7 +117,8 @@ def test_map_agreement_of_a_model_with_itself_under_another_name(setup, tmp_path
     # The same ONNX file under two names: identical maps, so every agreement is exactly 1.
     twin = shutil.copy(setup["onnx"], tmp_path / "twin.onnx")
     result = compare(str(setup["table"]), str(tmp_path / "out"), models=[str(setup["onnx"]), str(twin)],
-                     aggregators="mean,max", root=str(setup["clips"]), frame_samples=2, plots=False)
+                     aggregators="mean,max", root=str(setup["clips"]), frame_samples=2, plots=False, workers=1,
+                     clip_timeout=None)
     for p in result.report["model_pairs"]:
         assert p["pearson"] == pytest.approx(1.0) and p["map_pearson"] == pytest.approx(1.0)
     assert result.long.num_rows == 2 * 2 * 5

@@ -17,7 +17,7 @@ from salmat.engines import EngineSettings, worker_threads
 from salmat.engines.inline import run_inline
 from salmat.engines.pool import run_pool
 from salmat.options import MaterializeOptions
-from salmat.pipeline import engine_name
+from salmat.run_clips import RunSettings, engine_name
 from salmat.sources import ClipSpec
 
 
@@ -31,13 +31,13 @@ NAMES = ["carphone.mp4", "disc.mp4", "carphone_d.mp4", "bikes.mp4", "odd.mp4", "
 
 def test_engine_choice():
     # the default clip timeout needs a process it can stop: the pool, even for one worker and one clip
-    assert engine_name(MaterializeOptions("in", "out", workers=1), 10) == "pool"
-    assert engine_name(MaterializeOptions("in", "out", workers=1), 1) == "pool"
-    assert engine_name(MaterializeOptions("in", "out", workers=1, clip_timeout=None), 10) == "inline"
-    assert engine_name(MaterializeOptions("in", "out", workers=2, clip_timeout=None), 2) == "pool"
-    assert engine_name(MaterializeOptions("in", "out", workers=4, clip_timeout=None), 1) == "inline"
-    assert engine_name(MaterializeOptions("in", "out", workers=1), 0) == "inline"
-    assert engine_name(MaterializeOptions("in", "out", workers=4, engine="ray"), 1) == "ray"
+    assert engine_name(RunSettings.of(MaterializeOptions("in", "out", workers=1)), 10) == "pool"
+    assert engine_name(RunSettings.of(MaterializeOptions("in", "out", workers=1)), 1) == "pool"
+    assert engine_name(RunSettings.of(MaterializeOptions("in", "out", workers=1, clip_timeout=None)), 10) == "inline"
+    assert engine_name(RunSettings.of(MaterializeOptions("in", "out", workers=2, clip_timeout=None)), 2) == "pool"
+    assert engine_name(RunSettings.of(MaterializeOptions("in", "out", workers=4, clip_timeout=None)), 1) == "inline"
+    assert engine_name(RunSettings.of(MaterializeOptions("in", "out", workers=1)), 0) == "inline"
+    assert engine_name(RunSettings.of(MaterializeOptions("in", "out", workers=4, engine="ray")), 1) == "ray"
     assert worker_threads(2, cores=16) == 8 and worker_threads(32, cores=16) == 1
 
 

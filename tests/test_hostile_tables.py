@@ -42,20 +42,20 @@ def materialize(table: Path, out: Path, *extra: str, root: Path | None = None) -
                              "--quiet", "--frame-samples", "1", "--root", root or table.parent, *extra)
 
 
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """Exit 2, exactly one line on stderr (the error), no traceback."""
-    assert result.returncode == 2, result.stderr
+def one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    """Exit `code` (2: usage), exactly one line on stderr (the error), no traceback."""
+    assert result.returncode == code, result.stderr
     lines = result.stderr.strip().split("\n")
     assert len(lines) == 1 and lines[0].startswith("salmat: error:"), result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
 
 
-def refused(table: Path, tmp_path: Path, *extra: str) -> str:
-    """The run exits 2 with one line and writes no output."""
+def refused(table: Path, tmp_path: Path, *extra: str, code: int = 2) -> str:
+    """The run exits `code` (2) with one line and writes no output."""
     out = tmp_path / "out" / "o.jsonl"
     out.parent.mkdir(exist_ok=True)
-    line = one_error_line(materialize(table, out, *extra))
+    line = one_error_line(materialize(table, out, *extra), code)
     assert not out.exists()
     assert list(out.parent.iterdir()) == []  # no temporary file left either
     return line
@@ -271,7 +271,7 @@ def _change_during_compute(monkeypatch, change) -> None:
     """Run `change()` after the clips are computed: between pass 1 and pass 2."""
     import salmat.pipeline as pipeline
 
-    compute = pipeline._compute_sources
+    compute = pipeline.run_clips
 
     def compute_then_change(*args, **kwargs):
         results = compute(*args, **kwargs)
@@ -279,7 +279,7 @@ def _change_during_compute(monkeypatch, change) -> None:
         change()
         return results
 
-    monkeypatch.setattr(pipeline, "_compute_sources", compute_then_change)
+    monkeypatch.setattr(pipeline, "run_clips", compute_then_change)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
@@ -420,8 +420,9 @@ def test_huge_finite_clip_timeout_never_tracebacks(tmp_path, disc_clip):
         assert [r["saliency_status"] for r in read_jsonl(out)] == ["ok"]
 
 
-def test_any_unexpected_exception_is_one_line_and_exit_2(tmp_path, monkeypatch):
-    """The last fence in `cli.main` (old: the exception escaped main, a traceback and exit 1)."""
+def test_any_unexpected_exception_is_one_line_and_exit_3(tmp_path, monkeypatch):
+    """The last fence in `cli.main` (old: the exception escaped main, a traceback and exit 1; then
+    exit 2 like a usage error, saying "nothing was written" even after a batch published tables)."""
     import salmat.pipeline as pipeline
 
     def broken(*args, **kwargs):
@@ -429,9 +430,10 @@ def test_any_unexpected_exception_is_one_line_and_exit_2(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "plan_rows", broken)
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": "a.mp4"}])
-    line = refused(table, tmp_path)
-    assert line == ("salmat: error: internal error (RuntimeError: boom second line); nothing was written; "
-                    "please report this with the command line")
+    line = refused(table, tmp_path, code=3)
+    assert line == ("salmat: error: internal error (RuntimeError: boom second line); the file being written when "
+                    "it happened was not published (files finished before it, such as earlier tables of a batch, "
+                    "are complete); please report this with the command line")
 
 
 def test_column_names_with_line_breaks_stay_on_one_line(tmp_path):

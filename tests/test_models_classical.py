@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from salmat.errors import ClipError
 from salmat.frames import YuvFrame
 from salmat.models.base import SaliencyModel
 from salmat.models.classical import (
@@ -166,8 +167,9 @@ def test_mixed_sizes_rejected_and_empty_input() -> None:
     a, _ = _disc_frame(90, 160)
     b, _ = _disc_frame(92, 160)
     model = BUILTIN_MODELS[DEFAULT_MODEL_ID]()
-    with pytest.raises(ValueError, match="one size"):
+    with pytest.raises(ClipError, match="one map size per clip") as exc:
         model.predict([a, b])
+    assert exc.value.status == "decode-failed"
     empty = model.predict([])
     assert empty.dtype == np.float32 and empty.shape == (0, 0, 0)
 

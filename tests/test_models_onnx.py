@@ -153,7 +153,8 @@ def test_frames_of_different_sizes_in_one_call_fail_the_clip(model_dir):
     model = load_onnx_model(model_dir / "conv.onnx")
     with pytest.raises(ClipError) as exc:
         model.predict([random_frame(rng, 32, 32), random_frame(rng, 40, 32)])
-    assert exc.value.status == "model-failed"
+    # The one frame-size check (`frames.common_size`): a clip whose frames change size is a decode fault.
+    assert exc.value.status == "decode-failed" and "32x40" in exc.value.message
 
 
 # ---- run-time failures → model-failed ---------------------------------------

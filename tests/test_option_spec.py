@@ -196,3 +196,45 @@ def test_a_flag_prefix_is_a_typo_not_a_guess(argv, capsys):
         main(argv)
     assert stop.value.code == 2
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+# ---- the typed API: each TypedDict agrees with its options class ----------------------------------
+
+
+def _members(hint) -> set:
+    import types
+    import typing
+
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return set(typing.get_args(hint))
+    return {hint}
+
+
+@pytest.mark.parametrize("cls, typed, positional", [
+    (MaterializeOptions, salmat.MaterializeSettings, {"input", "output"}),
+    (CompareOptions, salmat.CompareSettings, {"input", "out"}),
+    (PreviewOptions, salmat.PreviewSettings, {"clip", "out"}),
+])
+def test_each_typed_dict_names_every_setting_and_accepts_its_type(cls, typed, positional):
+    import typing
+
+    declared = {f.name for f, _ in settings(cls)}
+    hints = typing.get_type_hints(typed)
+    assert set(hints) == declared - positional, "the TypedDict and the options class name different settings"
+    options = typing.get_type_hints(cls)
+    for name, hint in hints.items():
+        accepted = _members(hint)
+        # what the options class stores, the API accepts (paths also as PathLike, lists also as text)
+        stored = _members(options[name])
+        assert all(t in accepted or typing.get_origin(t) is tuple for t in stored), (name, hint, options[name])
+
+
+def test_the_typed_api_is_what_the_functions_take():
+    import typing
+
+    for function, typed in ((salmat.compare_models, salmat.CompareSettings),
+                            (salmat.contact_sheet, salmat.PreviewSettings)):
+        kwargs = inspect.signature(function).parameters["settings"]
+        assert typing.get_args(kwargs.annotation if not isinstance(kwargs.annotation, str) else
+                               typing.get_type_hints(function)["settings"]) == (typed,)
+    assert salmat.MaterializeOptions is MaterializeOptions

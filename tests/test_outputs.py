@@ -446,7 +446,7 @@ def test_no_output_is_published_after_a_stop_a_library_swallowed(tmp_path, monke
     from salmat import outputs
 
     monkeypatch.setattr(outputs, "_STOPPED_BY", [signum])
-    monkeypatch.setattr(outputs, "_PUBLISHED", [])  # what earlier tests in this process wrote
+    outputs._PUBLISHED.set([])  # what earlier tests in this thread wrote
     target = tmp_path / "t.json"
     with pytest.raises(raised):
         write_text(target, "{}\n")

@@ -7,6 +7,9 @@ The Python API (docs/usage.md, "Python API"):
   Table without `output` → `(the same kind of table with the saliency columns, RunReport)`.
 - `compare_models`, `audit_table`, `contact_sheet`, `run_batch`: the `compare`, `audit`,
   `preview` and `batch` commands.
+- `MaterializeOptions`, `CompareOptions`, `PreviewOptions`, `AuditOptions`, `BatchOptions`:
+  each command's settings; `MaterializeSettings`, `CompareSettings`, `PreviewSettings`: the
+  typed keywords of `materialize`, `compare_models` and `contact_sheet` (`Unpack[...]`).
 
 Keywords are the CLI flags with underscores (`frame_samples=4` is `--frame-samples 4`), and
 errors name them that way. The public functions are imported on first use, so a process
@@ -26,8 +29,10 @@ if TYPE_CHECKING:
     from .batch import run_batch
     from .compare import compare as compare_models
     from .model_files import pull_model
+    from .options import AuditOptions, BatchOptions, CompareOptions, MaterializeOptions, PreviewOptions
     from .pipeline import RunReport
     from .preview import preview as contact_sheet
+    from .settings_types import CompareSettings, MaterializeSettings, PreviewSettings
     from .signal_audit import audit_table
 
 __version__ = "0.1.0"
@@ -41,10 +46,16 @@ _LAZY = {
     "contact_sheet": ("preview", "preview"),
     "audit_table": ("signal_audit", "audit_table"),
     "pull_model": ("model_files", "pull_model"),
+    # The settings' types: each command's options dataclass, and the API's keyword TypedDicts.
+    **{name: ("options", name) for name in ("MaterializeOptions", "CompareOptions", "PreviewOptions",
+                                             "AuditOptions", "BatchOptions")},
+    **{name: ("settings_types", name) for name in ("MaterializeSettings", "CompareSettings", "PreviewSettings")},
 }
 
 __all__ = ["materialize", "RunReport", "SalmatError", "ClipError", "__version__",
-           "run_batch", "compare_models", "audit_table", "contact_sheet", "pull_model"]
+           "run_batch", "compare_models", "audit_table", "contact_sheet", "MaterializeOptions", "CompareOptions",
+           "PreviewOptions", "AuditOptions", "BatchOptions", "MaterializeSettings", "CompareSettings",
+           "PreviewSettings", "pull_model"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Unpack, overload
 
 import pyarrow as pa
 
@@ -17,21 +17,23 @@ from .errors import SalmatError
 from .option_spec import named
 from .options import build_options
 from .pipeline import RunReport, run
+from .settings_types import MaterializeSettings, PathName
 from .tables import labelled_path, memory_from_parquet, memory_kind, memory_to_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
 
-PathName = str | os.PathLike[str]
 
 
 @overload  # the table comes back as the kind it came in
-def materialize(input: pd.DataFrame | pa.Table, output: None = None, **settings: Any) -> tuple[Any, RunReport]: ...
+def materialize(input: pd.DataFrame | pa.Table, output: None = None,
+                **settings: Unpack[MaterializeSettings]) -> tuple[Any, RunReport]: ...
 @overload
-def materialize(input: PathName | pa.Table | pd.DataFrame, output: PathName, **settings: Any) -> RunReport: ...
+def materialize(input: PathName | pa.Table | pd.DataFrame, output: PathName,
+                **settings: Unpack[MaterializeSettings]) -> RunReport: ...
 
 
-def materialize(input: Any, output: PathName | None = None, **settings: Any) -> Any:
+def materialize(input: Any, output: PathName | None = None, **settings: Unpack[MaterializeSettings]) -> Any:
     """Library entry point; keyword names mirror the CLI flags (`frame_samples=4` ⇔ `--frame-samples 4`).
 
     `input` is a table file, a folder of Parquet files, `-` (stdin), a pandas DataFrame or a
@@ -51,7 +53,7 @@ def materialize(input: Any, output: PathName | None = None, **settings: Any) -> 
     return run(build_options(os.fspath(input), os.fspath(output), **settings))
 
 
-def _materialize_in_memory(table: Any, kind: str, output: PathName | None, settings: dict[str, Any]) -> Any:
+def _materialize_in_memory(table: Any, kind: str, output: PathName | None, settings: MaterializeSettings) -> Any:
     """Run the very file path on a private Parquet copy, so types round-trip exactly as a
     Parquet file's do; the result is read back from a private Parquet output."""
     with tempfile.TemporaryDirectory(prefix="salmat-") as folder:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .outputs import write_json
 from .tables import describe_input, describe_output, input_label
+from .values import OK
 
 if TYPE_CHECKING:
     from .models import SaliencyModel
@@ -55,7 +56,7 @@ def library_versions() -> dict[str, str | None]:
 
 def build_audit(opts: MaterializeOptions, model: SaliencyModel, report: RunCounts, timings: dict[str, float],
                 results: list[ClipResult], argv: list[str] | None) -> dict[str, Any]:
-    clips_ok = sum(1 for r in results if r.status == "ok")
+    clips_ok = sum(1 for r in results if r.status == OK)
     return {
         "schema": AUDIT_SCHEMA,
         **describe_input(opts.input),  # input, input_sha256: stdin and folders too

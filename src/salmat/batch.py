@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import SalmatError
+from .option_spec import named, passing
 from .options import BatchOptions, MaterializeOptions, option_names
 from .outputs import preflight, same_file, write_text
 
@@ -217,7 +218,8 @@ def _read_manifest(path: Path) -> Any:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SalmatError(f"cannot read manifest {path}: {exc.strerror or exc}; pass --manifest FILE") from None
+        raise SalmatError(f"cannot read manifest {path}: {exc.strerror or exc}; "
+                          f"pass {passing('manifest', 'FILE')}") from None
     if path.suffix.lower() == ".toml":
         import tomllib
 
@@ -298,7 +300,7 @@ def run_batch(manifest: str | os.PathLike[str] | Manifest, *, log: TextIO | None
         if stopped:
             results.append(TableResult(job.id, TABLE_NOT_RUN, table_opts.input, table_opts.output,
                                        table_opts.audit_json,
-                                       error="not run: an earlier table was not ok and --fail-fast is on"))
+                                       error=f"not run: an earlier table was not ok and {named('fail_fast')} is on"))
             continue
         result = run_table(job.id, table_opts)
         results.append(result)

@@ -40,7 +40,10 @@ be created (exit 2, before any work); for the default location that is a
 warning too.
 
 All four reducers' (mean, var) are stored together, so switching
-`--temporal-aggregator` reruns no inference. Only `ok` results are stored, each
+`--temporal-aggregator` reruns no inference. The `maps` table keeps each clip's
+`clip_maps.ClipMaps` (up to `MAPS_CAP_BYTES`) keyed by content, model and sampling
+only: another EMA alpha or compare's map agreement reduce them again, no decode
+(`run_clips`). Keys and row checks: `cache_rows`; hashing: `file_hash`. Only `ok` results are stored, each
 committed as soon as it finishes, so a run killed with SIGKILL keeps what it
 finished. Concurrent runs wait on each other's writes (busy timeout) instead
 of failing.
@@ -53,35 +56,31 @@ neither reads nor writes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import numbers
 import os
 import sqlite3
 import stat
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from .errors import ClipError, SalmatError
+from .cache_rows import RESULTS_VERSION as RESULTS_VERSION
+from .cache_rows import CacheKey, decode_row, encode_stats, maps_digest, row_digest
+from .cache_rows import reduce_key as reduce_key
+from .cache_rows import sampling_key as sampling_key
+from .clip_maps import MAPS_CAP_BYTES, ClipMaps, decode
+from .errors import ClipError, SalmatError, warn
+from .file_hash import HashTimeout, NotHashable, file_sha256
+from .file_hash import signature as _signature
+from .option_spec import passing, switched_on
 from .sources import ClipSpec, open_source
-from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions, file_stamp
+from .values import OK, ClipResult, ReduceOptions, SamplingOptions
 
 CACHE_ENV = "SALMAT_CACHE_DIR"
 CACHE_FILE = "results.sqlite"
 SCHEMA_VERSION = 2  # 2: files.ctime_ns/dev, results.row_sha256
-# Bump when decoding, sampling or the reducers change in a way that changes results, or
-# when rows stored earlier can't be trusted (3: rows hashed through the mtime-only check).
-RESULTS_VERSION = "salmat-results/3"
 BUSY_TIMEOUT_S = 120.0
 DEFAULT_HASH_TIMEOUT_S = 60.0
-HASH_CHUNK = 1 << 20
-# A stored (mean, var) must be a possible statistic of a map clipped to [0, 1]; the slack
-# covers round-off only.
-_SLACK = 1e-6
 
 _T = TypeVar("_T")
 
@@ -92,6 +91,15 @@ CREATE TABLE IF NOT EXISTS files (
     mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
     sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS maps (
+    clip TEXT NOT NULL,
+    model TEXT NOT NULL,
+    sampling TEXT NOT NULL,
+    record BLOB NOT NULL,
+    row_sha256 TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (clip, model, sampling)
 );
 CREATE TABLE IF NOT EXISTS results (
     clip TEXT NOT NULL,
@@ -120,58 +128,6 @@ def default_cache_path() -> str:
     return os.path.join(folder, CACHE_FILE)
 
 
-class HashTimeout(Exception):
-    """Hashing a file did not finish before its deadline."""
-
-
-class NotHashable(Exception):
-    """The path is not a regular file, or its content is not what its stat says (`/proc` files)."""
-
-
-def file_sha256(path: str, deadline: float | None = None, expect: tuple[int, ...] | None = None) -> str:
-    """sha256 of a regular file's content, read in 1 MiB chunks.
-
-    `deadline` is a `time.monotonic()` value, checked between chunks: past it,
-    `HashTimeout`. A FIFO, device or other non-regular file is refused without
-    being opened; the file is opened non-blocking and checked again after opening
-    (a FIFO swapped in between can't block), and it must read back exactly its
-    stat size (`NotHashable` otherwise): a `/proc` file reports size 0 and reads
-    on for gigabytes. With `expect`, the opened file must have that `_signature` (it is the
-    very file the caller looked at, unchanged).
-    """
-    before = os.stat(path)
-    if not stat.S_ISREG(before.st_mode):
-        raise NotHashable(f"{path} is not a regular file")
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb", buffering=0) as handle:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_dev) != (before.st_ino, before.st_dev):
-            raise NotHashable(f"{path} was replaced while it was opened")
-        if expect is not None and _signature(st) != expect:
-            raise NotHashable(f"{path} changed since it was looked at")
-        h = hashlib.sha256()
-        left = st.st_size
-        while True:
-            if deadline is not None and time.monotonic() > deadline:
-                raise HashTimeout(path)
-            chunk = handle.read(min(HASH_CHUNK, left + 4096))  # past the size: EOF, or too much
-            if not chunk:
-                break
-            left -= len(chunk)
-            if left < 0:
-                raise NotHashable(f"{path} holds more than its size of {st.st_size} bytes")
-            h.update(chunk)
-        if left:
-            raise NotHashable(f"{path} holds less than its size of {st.st_size} bytes")
-    return h.hexdigest()
-
-
-def _signature(st: os.stat_result) -> tuple[int, ...]:
-    """The file's `file_stamp`, with unsigned 64-bit inode and device numbers folded into
-    SQLite's signed INTEGER."""
-    return tuple(v - (1 << 64) if v >= (1 << 63) else v for v in file_stamp(st))
-
-
 def _timestamp_tick_ns(st: os.stat_result) -> int:
     """How long a file timestamp can stay the same while the file changes again. Timestamps
     that look whole-millisecond come from a coarse filesystem (FAT, exFAT, HFS+, some network
@@ -190,103 +146,9 @@ class CacheStats:
     hash_timeouts: int = 0  # files whose hash did not finish before the deadline (also uncacheable)
     changed: int = 0  # results not stored because their file changed after it was hashed
     hash_seconds: float = 0.0
+    map_hits: int = 0  # clips whose maps came from the cache (reduced again: no decode, no model)
+    maps_stored: int = 0
     disabled: bool = False  # the cache could not be opened, or failed mid-run; the run went on without it
-
-
-@dataclass(frozen=True)
-class CacheKey:
-    clip: str
-    model: str
-    sampling: str
-    reduce: str
-    # Not part of the key: the hashed file and its signature, so `put` can refuse a result
-    # computed from a file that changed after it was hashed.
-    path: str = field(default="", compare=False, repr=False)
-    signature: tuple[int, ...] = field(default=(), compare=False, repr=False)
-
-
-def _settings(options: Any) -> dict[str, Any]:
-    """Every field of a settings dataclass, as JSON values (NumPy scalars included)."""
-    values: dict[str, Any] = {}
-    for f in fields(options):
-        value = getattr(options, f.name)
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            value = int(value)
-        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-            value = float(value)
-        values[f.name] = value
-    return values
-
-
-def sampling_key(sampling: SamplingOptions) -> str:
-    return json.dumps({"sampling": _settings(sampling), "results": RESULTS_VERSION}, sort_keys=True, default=repr)
-
-
-def reduce_key(reduce: ReduceOptions) -> str:
-    return json.dumps(_settings(reduce), sort_keys=True, default=repr)
-
-
-def _row_digest(key: CacheKey, stats: object, frames: object) -> str:
-    """The checksum a result row carries: over its key, its stats text and its frame count."""
-    text = json.dumps([key.clip, key.model, key.sampling, key.reduce, stats, frames], default=repr)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number")
-
-
-def _encode_stats(result: ClipResult) -> str | None:
-    """The stats text to store, or None when `result` is not a complete, possible result."""
-    try:
-        stats = {name: [float(result.stats[name][0]), float(result.stats[name][1])] for name in REDUCERS}
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
-    if set(result.stats) != set(REDUCERS) or _stats_problem(stats) or _frames_problem(result.frames):
-        return None
-    return json.dumps(stats, sort_keys=True, allow_nan=False)
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _stats_problem(stats: object) -> str | None:
-    """Why `stats` (decoded JSON) is not `{reducer: [mean, var]}` for exactly the four reducers."""
-    if not isinstance(stats, dict):
-        return f"stats is a JSON {type(stats).__name__}, not an object"
-    if set(stats) != set(REDUCERS):
-        return f"stats holds reducers {sorted(map(str, stats))}, not {sorted(REDUCERS)}"
-    for name, pair in stats.items():
-        if not isinstance(pair, list) or len(pair) != 2 or not all(_number(v) for v in pair):
-            return f"stats[{name!r}] is {pair!r}, not [mean, var] as two finite numbers"
-        mean, var = pair
-        if not (-_SLACK <= mean <= 1 + _SLACK and -_SLACK <= var <= 0.25 + _SLACK):
-            return f"stats[{name!r}] = {pair!r} is outside mean ∈ [0, 1], var ∈ [0, 1/4]"
-    return None
-
-
-def _frames_problem(frames: object) -> str | None:
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        return f"frames is {frames!r}, not a positive integer"
-    return None
-
-
-def _decode_row(key: CacheKey, stats_text: object, frames: object, check: object) -> ClipResult | str:
-    """The stored result, or why the row can't be trusted."""
-    if not isinstance(stats_text, str):
-        return f"stats is {type(stats_text).__name__}, not text"
-    if check != _row_digest(key, stats_text, frames):
-        return "its checksum does not match its content"
-    try:
-        stats = json.loads(stats_text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        return f"stats is not JSON ({exc})"
-    problem = _stats_problem(stats) or _frames_problem(frames)
-    if problem:
-        return problem
-    return ClipResult(OK, stats={name: (float(stats[name][0]), float(stats[name][1])) for name in REDUCERS},
-                      frames=cast(int, frames), seconds=0.0)
 
 
 class ResultCache:
@@ -310,8 +172,8 @@ class ResultCache:
         except OSError as exc:
             if strict:
                 raise SalmatError(f"cannot create the folder {folder} for the result cache: "
-                                  f"{exc.strerror or exc}; pass --cache PATH in a folder that exists or can be "
-                                  "created, or --no-cache") from None
+                                  f"{exc.strerror or exc}; pass {passing('cache', 'PATH')} in a folder that "
+                                  f"exists or can be created, or {switched_on('no_cache')}") from None
             self._unusable(f"its folder can't be created: {exc.strerror or exc}")
             return
         problem = self._open()
@@ -342,9 +204,9 @@ class ResultCache:
 
     def _unusable(self, reason: str) -> None:
         self.stats.disabled = True
-        print(f"salmat: warning: cannot use the result cache {self.path} ({reason}); continuing without it, "
-              "so every clip is computed; remove or replace that file to start a fresh cache, or pass "
-              "--cache PATH or --no-cache", file=sys.stderr)
+        warn(f"cannot use the result cache {self.path} ({reason}); continuing without it, "
+             "so every clip is computed; remove or replace that file to start a fresh cache, or pass "
+             f"{passing('cache', 'PATH')} or {switched_on('no_cache')}")
         self._warned.add("broken")
 
     def _init_schema(self) -> None:
@@ -427,7 +289,7 @@ class ResultCache:
             digest = file_sha256(path, deadline, expect=signature)
         except HashTimeout:
             self.stats.hash_timeouts += 1
-            self._warn_once("timeout", f"salmat: warning: hashing {path} for the result cache took longer than "
+            self._warn_once("timeout", f"hashing {path} for the result cache took longer than "
                                        f"{self.hash_timeout:g} s; it is computed without the cache this run "
                                        "(later ones are only counted in the audit)")
             return None
@@ -483,14 +345,14 @@ class ResultCache:
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
-            print(message, file=sys.stderr)
+            warn(message)
 
     def _broken(self, exc: Exception) -> None:
         """A cache that fails mid-run (disk full, file removed, malformed pages) only costs
         recomputation: warn once, stop using it."""
         if not self.stats.disabled:
             damaged = isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc)
-            self._warn_once("broken", f"salmat: warning: the result cache {self.path} failed ({exc}); continuing "
+            self._warn_once("broken", f"the result cache {self.path} failed ({exc}); continuing "
                                       "without it" + ("; the file is damaged: remove it to start a fresh cache"
                                                       if damaged else ""))
         self.stats.disabled = True
@@ -498,7 +360,7 @@ class ResultCache:
     def _damaged(self, reason: str) -> None:
         """A row that fails its checks is a miss, never a value: count it, report the first."""
         self.stats.damaged += 1
-        self._warn_once("damaged", f"salmat: warning: the result cache {self.path} holds a damaged entry ({reason}); "
+        self._warn_once("damaged", f"the result cache {self.path} holds a damaged entry ({reason}); "
                                    "it is recomputed and replaced (later damaged entries are only counted in the "
                                    "audit)")
 
@@ -534,7 +396,7 @@ class ResultCache:
             self.stats.misses += 1
             return None
         try:
-            found = _decode_row(key, *row)
+            found = decode_row(key, *row)
         except Exception as exc:  # noqa: BLE001 - whatever is stored, a bad row is a miss, never a crash
             found = f"{type(exc).__name__}: {exc}"
         if not isinstance(found, ClipResult):
@@ -544,12 +406,40 @@ class ResultCache:
         self.stats.hits += 1
         return found
 
+    def get_maps(self, key: CacheKey | None) -> ClipMaps | None:
+        """The clip's stored maps (any reduce settings), or None; a damaged row is a miss."""
+        if key is None:
+            return None
+        row = self._query("SELECT record, row_sha256 FROM maps WHERE clip = ? AND model = ? AND sampling = ?",
+                          (key.clip, key.model, key.sampling))
+        if row is None:
+            return None
+        record, check = row
+        if not isinstance(record, bytes) or check != maps_digest(key, record):
+            self._damaged("a map record's checksum does not match its content")
+            return None
+        try:
+            found = decode(record)
+        except ValueError as exc:
+            self._damaged(str(exc))
+            return None
+        self.stats.map_hits += 1
+        return found
+
+    def _put_maps(self, key: CacheKey, record: bytes | None) -> None:
+        if record is None or len(record) > MAPS_CAP_BYTES:
+            return
+        if self._execute("INSERT OR REPLACE INTO maps (clip, model, sampling, record, row_sha256, created) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (key.clip, key.model, key.sampling, record, maps_digest(key, record), time.time())):
+            self.stats.maps_stored += 1
+
     def put(self, key: CacheKey | None, result: ClipResult) -> None:
         """Store an `ok` result and commit it now. Anything else is not cached: other statuses,
         incomplete or impossible stats, and results whose file changed after it was hashed."""
         if key is None or result.status != OK or self.stats.disabled:
             return
-        stats = _encode_stats(result)
+        stats = encode_stats(result)
         if stats is None:
             return
         if key.path:
@@ -564,8 +454,9 @@ class ResultCache:
         if self._execute("INSERT OR REPLACE INTO results (clip, model, sampling, reduce, stats, frames, seconds, "
                          "created, row_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (key.clip, key.model, key.sampling, key.reduce, stats, frames, float(result.seconds),
-                          time.time(), _row_digest(key, stats, frames))):
+                          time.time(), row_digest(key, stats, frames))):
             self.stats.stored += 1
+        self._put_maps(key, result.maps)
 
     def count(self) -> int:
         """Rows in the results table (0 when the cache could not be opened)."""
@@ -578,6 +469,7 @@ class ResultCache:
                 "stored": self.stats.stored, "uncacheable": self.stats.uncacheable,
                 "damaged": self.stats.damaged, "hash_timeouts": self.stats.hash_timeouts,
                 "changed": self.stats.changed, "failed": self.stats.disabled,
+                "map_hits": self.stats.map_hits, "maps_stored": self.stats.maps_stored,
                 "hash_seconds": round(self.stats.hash_seconds, 6)}
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """Command line: argument parsing only; every command is one call into the library.
 
 Exit codes: 0 all rows ok/skipped, 1 some row failed (output still complete),
-2 usage or configuration error (one line on stderr, before any work).
+2 usage or configuration error (one line on stderr, before any work), 3 an internal
+error (a bug in salmat: one line; outputs already published, e.g. by `batch`, stay).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from .options import (
     BatchOptions,
     CompareOptions,
     MaterializeOptions,
+    ModelsOptions,
     ModelsPullOptions,
     PreviewOptions,
 )
 from .outputs import begin_run, install_sigterm_cleanup, stop_requested, stopped_message
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
 
 # What each subcommand stores as `handler`: parsed arguments and argv in, exit code out.
 Handler = Callable[[argparse.Namespace, Sequence[str]], int]
@@ -77,13 +80,8 @@ def _run_materialize(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _models_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("models", help="list the known models and where their files are, or describe an ONNX file",
-                       formatter_class=_formatter)
-    p.add_argument("--model-dir", default=None, metavar="DIR",
-                   help="folders searched for the learned models' files, ':'-separated (default: $SALMAT_MODEL_DIR)")
-    p.add_argument("--model-path", default=None,
-                   help="an ONNX file to describe (the id it runs as, sha256, model card, inputs/outputs)")
-    p.set_defaults(handler=_run_models)
+    p = _command(sub, "models", ModelsOptions, _run_models,
+                 help="list the known models and where their files are, or describe an ONNX file")
     actions = p.add_subparsers(dest="models_action", parser_class=_Parser, metavar="{pull}",
                                help="pull NAME: download a known model's file and check its sha256")
     _command(actions, "pull", ModelsPullOptions, _run_models_pull,
@@ -93,14 +91,16 @@ def _models_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _run_models(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    if args.model_path:
+    opts = ModelsOptions.build(**from_namespace(args, ModelsOptions))
+    opts.validate()
+    if opts.model_path:
         from .models.onnx import describe_model_file, format_model_description
 
-        print(format_model_description(describe_model_file(args.model_path)))
+        print(format_model_description(describe_model_file(opts.model_path)))
         return 0
     from .models.registry import format_known_models
 
-    print(format_known_models(args.model_dir))
+    print(format_known_models(opts.model_dir))
     return 0
 
 
@@ -232,11 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(stopped_message("interrupted"), file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last fence: a bug must not reach the user as a traceback
-        code = EXIT_USAGE
+        code = EXIT_INTERNAL
         if stop_requested() is None:  # else a signal broke a library midway: said below
             detail = " ".join(str(exc).split())[:300]
-            print(f"salmat: error: internal error ({type(exc).__name__}: {detail}); nothing was written; "
-                  "please report this with the command line", file=sys.stderr)
+            print(f"salmat: error: internal error ({type(exc).__name__}: {detail}); the file being written when "
+                  "it happened was not published (files finished before it, such as earlier tables of a batch, "
+                  "are complete); please report this with the command line", file=sys.stderr)
             return code
     stopped = stop_requested()  # a signal some library swallowed: its output was not published
     if stopped is not None:

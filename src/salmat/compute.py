@@ -20,14 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .clip_maps import ClipMaps, encode
 from .decode import FramesAt, decode_sampled
 from .errors import ClipError
-from .frames import YuvFrame
+from .frames import YuvFrame, common_size
 from .maps import WorkingMaps
 from .models.base import SaliencyModel
 from .models.spec import ModelSpec
 from .sources import ClipSpec
-from .temporal import map_stats, reduce_stats
+from .temporal import map_stats
 from .values import DECODE_FAILED, MODEL_FAILED, OK, ClipResult, ReduceOptions, SamplingOptions
 
 PhaseFn = Callable[[str], None]
@@ -65,12 +66,6 @@ def _check_maps(model: SaliencyModel, maps: np.ndarray, frame_size: tuple[int, .
         raise ClipError(MODEL_FAILED, f"{model.id} returned non-finite values")
 
 
-def check_uniform_size(frames: list[YuvFrame]) -> None:
-    sizes = {(f.height, f.width) for f in frames}
-    if len(sizes) > 1:
-        raise ClipError(DECODE_FAILED, f"frame size changes within the clip: {sorted(sizes)}")
-
-
 def sampled_maps(
     spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, on_phase: PhaseFn | None = None,
 ) -> tuple[list[YuvFrame], np.ndarray | WorkingMaps]:
@@ -80,7 +75,7 @@ def sampled_maps(
     pool uses it to tell a decode timeout from a model timeout).
     """
     frames = decode_sampled(spec, sampling)
-    check_uniform_size(frames)
+    common_size(frames)
     if on_phase is not None:
         on_phase("model")
     return frames, predict_maps(model, frames)
@@ -88,20 +83,22 @@ def sampled_maps(
 
 def compute_clip(
     spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, reduce: ReduceOptions,
-    on_phase: PhaseFn | None = None,
+    on_phase: PhaseFn | None = None, keep_maps: int = 0,
 ) -> ClipResult:
     """One clip, start to finish; every failure is returned as a status, never raised.
 
-    A spec with `frames` (--per-frame) gets those frames' own statistics (`compute_frames`)."""
+    A spec with `frames` (--per-frame) gets those frames' own statistics (`compute_frames`).
+    `keep_maps`: the result carries the clip's encoded `ClipMaps` when they are at most this
+    many bytes (0: never), for the cache and compare's map agreement."""
     if spec.frames is not None:
         return compute_frames(spec, model, sampling, on_phase)
     start = time.perf_counter()
 
     def body() -> ClipResult:
         frames, maps = sampled_maps(spec, model, sampling, on_phase)
-        lumas = [frame.luma8() for frame in frames]
-        stats = reduce_stats(maps, lumas, reduce.ema_alpha, reduce.historical_motion)
-        return ClipResult(OK, stats=stats, frames=len(frames))
+        record = ClipMaps.build(maps, [frame.luma8() for frame in frames])
+        kept = encode(record) if 0 < record.raw_bytes <= keep_maps else None
+        return ClipResult(OK, stats=record.stats(reduce), frames=len(frames), maps=kept)
 
     return _as_result(spec, start, body)
 
@@ -162,6 +159,7 @@ class ClipJob:
     model: ModelSpec
     sampling: SamplingOptions
     reduce: ReduceOptions
+    keep_maps: int = 0  # bytes: results carry their clip's maps up to this size (`compute_clip`)
 
     def start(self, threads: int | None = None) -> ClipRunner:
         """Load the model (may raise: a worker that can't start is the engine's to handle)."""
@@ -177,4 +175,4 @@ class ClipRunner:
 
     def compute(self, spec: ClipSpec, on_phase: PhaseFn | None = None) -> ClipResult:
         """Never raises."""
-        return compute_clip(spec, self.model, self.job.sampling, self.job.reduce, on_phase)
+        return compute_clip(spec, self.model, self.job.sampling, self.job.reduce, on_phase, self.job.keep_maps)

@@ -17,13 +17,13 @@ Sampling (see CONTRACT §4):
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import BinaryIO
 
 import av
@@ -37,7 +37,7 @@ import numpy.typing as npt
 from .errors import ClipError
 from .frames import YuvFrame
 from .sources import ClipSpec, SourceFile, open_source, source_size
-from .values import SamplingOptions
+from .values import DECODE_FAILED, SamplingOptions
 
 __all__ = ["FramesAt", "SamplingOptions", "decode_sampled", "clip_indices"]
 
@@ -95,11 +95,11 @@ def _decode_errors(spec: ClipSpec) -> Iterator[None]:
     except ClipError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as exc:
-        raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: {_describe(exc)}") from exc
+        raise ClipError(DECODE_FAILED, f"{os.path.basename(spec.path)}: {_describe(exc)}") from exc
 
 
 def _no_frames(spec: ClipSpec) -> ClipError:
-    return ClipError("decode-failed", f"{os.path.basename(spec.path)}: the stream yields no frames")
+    return ClipError(DECODE_FAILED, f"{os.path.basename(spec.path)}: the stream yields no frames")
 
 
 def _describe(exc: BaseException) -> str:
@@ -131,7 +131,7 @@ def _raw_layout(spec: ClipSpec, options: SamplingOptions) -> tuple[int, int, np.
     total = size // frame_bytes
     if total == 0:
         raise ClipError(
-            "decode-failed",
+            DECODE_FAILED,
             f"{os.path.basename(spec.path)}: {size} bytes is less than one {spec.width}x{spec.height} "
             f"{spec.bit_depth}-bit 4:2:0 frame ({frame_bytes} bytes); check the geometry",
         )
@@ -139,7 +139,7 @@ def _raw_layout(spec: ClipSpec, options: SamplingOptions) -> tuple[int, int, np.
         # A size that is not a whole number of frames means the declared geometry (or bit depth) is
         # wrong: decoding it anyway would give an `ok` row computed from misaligned planes.
         raise ClipError(
-            "decode-failed",
+            DECODE_FAILED,
             f"{os.path.basename(spec.path)}: {size} bytes is not a whole number of {spec.width}x{spec.height} "
             f"{spec.bit_depth}-bit 4:2:0 frames ({frame_bytes} bytes each); check the geometry",
         )
@@ -165,7 +165,7 @@ def _read_raw_frame(
 def _check_pixels(width: int, height: int, options: SamplingOptions) -> None:
     if options.max_pixels and width * height > options.max_pixels:
         raise ClipError(
-            "decode-failed",
+            DECODE_FAILED,
             f"{width}x{height} exceeds --max-pixels {options.max_pixels}; raise the limit if the size is real",
         )
 
@@ -178,7 +178,7 @@ def _check_frame_pixels(frame: av.VideoFrame, max_pixels: int | None, index: int
     if max_pixels and frame.width * frame.height > max_pixels:
         which = f"frame {index}" if index is not None else f"the frame at pts {frame.pts}"
         raise ClipError(
-            "decode-failed",
+            DECODE_FAILED,
             f"{which} is {frame.width}x{frame.height}, which exceeds --max-pixels {max_pixels} "
             "(the stream's size changes mid-stream or its header understates it); raise the limit if the size is real",
         )
@@ -189,12 +189,12 @@ def _check_frame_pixels(frame: av.VideoFrame, max_pixels: int | None, index: int
 
 # Decoder threads per stream; 0 lets FFmpeg use every core. Pool workers set their share
 # (cores // workers), so N workers decoding at once don't oversubscribe the CPUs.
-_decode_threads = 0
+# A context variable, not a module global: a run in another thread keeps FFmpeg's default.
+_DECODE_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("salmat_decode_threads", default=0)
 
 
 def set_decode_threads(threads: int) -> None:
-    global _decode_threads
-    _decode_threads = max(0, int(threads))
+    _DECODE_THREADS.set(max(0, int(threads)))
 
 
 # Decoder options for avformat_find_stream_info's probe only (not for our decoder). By
@@ -236,13 +236,13 @@ def _open_container(handle: SourceFile) -> av.container.InputContainer:
 
     def refuse_other_files(url: str, flags: int, options: dict[str, str]) -> None:
         """PyAV's `io_open`: every further file or URL a demuxer asks for is refused."""
-        raise ClipError("decode-failed", f"{name}: names another file or URL ({url!r}); {_NOT_SINGLE_FILE}")
+        raise ClipError(DECODE_FAILED, f"{name}: names another file or URL ({url!r}); {_NOT_SINGLE_FILE}")
 
     try:
         return av.open(handle, "r", options=_PROBE_OPTIONS, container_options=_OPEN_OPTIONS,
                        io_open=refuse_other_files)
     except av.error.ArgumentError as exc:  # EINVAL: FFmpeg's answer to a format or protocol off its whitelist
-        raise ClipError("decode-failed", f"{name}: FFmpeg refused to open it ({exc.strerror}); "
+        raise ClipError(DECODE_FAILED, f"{name}: FFmpeg refused to open it ({exc.strerror}); "
                                          f"{_NOT_SINGLE_FILE}") from exc
 
 
@@ -256,11 +256,11 @@ def _open_stream(
     spec = source if isinstance(source, ClipSpec) else ClipSpec(source)
     with open_source(spec) as handle, _open_container(handle) as container:
         if not container.streams.video:
-            raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: no video stream")
+            raise ClipError(DECODE_FAILED, f"{os.path.basename(spec.path)}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        if _decode_threads:
-            stream.codec_context.thread_count = _decode_threads
+        if _DECODE_THREADS.get():
+            stream.codec_context.thread_count = _DECODE_THREADS.get()
         if options is not None:
             _check_pixels(stream.codec_context.width, stream.codec_context.height, options)
         yield container, stream
@@ -352,15 +352,8 @@ class FramesAt:
         self.total = decoded
 
 
-def count_frames(path: str | ClipSpec) -> int:
-    """Exact frame count by demuxing packets (no decoding)."""
-    with _open_stream(path) as (container, stream):
-        return sum(1 for packet in container.demux(stream) if packet.size)
-
-
 # Decoding cost of one seek (demuxer seek, decoder flush, frame-thread refill), in frames.
 SEEK_COST_FRAMES = 8  # measured 9–14 on 2 cores (benchmarks/bench.py clips)
-STRATEGIES = ("auto", "seek", "sequential")
 
 
 @dataclass(frozen=True)
@@ -523,8 +516,3 @@ def _plane_array(plane: av.video.plane.VideoPlane, dtype: npt.DTypeLike) -> np.n
     raw = np.frombuffer(memoryview(plane), dtype=dtype)
     rows = raw.reshape(plane.height, plane.line_size // itemsize)
     return np.ascontiguousarray(rows[:, : plane.width])
-
-
-def frame_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
-    rate = stream.average_rate or stream.guessed_rate
-    return Fraction(rate) if rate else None

@@ -19,3 +19,5 @@ DEFAULT_CLIP_TIMEOUT = 600.0
 MIN_INFERENCE_SIZE, MAX_INFERENCE_SIZE = 16, 8192
 # The pictures salmat writes (preview sheets, plots): suffix → Pillow format.
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+# `--device`: where ONNX models run (the option's choices and the ONNX loader's check).
+DEVICES = ("auto", "cpu", "cuda")

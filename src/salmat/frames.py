@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from .errors import ClipError
+from .values import DECODE_FAILED
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,17 @@ class YuvFrame:
     def luma8(self) -> np.ndarray:
         """Luma on the 8-bit scale as uint8 (the motion weights read it; no float copy per frame)."""
         return self.to_8bit().y
+
+
+def common_size(frames: Sequence[YuvFrame]) -> tuple[int, int]:
+    """The one (height, width) every frame of a clip shares: the one home of this check (the
+    engine runs it before any model; the models run it for direct callers). A clip without
+    frames, or whose size changes, is `decode-failed`."""
+    sizes = {(f.height, f.width) for f in frames}
+    if len(sizes) != 1:
+        listed = ", ".join(f"{w}x{h}" for h, w in sorted(sizes)) or "no frames"
+        raise ClipError(DECODE_FAILED, f"the frame size changes within the clip ({listed}); one map size per clip")
+    height, width = sizes.pop()
+    if height < 1 or width < 1:
+        raise ClipError(DECODE_FAILED, f"empty frame of size {width}x{height}")
+    return height, width

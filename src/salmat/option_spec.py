@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import difflib
 import functools
 import math
@@ -99,10 +100,6 @@ def _number(value: Any) -> bool:
 
 def unit_interval(value: Any) -> str | None:
     return None if _number(value) and 0 < value <= 1 else "in (0, 1]"
-
-
-def positive(value: Any) -> str | None:
-    return None if _number(value) and value > 0 else "a finite number > 0"
 
 
 def seconds(value: Any) -> str | None:
@@ -229,33 +226,44 @@ def flag(name: str, s: Setting) -> str:
 # One home for the spelling in messages: a CLI user reads `--path-column NAME`, a Python caller
 # `path_column=NAME`. Python spelling is the default; `salmat.cli.main` switches to flags.
 
-_CLI_CALLS: list[bool] = []
+# A context variable, not a process-wide flag: a thread or task running another call (a Python
+# caller beside a CLI run in the same process) keeps its own spelling.
+_CLI_SPELLING: contextvars.ContextVar[bool] = contextvars.ContextVar("salmat_cli_spelling", default=False)
 
 
 @contextlib.contextmanager
 def cli_spelling() -> Iterator[None]:
-    """Within the block, messages name settings as command-line flags."""
-    _CLI_CALLS.append(True)
+    """Within the block (this thread or task only), messages name settings as command-line flags."""
+    token = _CLI_SPELLING.set(True)
     try:
         yield
     finally:
-        _CLI_CALLS.pop()
+        _CLI_SPELLING.reset(token)
+
+
+def _cli() -> bool:
+    return _CLI_SPELLING.get()
 
 
 def named(name: str) -> str:
     """`path_column` as the caller knows it: `--path-column` on the command line, else `path_column`."""
     name = name.removeprefix("--").replace("-", "_")
-    return "--" + name.replace("_", "-") if _CLI_CALLS else name
+    return "--" + name.replace("_", "-") if _cli() else name
 
 
 def passing(name: str, value: object) -> str:
     """How the caller passes `value` for `name`: `--frame-samples 4`, or `frame_samples=4`."""
-    return f"{named(name)} {value}" if _CLI_CALLS else f"{named(name)}={value}"
+    return f"{named(name)} {value}" if _cli() else f"{named(name)}={value}"
+
+
+def switched_off(name: str) -> str:
+    """A flag pair's off side as the caller gives it: `--no-plots`, or `plots=False`."""
+    return "--no-" + named(name).removeprefix("--") if _cli() else f"{named(name)}=False"
 
 
 def switched_on(name: str) -> str:
     """A switch as the caller turns it on: `--overwrite`, or `overwrite=True`."""
-    return named(name) if _CLI_CALLS else f"{named(name)}=True"
+    return named(name) if _cli() else f"{named(name)}=True"
 
 
 # ---- validation ------------------------------------------------------------------------
@@ -305,12 +313,12 @@ def _allows_none(hint: Any) -> bool:
 
 def _message(name: str, problem: str, shown: Any, s: Setting, kind: type) -> str:
     example = s.example or _show_default(s.default) or (s.choices[0] if s.choices else None)
-    if example and kind is str and not _CLI_CALLS:
+    if example and kind is str and not _cli():
         example = repr(example)  # a Python caller passes text as a str literal
     tail = f"; e.g. {passing(name, example)}" if example and not s.positional else ""
     if isinstance(shown, tuple):
         shown = ",".join(map(str, shown))  # a list setting, shown as the comma text the flag takes
-    shown_name = name if s.positional and _CLI_CALLS else named(name)
+    shown_name = name if s.positional and _cli() else named(name)
     return f"{shown_name} must be {problem}, got {shown!r}{tail}"
 
 

@@ -24,6 +24,7 @@ from .defaults import (
     DEFAULT_EMA_ALPHA,
     DEFAULT_MAX_PIXELS,
     DEFAULT_PANEL_WIDTH,
+    DEVICES,
     IMAGE_FORMATS,
     MIN_PANEL_WIDTH,
 )
@@ -50,7 +51,6 @@ from .values import OUTPUT_COLUMNS, REDUCERS
 
 SAMPLING_MODES = ("clip", "head")
 COMPAT_MODES = ("historical",)
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 ENGINES = ("local", "ray")
 LONG_FORMATS = ("parquet", "csv")
@@ -90,6 +90,16 @@ INFERENCE_SIZE = Setting("native", "ONNX models: resize frames so their short si
                          "(faster; changes values; the model id gets @S)", convert=text, check=native_or_size,
                          group=MODEL, example="540", metavar="S")
 QUIET = Setting(False, "no progress bar", group=RUN)
+# Where clips run and the result cache (`salmat.run_clips`): the same for every command that computes clips.
+WORKERS = Setting(os.cpu_count() or 1, "clip worker processes (default: all cores)", check=whole(1), group=RUN)
+CLIP_TIMEOUT = Setting(DEFAULT_CLIP_TIMEOUT, "seconds a clip may take (decode + model) before its worker is stopped "
+                       "and its rows get decode-timeout/model-timeout (from Python, None runs --workers 1 in this "
+                       "process, unbounded)", check=seconds, group=RUN, example="60")
+CACHE = Setting(None, "SQLite result cache path", convert=path, group=RUN)
+NO_CACHE = Setting(False, "neither read nor write the result cache", group=RUN)
+ENGINE = Setting("local", "local process pool or Ray Data", choices=ENGINES, group=RUN)
+RAY_ADDRESS = Setting(None, "Ray cluster address (default: a local cluster)", group=RUN)
+NUM_GPUS_PER_WORKER = Setting(0.0, "GPUs per Ray actor", check=non_negative, group=RUN)
 PLOTS = Setting(True, "write the PNG plots (--no-plots skips them)", group=RUN)
 
 
@@ -142,17 +152,13 @@ class MaterializeOptions(Options):
     error_column: str = setting(OUTPUT_COLUMNS["error"], "error message column ('' omits it)", group=COLUMNS)
     frames_column: str = setting(OUTPUT_COLUMNS["frames"], "sampling column: clip:8, head:8/8 or frame ('' omits "
                                  "it; absent under --compat historical)", group=COLUMNS)
-    workers: int = setting(os.cpu_count() or 1, "clip worker processes (default: all cores)", check=whole(1),
-                           group=RUN)
-    clip_timeout: float | None = setting(DEFAULT_CLIP_TIMEOUT, "seconds a clip may take (decode + model) before its "
-                                         "worker is stopped and its rows get decode-timeout/model-timeout "
-                                         "(from Python, None runs --workers 1 in this process, unbounded)",
-                                         check=seconds, group=RUN, example="60")
-    cache: str | None = setting(None, "SQLite result cache path", convert=path, group=RUN)
-    no_cache: bool = setting(False, "neither read nor write the result cache", group=RUN)
-    engine: str = setting("local", "local process pool or Ray Data", choices=ENGINES, group=RUN)
-    ray_address: str | None = setting(None, "Ray cluster address (default: a local cluster)", group=RUN)
-    num_gpus_per_worker: float = setting(0.0, "GPUs per Ray actor", check=non_negative, group=RUN)
+    workers: int = WORKERS.field()
+    clip_timeout: float | None = CLIP_TIMEOUT.field()
+    cache: str | None = CACHE.field()
+    no_cache: bool = NO_CACHE.field()
+    engine: str = ENGINE.field()
+    ray_address: str | None = RAY_ADDRESS.field()
+    num_gpus_per_worker: float = NUM_GPUS_PER_WORKER.field()
     audit_json: str | None = setting(None, "write the run record here", convert=path, group=RUN)
     format: str | None = setting(None, "format of --output - (stdout): jsonl or csv (default: jsonl); a file's "
                                  "format comes from its suffix",
@@ -271,8 +277,8 @@ class CompareOptions(Options):
 
     input: str = INPUT.field(help="feature table naming the clips")
     out: str = setting(help="folder for long.*, report.json, report.md and PNGs", required=True, convert=path)
-    models: tuple[str, ...] = setting(("image_signature_v1",), "comma-separated model ids (built-in or learned) or "
-                                      ".onnx paths",
+    models: tuple[str, ...] = setting(("image_signature_v1",), "comma-separated model ids (built-in or learned, "
+                                      "knob suffixes included: saliency_student_v1@int8, @540) or .onnx paths",
                                       convert=comma_list, check=item_list, group=MODEL, metavar="M,M")
     aggregators: tuple[str, ...] = REDUCER_LIST.field()
     target: str | None = setting(None, "quality column to correlate with (e.g. mos, vmaf)")
@@ -295,6 +301,25 @@ class CompareOptions(Options):
     long_format: str = setting("parquet", "long table format", choices=LONG_FORMATS, group=RUN)
     plots: bool = PLOTS.field()
     quiet: bool = QUIET.field()
+    workers: int = WORKERS.field()
+    clip_timeout: float | None = CLIP_TIMEOUT.field()
+    cache: str | None = CACHE.field()
+    no_cache: bool = NO_CACHE.field()
+    engine: str = ENGINE.field()
+    ray_address: str | None = RAY_ADDRESS.field()
+    num_gpus_per_worker: float = NUM_GPUS_PER_WORKER.field()
+
+
+@dataclass(frozen=True)
+class ModelsOptions(Options):
+    """`salmat models`: the known models and where their files are, or one ONNX file described."""
+
+    command: ClassVar[str] = "models"
+
+    model_dir: str | None = MODEL_DIR.field(help="folders searched for the learned models' files, ':'-separated "
+                                            "(default: $SALMAT_MODEL_DIR)", metavar="DIR")
+    model_path: str | None = setting(None, "an ONNX file to describe (the id it runs as, sha256, model card, "
+                                     "inputs/outputs)", convert=path, group=MODEL)
 
 
 def sheet_file(value: Any) -> str | None:
@@ -329,6 +354,8 @@ class PreviewOptions(Options):
     panel_width: int = setting(DEFAULT_PANEL_WIDTH, "pixel width of each panel", check=whole(MIN_PANEL_WIDTH))
     colors: int = setting(256, "palette size of a PNG sheet (0: full colour; a JPEG is always full colour)",
                           check=whole(0, 256))
+    cache: str | None = CACHE.field()
+    no_cache: bool = NO_CACHE.field()
 
 
 @dataclass(frozen=True)

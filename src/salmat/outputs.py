@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import multiprocessing
@@ -287,7 +288,7 @@ class AtomicFile:
             raise
         self._done = True
         _LIVE.discard(self.temp)
-        _PUBLISHED.append("stdout" if self.to_stdout else str(self.path))
+        _published().append("stdout" if self.to_stdout else str(self.path))
         if not self.to_stdout:
             _fsync_folder(self._folder)
 
@@ -458,22 +459,35 @@ def _fsync_folder(folder: Path) -> None:
 # --------------------------------------------------------------------------- SIGTERM
 
 
-_STOPPED_BY: list[int] = []  # the signal that asked this run to stop, once one has
-_PUBLISHED: list[str] = []   # outputs this process has renamed into place
+# Signals, fd 1 and the temp files a SIGTERM removes belong to the process (`_STOPPED_BY`,
+# `_STDOUT_FD`, `_LIVE`, `_HANDLER_PID`); what a run published is the run's own: a context
+# variable, so a run in another thread or task never reports this one's files.
+_STOPPED_BY: list[int] = []  # the signal that asked this process to stop, once one has
+_PUBLISHED: contextvars.ContextVar[list[str]] = contextvars.ContextVar("salmat_published")
+
+
+def _published() -> list[str]:
+    """The outputs this run (this thread or task's current run) has renamed into place."""
+    found = _PUBLISHED.get(None)
+    if found is None:
+        found = []
+        _PUBLISHED.set(found)
+    return found
 
 
 def begin_run() -> None:
-    """Forget what an earlier run in this process published or was stopped by (the CLI can be
-    called more than once in one process: tests, notebooks)."""
-    _PUBLISHED.clear()
+    """Start a run's record afresh, and forget a stop an earlier run in this process was asked
+    for (the CLI can be called more than once in one process: tests, notebooks)."""
+    _PUBLISHED.set([])
     _STOPPED_BY.clear()
 
 
 def stopped_message(how: str) -> str:
     """The line said when a signal stops the run: what, if anything, was already written."""
-    if not _PUBLISHED:
+    published = _published()
+    if not published:
         return f"salmat: {how}; no output was written"
-    return f"salmat: {how}; already written before that: {', '.join(_PUBLISHED)}"
+    return f"salmat: {how}; already written before that: {', '.join(published)}"
 
 
 def _raise_if_stopped() -> None:

@@ -19,17 +19,16 @@ import numpy as np
 import pyarrow as pa
 
 from . import audit as audit_mod
-from .cache import CacheKey, ResultCache, open_cache
+from .cache import open_cache
 from .compute import ClipJob
-from .engines import EngineSettings, get_engine
 from .errors import SalmatError, warn
+from .model_choice import model_spec as choose_model
 from .models.knobs import parse_inference_size
 from .models.quantize import calibration_source
 from .models.spec import ModelSpec
 from .option_spec import named, passing
 from .options import MaterializeOptions
 from .outputs import STDIO, preflight, stdout_reserved
-from .progress import ClipProgress
 from .rows import (
     OUTPUT_TYPES,
     ColumnBuilder,
@@ -40,8 +39,9 @@ from .rows import (
     frame_index_cells,
     with_float_cells,
 )
+from .run_clips import RunSettings, run_clips
 from .run_notes import CONFIGURATION_ROLES, failure_lines, first_errors, skipped_other_configurations, unused_settings
-from .sources import ClipSpec, RowPlan, SourceFailure, SourceOptions, plan_rows, with_wanted_frames
+from .sources import ClipSpec, RowPlan, SourceOptions, plan_rows, with_wanted_frames
 from .tables import (
     TableReader,
     TableWriter,
@@ -49,7 +49,7 @@ from .tables import (
     detect_format,
     input_label,
 )
-from .values import FRAME_AGGREGATOR, OK, SKIPPED, WORKER_LOST, ClipResult, ReduceOptions, SamplingOptions
+from .values import FRAME_AGGREGATOR, OK, SKIPPED, ClipResult, ReduceOptions, SamplingOptions
 
 
 @dataclass
@@ -98,10 +98,10 @@ def model_spec(opts: MaterializeOptions) -> ModelSpec:
     preset = opts.preprocess
     if opts.historical and opts.model_path and preset is None:
         preset = "vmaf-student"
-    return ModelSpec(opts.model, opts.model_path, opts.model_id, preset, opts.device, opts.precision,
-                     inference_size=parse_inference_size(opts.inference_size),
-                     calibration=calibration_source(opts.precision, opts.input, opts.path_column, opts.root),
-                     ).resolved(opts.model_dir)
+    settings = ModelSpec(None, opts.model_path, opts.model_id, preset, opts.device, opts.precision,
+                         inference_size=parse_inference_size(opts.inference_size),
+                         calibration=calibration_source("int8", opts.input, opts.path_column, opts.root))
+    return choose_model(opts.model, settings, model_dir=opts.model_dir)
 
 
 def sampling_options(opts: MaterializeOptions) -> SamplingOptions:
@@ -110,20 +110,6 @@ def sampling_options(opts: MaterializeOptions) -> SamplingOptions:
 
 def reduce_options(opts: MaterializeOptions) -> ReduceOptions:
     return ReduceOptions(opts.ema_alpha, historical_motion=opts.historical)
-
-
-def engine_settings(opts: MaterializeOptions) -> EngineSettings:
-    return EngineSettings(opts.workers, opts.clip_timeout, opts.ray_address, opts.num_gpus_per_worker)
-
-
-def engine_name(opts: MaterializeOptions, clips: int) -> str:
-    """Ray when asked; the pool for several workers and clips, or whenever a clip timeout is
-    set (it needs a process it can stop); otherwise this process."""
-    if opts.engine == "ray":
-        return "ray"
-    if clips > 0 and (opts.clip_timeout or (opts.workers > 1 and clips > 1)):
-        return "pool"
-    return "inline"
 
 
 def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
@@ -159,8 +145,9 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
 
     t = time.perf_counter()
     try:
-        results = _compute_sources(planned.plan.sources, job, opts, rows=int((~planned.skipped).sum()), cache=cache,
-                                   source_rows=planned.source_rows())
+        run_ = run_clips(planned.plan.sources, job, RunSettings.of(opts), cache, rows=int((~planned.skipped).sum()),
+                         source_rows=planned.source_rows())
+        results = run_.results
     finally:
         if cache is not None:
             cache.close()
@@ -174,10 +161,10 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     clips = sum(isinstance(s, ClipSpec) for s in planned.plan.sources)
     report = RunReport(opts.output, outcomes.counts(), clips, time.perf_counter() - started, notes=notes,
                        first_errors=first_errors(outcomes, planned.plan.row_source, planned.plan.sources),
-                       cached=cache.stats.hits if cache is not None else 0)
+                       cached=run_.from_cache)
     timings["total"] = report.seconds
     report.audit = audit_mod.build_audit(opts, model, report, timings, results, argv)
-    report.audit["cache"] = cache.describe() if cache is not None else None
+    report.audit["cache"] = cache.describe() | {"clips_from_cache": run_.from_cache} if cache is not None else None
     report.audit["notes"] = notes
     if opts.audit_json:
         try:
@@ -296,40 +283,6 @@ def _pandas_index_columns(schema: pa.Schema) -> set[str]:
     return {name for name in names if isinstance(name, str)}
 
 
-def _compute_sources(sources: list[ClipSpec | SourceFailure], job: ClipJob, opts: MaterializeOptions, rows: int,
-                     cache: ResultCache | None = None, source_rows: np.ndarray | None = None) -> list[ClipResult]:
-    """A result per distinct source: resolution failures as they are, cached clips from the
-    cache, the rest computed (each `ok` result committed to the cache as it finishes).
-    `source_rows[i]`: how many rows take source i's values (progress counts rows with it)."""
-    per_source = [0] * len(sources) if source_rows is None else source_rows.tolist()
-    results: list[ClipResult | None] = [
-        ClipResult(s.status, error=s.message) if isinstance(s, SourceFailure) else None for s in sources
-    ]
-    todo = {i: s for i, s in enumerate(sources) if isinstance(s, ClipSpec)}
-    keys: dict[int, CacheKey | None] = {}
-    with ClipProgress(len(todo), rows, quiet=opts.quiet) as progress:
-        if cache is not None:
-            for i, spec in list(todo.items()):
-                keys[i] = cache.key(spec, job.model.fingerprint or "", job.sampling, job.reduce)
-                hit = cache.get(keys[i])
-                if hit is not None:
-                    results[i] = hit
-                    progress.update(hit, rows=per_source[i])
-                    del todo[i]
-        position = {spec: i for i, spec in todo.items()}
-        engine = get_engine(engine_name(opts, len(todo)))
-        for spec, result in engine(list(todo.values()), job, engine_settings(opts)):
-            results[position[spec]] = result
-            if cache is not None:
-                cache.put(keys[position[spec]], result)
-            progress.update(result, rows=per_source[position[spec]])
-    return _fill(results)
-
-
-def _fill(results: list[ClipResult | None]) -> list[ClipResult]:
-    return [r or ClipResult(WORKER_LOST, error="the engine returned no result for this clip") for r in results]
-
-
 def _write_output(reader: TableReader, outcomes: RowOutcomes, provenance: Provenance,
                   opts: MaterializeOptions) -> None:
     builder = ColumnBuilder(outcomes, provenance, opts.output_columns())
@@ -355,7 +308,7 @@ def _write_output(reader: TableReader, outcomes: RowOutcomes, provenance: Proven
             reader.check_unchanged()
     except OSError as exc:  # disk full, file size limit, I/O error: the writer has already removed its temp file
         raise SalmatError(f"cannot write {opts.output}: {exc.strerror or exc}; nothing was written and any earlier "
-                          "file there is untouched; free some space or choose another --output") from None
+                          f"file there is untouched; free some space or choose another {named('output')}") from None
 
 
 def print_summary(report: RunReport, stream: TextIO | None = None) -> None:

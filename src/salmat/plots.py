@@ -15,6 +15,7 @@ import numpy as np
 
 from .defaults import IMAGE_FORMATS
 from .errors import SalmatError
+from .option_spec import switched_off
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,7 +28,8 @@ def pyplot() -> ModuleType:
         import matplotlib
     except ImportError:
         raise SalmatError("this command draws pictures and needs matplotlib; pip install 'salmat[plots]' (or pip "
-                          "install matplotlib), or pass --no-plots where the command has it (compare, audit)") from None
+                          f"install matplotlib), or pass {switched_off('plots')} "
+                          "where the command has it (compare, audit)") from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -19,23 +19,31 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 
+from .cache import open_cache
+from .clip_maps import ClipMaps
 from .color import yuv_to_rgb
-from .compute import sampled_maps
-from .decode import SamplingOptions, sampled_indices
+from .compute import ClipJob
+from .decode import SamplingOptions, decode_sampled, sampled_indices
 from .defaults import DEFAULT_PANEL_WIDTH, MIN_PANEL_WIDTH
 from .errors import ClipError, SalmatError
 from .frames import YuvFrame
 from .maps import WorkingMaps, full_size
-from .models import DEFAULT_MODEL_ID, SaliencyModel
+from .model_choice import model_spec
+from .models import DEFAULT_MODEL_ID
+from .models.spec import ModelSpec
+from .option_spec import named
 from .options import PreviewOptions
 from .outputs import preflight
 from .plots import pyplot, save_figure
+from .run_clips import RunSettings, run_clips
+from .settings_types import PreviewSettings
 from .sources import ClipSpec, SourceFailure, SourceOptions, resolve_source
-from .temporal import REDUCERS, reduce_all, reduce_stats
+from .temporal import REDUCERS
+from .values import OK, ClipResult, ReduceOptions
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -120,7 +128,7 @@ def sheet_layout(frames: int, frame_width: int, frame_height: int, reducers: Seq
     if frames < 1:
         raise SalmatError("a contact sheet needs at least one frame")
     if panel_width < MIN_PANEL_WIDTH:
-        raise SalmatError(f"--panel-width must be ≥ {MIN_PANEL_WIDTH} pixels, got {panel_width}")
+        raise SalmatError(f"{named('panel_width')} must be ≥ {MIN_PANEL_WIDTH} pixels, got {panel_width}")
     panel_height = max(1, int(round(panel_width * frame_height / max(frame_width, 1))))
     return SheetLayout(frames, tuple(reducers), int(panel_width), panel_height)
 
@@ -145,7 +153,7 @@ class _Sample:
 
 
 def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-            **settings: Any) -> PreviewResult:
+            **settings: Unpack[PreviewSettings]) -> PreviewResult:
     """Decode, run the model, reduce, and draw the sheet; returns its layout and the per-reducer stats.
 
     `settings` are `salmat.options.PreviewOptions`: the `salmat preview` flags with underscores
@@ -161,15 +169,17 @@ def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = N
         # The message names the clip already (resolve_source says which path failed and how).
         shown = spec.message if opts.clip in spec.message else f"{opts.clip}: {spec.message}"
         raise SalmatError(f"{shown} ({spec.status})")
-    saliency = _load_model(opts)
+    chosen = model_spec(opts.model or DEFAULT_MODEL_ID, ModelSpec(preprocess=opts.preprocess, device=opts.device),
+                        model_dir=opts.model_dir, paths=True)
+    saliency = chosen.load()
     preflight({"--out": opts.out}, {"the clip": opts.clip,
                                     "the model": opts.model if opts.model and os.path.isfile(opts.model) else None})
-    sample = _sample(spec, saliency, SamplingOptions(opts.sampling, opts.frame_samples, opts.max_frames,
-                                                     opts.max_pixels))
-    lumas = [f.luma8() for f in sample.frames]
-    reduced = reduce_all(sample.maps, lumas, opts.ema_alpha, False)
-    all_stats = reduce_stats(sample.maps, lumas, opts.ema_alpha, False, reduced)  # the figures materialize writes
-    stats = {r: all_stats[r] for r in opts.reducers}
+    sampling = SamplingOptions(opts.sampling, opts.frame_samples, opts.max_frames, opts.max_pixels)
+    reduce = ReduceOptions(opts.ema_alpha)
+    result, record = _run(spec, ClipJob(chosen.pinned(saliency.fingerprint), sampling, reduce), opts)
+    sample = _sample(spec, record.maps, sampling)
+    reduced = record.reduced(reduce)
+    stats = {r: result.stats[r] for r in opts.reducers}  # the figures materialize writes
     first = sample.frames[0]
     layout = sheet_layout(len(sample.frames), first.width, first.height, opts.reducers, opts.panel_width)
     fig = _draw(plt, layout, sample, reduced, stats, opts, saliency.id)
@@ -178,18 +188,25 @@ def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = N
     return PreviewResult(opts.out, layout, saliency.id, stats, sample.indices)
 
 
-def _load_model(opts: PreviewOptions) -> SaliencyModel:
-    from .compare import load_models
+def _run(spec: ClipSpec, job: ClipJob, opts: PreviewOptions) -> tuple[ClipResult, ClipMaps]:
+    """The clip through the one run path (`run_clips`: the result cache, then this process)."""
+    cache = open_cache(opts.cache, enabled=not opts.no_cache)
+    try:
+        run = run_clips([spec], job, RunSettings(workers=1, clip_timeout=None, quiet=True), cache, need_maps=True)
+    finally:
+        if cache is not None:
+            cache.close()
+    result, record = run.results[0], run.maps[0]
+    if result.status != OK or record is None:
+        raise SalmatError(f"{spec.path}: {result.error} ({result.status})")
+    return result, record
 
-    return load_models([opts.model or DEFAULT_MODEL_ID], preprocess=opts.preprocess, device=opts.device,
-                       model_dir=opts.model_dir)[0]
 
-
-def _sample(spec: ClipSpec, saliency: SaliencyModel, sampling: SamplingOptions) -> _Sample:
-    """The frames `materialize` would sample, their maps, and their indices."""
+def _sample(spec: ClipSpec, maps: np.ndarray | WorkingMaps, sampling: SamplingOptions) -> _Sample:
+    """The frames `materialize` samples (decoded again to be drawn), their maps, and their indices."""
     try:
         indices = sampled_indices(spec, sampling)
-        frames, maps = sampled_maps(spec, saliency, sampling)  # materialize's own path, so its values
+        frames = decode_sampled(spec, sampling)
     except ClipError as exc:
         raise SalmatError(f"{spec.path}: {exc.message} ({exc.status})") from None
     # The count read from the packets disagrees with what decoded (a damaged stream): show no indices

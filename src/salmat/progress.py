@@ -16,6 +16,7 @@ from typing import Protocol, TextIO
 from tqdm import tqdm
 
 from .errors import warn
+from .values import OK
 
 LOG_INTERVAL = 10.0  # seconds between two progress lines when stderr is not a terminal
 INTERVAL_VARIABLE = "SALMAT_PROGRESS_INTERVAL"  # a log that wants another pace (a SLURM job: 60)
@@ -63,7 +64,7 @@ class ClipProgress:
         """One clip finished; `rows` is how many table rows take its values."""
         self.done += 1
         self.rows_done += rows
-        if result.status != "ok":
+        if result.status != OK:
             self.failed += 1
             self._bar.set_postfix(failed=self.failed, refresh=False)
         self._bar.update(1)

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from .errors import ClipError, SalmatError
 from .option_spec import named, passing
-from .values import MISSING_SOURCE, OUTSIDE_ROOT
+from .values import MISSING_GEOMETRY, MISSING_SOURCE, OUTSIDE_ROOT
 
 RAW_SUFFIXES = {".yuv"}
 _GEOMETRY_TOKEN = re.compile(r"(?:^|[_\-.])(\d{2,5})x(\d{2,5})(?=[_\-.]|$)")
@@ -181,10 +181,10 @@ def resolve_source(
 ) -> ClipSpec | SourceFailure:
     """One row's path and geometry → a decodable clip, or the reason it can't be one."""
     if raw_path is None or not raw_path.strip():
-        return SourceFailure("missing-source", f"column {options.path_column!r} is empty")
+        return SourceFailure(MISSING_SOURCE, f"column {options.path_column!r} is empty")
     unusable = unrepresentable(raw_path)
     if unusable:
-        return SourceFailure("missing-source", f"{_shown(raw_path)}: {unusable}")
+        return SourceFailure(MISSING_SOURCE, f"{_shown(raw_path)}: {unusable}")
     path = Path(raw_path)
     if not path.is_absolute() and options.root:
         path = Path(options.root) / path
@@ -192,7 +192,7 @@ def resolve_source(
     if options.confine_to_root and options.root:
         confine = os.path.realpath(options.root)
         if not _inside(path, confine):
-            return SourceFailure("outside-root", f"{raw_path} resolves outside --root {options.root}")
+            return SourceFailure(OUTSIDE_ROOT, f"{raw_path} resolves outside --root {options.root}")
     failure = _readable_file_failure(path, raw_path, options.root)
     if failure:
         return failure
@@ -250,13 +250,13 @@ def _readable_file_failure(path: Path, raw_path: str, root: str | None) -> Sourc
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return SourceFailure("missing-source", _not_found(raw_path, path, root))
+        return SourceFailure(MISSING_SOURCE, _not_found(raw_path, path, root))
     except (OSError, ValueError) as exc:  # symlink loops, over-long names, a folder on the way that is a file
-        return SourceFailure("missing-source", f"{path}: {getattr(exc, 'strerror', None) or exc}")
+        return SourceFailure(MISSING_SOURCE, f"{path}: {getattr(exc, 'strerror', None) or exc}")
     if not stat.S_ISREG(mode):
-        return SourceFailure("missing-source", f"{path}: not a regular file: {file_kind(mode)}")
+        return SourceFailure(MISSING_SOURCE, f"{path}: not a regular file: {file_kind(mode)}")
     if not os.access(path, os.R_OK):
-        return SourceFailure("missing-source", f"{path}: not readable (permission denied)")
+        return SourceFailure(MISSING_SOURCE, f"{path}: not readable (permission denied)")
     return None
 
 
@@ -268,7 +268,7 @@ def _raw_spec(path: Path, width: int | None, height: int | None, options: Source
     h = height or options.default_height or name_h
     if not w or not h:
         return SourceFailure(
-            "missing-geometry",
+            MISSING_GEOMETRY,
             f"{path.name}: raw .yuv needs its size: add {options.width_column}/{options.height_column} columns, "
             "pass --default-width/--default-height, or name the file like Name_1920x1080_8bit_420.yuv",
         )

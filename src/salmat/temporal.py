@@ -96,10 +96,14 @@ def reduce_weighted(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def reduce_all(
-    maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, historical: bool = False
+    maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, historical: bool = False,
+    weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every reducer from one set of maps, so switching reducer never reruns the model."""
-    weights = historical_motion_weights(lumas) if historical else motion_weights(lumas)
+    """Every reducer from one set of maps, so switching reducer never reruns the model.
+
+    `weights`: the motion weights already read off the lumas (a cached `ClipMaps`); `lumas` is then unused."""
+    if weights is None:
+        weights = _weights(lumas, historical)
     if isinstance(maps, WorkingMaps):
         return _reduce_working(maps, weights, ema_alpha)
     maps = np.asarray(maps, dtype=np.float32)
@@ -109,6 +113,10 @@ def reduce_all(
         "max": reduce_max(maps),
         "motion-weighted": reduce_weighted(maps, weights),
     }
+
+
+def _weights(lumas: Sequence[np.ndarray], historical: bool) -> np.ndarray:
+    return historical_motion_weights(lumas) if historical else motion_weights(lumas)
 
 
 def _reduce_working(maps: WorkingMaps, weights: np.ndarray, ema_alpha: float) -> dict[str, np.ndarray]:
@@ -129,7 +137,7 @@ def _linear_small(maps: WorkingMaps, weights: np.ndarray, ema_alpha: float) -> d
 
 def reduce_stats(
     maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, historical: bool = False,
-    reduced: dict[str, np.ndarray] | None = None,
+    reduced: dict[str, np.ndarray] | None = None, weights: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
     """`map_stats` of every reducer's clip map (what the engine stores and writes).
 
@@ -139,9 +147,10 @@ def reduce_stats(
     map is built twice.
     """
     if not isinstance(maps, WorkingMaps):
-        reduced = reduced or reduce_all(maps, lumas, ema_alpha, historical)
+        reduced = reduced or reduce_all(maps, lumas, ema_alpha, historical, weights)
         return {name: map_stats(reduced[name]) for name in REDUCERS}
-    weights = historical_motion_weights(lumas) if historical else motion_weights(lumas)
+    if weights is None:
+        weights = _weights(lumas, historical)
     stats = {name: maps.stats(small) for name, small in _linear_small(maps, weights, ema_alpha).items()}
     stats["max"] = map_stats(reduced["max"] if reduced else _max_at_frame_size(maps))
     return {name: stats[name] for name in REDUCERS}

@@ -91,6 +91,7 @@ class ClipResult:
     seconds: float = 0.0
     frame_stats: dict[int, tuple[float, float]] = field(default_factory=dict)
     frame_total: int | None = None
+    maps: bytes | None = None  # the clip's encoded `clip_maps.ClipMaps`, when the job keeps them
 
     def frame_payload(self) -> str:
         """`frame_stats` and `frame_total` as JSON text, for engines that carry results as table cells."""

@@ -22,8 +22,9 @@ from multiprocessing.process import BaseProcess
 
 from ..compute import ClipJob, ClipRunner
 from ..errors import warn
+from ..option_spec import named
 from ..sources import ClipSpec
-from ..values import WORKER_LOST, ClipResult
+from ..values import DECODE_TIMEOUT, MODEL_TIMEOUT, WORKER_LOST, ClipResult
 from .base import EngineSettings, Results, StartableJob, worker_threads
 from .inline import run_inline
 from .main_guard import unguarded_call
@@ -252,7 +253,10 @@ class WorkerPool:
             if worker.task is not None and now - worker.started >= self.timeout:
                 name = os.path.basename(self.specs[worker.task].path)
                 doing = "decoding" if worker.phase == "decode" else "the model"
-                result = ClipResult(f"{worker.phase}-timeout", seconds=now - worker.started, error=(
+                # A row's error text, written in the table: spelt the same by every engine (a Ray
+                # actor's pool can't know how the run was called), so not through `named`.
+                status = DECODE_TIMEOUT if worker.phase == "decode" else MODEL_TIMEOUT
+                result = ClipResult(status, seconds=now - worker.started, error=(
                     f"{name}: {doing} took longer than --clip-timeout {self.timeout:g} s; "
                     "the worker was stopped and replaced"))
                 finished += self._replace(worker, result)
@@ -305,7 +309,8 @@ def run_pool(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings) 
     where = unguarded_call()
     if where is not None:
         warn(f"{where} calls salmat outside `if __name__ == \"__main__\":`, and worker processes run the script "
-             f"again; running the {len(specs)} clip(s) in this process (no parallel workers, no --clip-timeout). "
+             f"again; running the {len(specs)} clip(s) in this process (no parallel workers, "
+             f"no {named('clip_timeout')}). "
              "Put the call under that guard to use worker processes")
         yield from run_inline(specs, job, settings)
         return

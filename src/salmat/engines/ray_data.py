@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from ..compute import ClipJob, ClipRunner
 from ..errors import SalmatError
+from ..option_spec import named, passing
 from ..sources import ClipSpec
 from ..values import DECODE_FAILED, OK, REDUCERS, WORKER_LOST, ClipResult
 from .base import EngineSettings, Results, available_cores
@@ -121,7 +122,7 @@ class _ClipActor:
 
         rows = batch.to_pylist()
         columns: dict[str, list[Any]] = {"key": [], "status": [], "error": [], "frames": [], "seconds": [],
-                                         "per_frame": []}
+                                         "per_frame": [], "maps": []}
         for reducer in REDUCERS:
             columns[_stat_column("mean", reducer)] = []
             columns[_stat_column("var", reducer)] = []
@@ -133,12 +134,13 @@ class _ClipActor:
             columns["frames"].append(int(result.frames))
             columns["seconds"].append(float(result.seconds))
             columns["per_frame"].append(result.frame_payload() if result.frame_stats or result.frame_total else None)
+            columns["maps"].append(result.maps)
             for reducer in REDUCERS:
                 mean, var = result.stats.get(reducer, (None, None))
                 columns[_stat_column("mean", reducer)].append(mean)
                 columns[_stat_column("var", reducer)].append(var)
         types = {"key": pa.string(), "status": pa.string(), "error": pa.string(), "frames": pa.int64(),
-                 "per_frame": pa.string()}
+                 "per_frame": pa.string(), "maps": pa.large_binary()}
         return pa.table({name: pa.array(values, type=types.get(name, pa.float64()))
                          for name, values in columns.items()})
 
@@ -165,7 +167,8 @@ def _result_from_row(row: dict[str, Any]) -> ClipResult:
     if row["status"] == OK:
         stats = {r: (row[_stat_column("mean", r)], row[_stat_column("var", r)]) for r in REDUCERS}
     return ClipResult(row["status"], stats=stats, error=row["error"], frames=int(row["frames"] or 0),
-                      seconds=float(row["seconds"] or 0.0)).with_frame_payload(row.get("per_frame"))
+                      seconds=float(row["seconds"] or 0.0),
+                      maps=row.get("maps")).with_frame_payload(row.get("per_frame"))
 
 
 # ---- cluster ---------------------------------------------------------------
@@ -176,8 +179,8 @@ def _import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError as exc:
-        raise SalmatError(f"--engine ray needs Ray Data ({exc}); install it with pip install 'salmat[ray]', "
-                          "or use --engine local") from None
+        raise SalmatError(f"{passing('engine', 'ray')} needs Ray Data ({exc}); install it with pip install "
+                          f"'salmat[ray]', or use {passing('engine', 'local')}") from None
     return ray
 
 
@@ -208,7 +211,8 @@ def ensure_ray(address: str | None) -> bool:
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError from a bad address
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         raise SalmatError(f"cannot start or join {where}: {' '.join(str(exc).split()) or type(exc).__name__}; "
-                          "check --ray-address (e.g. ray://head:10001 or auto), or use --engine local") from None
+                          f"check {named('ray_address')} (e.g. ray://head:10001 or auto), "
+                          f"or use {passing('engine', 'local')}") from None
     finally:
         auth_logger.setLevel(auth_level)
     if not (address or os.environ.get("RAY_ADDRESS") or "").startswith("ray://"):

@@ -89,7 +89,7 @@ from typing import Any, cast
 import cv2
 import numpy as np
 
-from ..frames import YuvFrame
+from ..frames import YuvFrame, common_size
 from ..maps import WorkingMaps
 from .base import SaliencyModel
 
@@ -280,16 +280,6 @@ def pqft_map(rgb: np.ndarray, motion: np.ndarray, sigma: float, coef_floor: floa
 # ---------------------------------------------------------------- models
 
 
-def _check_frames(frames: Sequence[YuvFrame]) -> tuple[int, int]:
-    """The one (H, W) all frames share; raise ValueError otherwise."""
-    sizes = {(f.height, f.width) for f in frames}
-    if len(sizes) != 1:
-        raise ValueError(f"predict() needs frames of one size, got {sorted(sizes)}")
-    height, width = sizes.pop()
-    if height < 1 or width < 1:
-        raise ValueError(f"empty frame of size {height}x{width}")
-    return height, width
-
 
 class _ClassicalModel:
     """Shared plumbing: fingerprint, describe() and the per-frame predict loop."""
@@ -326,7 +316,7 @@ class _ClassicalModel:
 
     def predict_working(self, frames: Sequence[YuvFrame]) -> WorkingMaps:
         """The same maps before upsampling: (n, h, w) at working size, with the frame size."""
-        height, width = _check_frames(frames)
+        height, width = common_size(frames)
         size = working_size(height, width, int(self.parameters["working_width"]))
         small = np.empty((len(frames), *size), dtype=np.float32)
         state: dict[str, Any] = {}

@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
+from ..defaults import DEVICES
 from ..errors import ClipError, SalmatError
-from ..frames import YuvFrame
+from ..frames import YuvFrame, common_size
 from ..maps import WorkingMaps
 from ..option_spec import named
+from ..values import MODEL_FAILED
 from .knobs import check_knobs, knob_fingerprint, model_id_with_knobs
 from .presets import Preprocess, resolve_preset
 from .registry import file_sha256
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
 # Bump when this adapter changes in a way that can change the maps.
 ALGORITHM_VERSION = "onnx-adapter-1"
 MAX_BATCH = 8
-DEVICES = ("cpu", "cuda", "auto")
 
 _NUMPY_TYPES = {
     "tensor(float)": np.float32,
@@ -255,11 +256,8 @@ class OnnxSaliencyModel:
 
     def predict_checks(self, frames: Sequence[YuvFrame]) -> None:
         if not frames:
-            raise ClipError("model-failed", "no frames to run the model on")
-        sizes = {(f.height, f.width) for f in frames}
-        if len(sizes) > 1:
-            listed = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
-            raise ClipError("model-failed", f"the sampled frames differ in size ({listed}); one map size per clip")
+            raise ClipError(MODEL_FAILED, "no frames to run the model on")
+        common_size(frames)
 
     def _maps(self, frames: Sequence[YuvFrame], scale_to: tuple[int, int] | None) -> np.ndarray:
         """Maps at the size the model ran at: the frames' own, or `scale_to` (height, width)."""
@@ -270,7 +268,7 @@ class OnnxSaliencyModel:
         for chunk, out in self._overlapped(chunks, scale_to):
             if out.shape[:1] != (len(chunk),):
                 raise ClipError(
-                    "model-failed", f"model output has shape {tuple(out.shape)} for a batch of {len(chunk)} frames"
+                    MODEL_FAILED, f"model output has shape {tuple(out.shape)} for a batch of {len(chunk)} frames"
                 )
             maps.append(self.preset.decode(out, height, width))
         return maps[0] if len(maps) == 1 else np.concatenate(maps)
@@ -297,10 +295,10 @@ class OnnxSaliencyModel:
         try:
             (out,) = self.session.run([self._output.name], {self._input.name: x})
         except Exception as exc:  # onnxruntime's pybind exceptions share no useful base class
-            raise ClipError("model-failed", f"onnxruntime failed: {_one_line(exc)}") from exc
+            raise ClipError(MODEL_FAILED, f"onnxruntime failed: {_one_line(exc)}") from exc
         out = np.asarray(out)
         if not np.issubdtype(out.dtype, np.floating):
-            raise ClipError("model-failed", f"model output is {out.dtype}, not a float map")
+            raise ClipError(MODEL_FAILED, f"model output is {out.dtype}, not a float map")
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -58,6 +58,8 @@ import numpy as np
 from ..color import rgb_planes
 from ..errors import ClipError, SalmatError
 from ..frames import YuvFrame
+from ..option_spec import named
+from ..values import MODEL_FAILED
 from .knobs import scaled_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -112,8 +114,8 @@ class Preprocess:
         """The (height, width) a frame is resized to for `--inference-size short_side`: the short
         side at `short_side`, each side rounded to this preset's pad multiple (no padding fed)."""
         if self.size == "resize":
-            raise SalmatError(f"--inference-size does not apply to preset {self.name!r}, which already resizes "
-                              "every frame to a fixed size; drop --inference-size")
+            raise SalmatError(f"{named('inference_size')} does not apply to preset {self.name!r}, which already "
+                              f"resizes every frame to a fixed size; drop {named('inference_size')}")
         return scaled_size(height, width, short_side, self.pad_multiple if self.size == "pad" else 1)
 
     def encode(self, frames: Sequence[YuvFrame], scale_to: tuple[int, int] | None = None) -> np.ndarray:
@@ -162,16 +164,16 @@ class Preprocess:
         ih, iw = self.input_size(height, width)
         if output.ndim != 4 or output.shape[1] != 1:
             raise ClipError(
-                "model-failed", f"model output has shape {tuple(output.shape)}, expected ({n}, 1, {ih}, {iw})"
+                MODEL_FAILED, f"model output has shape {tuple(output.shape)}, expected ({n}, 1, {ih}, {iw})"
             )
         if self.size != "resize" and output.shape[2:] != (ih, iw):
             raise ClipError(
-                "model-failed",
+                MODEL_FAILED,
                 f"model output has shape {tuple(output.shape)} for an input of {ih}x{iw} (HxW), "
                 f"expected ({n}, 1, {ih}, {iw})",
             )
         if min(output.shape[2:]) < 1:
-            raise ClipError("model-failed", f"model output has shape {tuple(output.shape)}: an empty map")
+            raise ClipError(MODEL_FAILED, f"model output has shape {tuple(output.shape)}: an empty map")
         maps = output[:, 0]
         if self.size == "resize":
             if maps.shape[1:] != (height, width):
@@ -183,7 +185,7 @@ class Preprocess:
         maps = maps.astype(np.float32, copy=False)
         if not np.isfinite(maps).all():
             bad = int(np.count_nonzero(~np.isfinite(maps)))
-            raise ClipError("model-failed", f"model output has {bad} non-finite values (NaN or inf)")
+            raise ClipError(MODEL_FAILED, f"model output has {bad} non-finite values (NaN or inf)")
         if self.output == "sigmoid":
             with np.errstate(over="ignore"):  # exp overflow → inf → a map value of 0, as it should
                 maps = 1.0 / (1.0 + np.exp(-maps))
@@ -243,7 +245,8 @@ def resolve_preset(spec: str | None) -> Preprocess:
     if spec.startswith("custom:"):
         return load_custom_preset(spec[len("custom:") :])
     known = ", ".join(sorted(PRESETS))
-    raise SalmatError(f"unknown --preprocess {spec!r}; choose one of {known}, or custom:PATH (a .toml or .json file)")
+    raise SalmatError(f"unknown {named('preprocess')} {spec!r}; choose one of {known}, or custom:PATH "
+                      "(a .toml or .json file)")
 
 
 def load_custom_preset(path: str | Path) -> Preprocess:
@@ -251,7 +254,7 @@ def load_custom_preset(path: str | Path) -> Preprocess:
     p = Path(path)
     where = f"preprocessing config {str(p)!r}"
     if not str(path):
-        raise SalmatError("--preprocess custom: needs a file, e.g. custom:my_model.toml")
+        raise SalmatError(f"{named('preprocess')} custom: needs a file, e.g. custom:my_model.toml")
     if not p.is_file():
         raise SalmatError(f"{where} not found; check the path after custom:")
     try:

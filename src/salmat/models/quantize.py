@@ -41,6 +41,7 @@ from ..decode import decode_sampled
 from ..defaults import DEFAULT_MAX_PIXELS
 from ..errors import ClipError, SalmatError, warn
 from ..frames import YuvFrame
+from ..option_spec import named, passing
 from ..sources import ClipSpec
 from ..values import SamplingOptions
 from .presets import Preprocess
@@ -174,9 +175,10 @@ def calibration_tensors(source: CalibrationSource, preset: Preprocess) -> tuple[
         if clips == CALIBRATION_CLIPS:
             break
     if not tensors:
-        raise SalmatError(f"--precision int8 calibrates on the run's own clips, and none of {source.table}'s "
+        raise SalmatError(f"{passing('precision', 'int8')} calibrates on the run's own clips, and none of "
+                          f"{source.table}'s "
                           f"{source.path_column!r} paths decoded as a video file (raw .yuv can't calibrate); fix the "
-                          "paths (or --root), or use --precision fp32")
+                          f"paths (or {named('root')}), or use {passing('precision', 'fp32')}")
     return tensors, used
 
 
@@ -199,7 +201,7 @@ def quantize(source: Path, input_name: str, tensors: Sequence[np.ndarray], dest:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as exc:
-        raise SalmatError(f"--precision int8 needs the onnx package to quantize the model ({exc}); "
+        raise SalmatError(f"{passing('precision', 'int8')} needs the onnx package to quantize the model ({exc}); "
                           "pip install 'salmat[int8]'") from None
 
     class Frames(CalibrationDataReader):  # type: ignore[misc]
@@ -221,7 +223,7 @@ def quantize(source: Path, input_name: str, tensors: Sequence[np.ndarray], dest:
                                 op_types_to_quantize=ops)
             except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises anything
                 raise SalmatError(f"onnxruntime could not quantize {source.name} to int8: "
-                                  f"{' '.join(str(exc).split())[:300]}; use --precision fp32") from None
+                                  f"{' '.join(str(exc).split())[:300]}; use {passing('precision', 'fp32')}") from None
         record_tmp = Path(tmp) / "record.json"
         record = {**record, "int8_sha256": file_sha256(quantized)}  # checked on every later use
         record_tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")

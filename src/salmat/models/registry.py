@@ -26,13 +26,14 @@ whose ids would collide all get the `@sha8` form (`distinct_ids`).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SalmatError
+from ..file_hash import NotHashable
+from ..file_hash import file_sha256 as content_sha256
 from ..option_spec import named, passing
 from .classical import BUILTIN_MODELS, DEFAULT_MODEL_ID
 
@@ -77,13 +78,12 @@ def known_by_sha256(sha256: str) -> KnownModel | None:
 
 
 def file_sha256(path: str | Path) -> str:
-    """The sha256 of a model file; an unreadable file is a one-line error."""
+    """The sha256 of a model file (`salmat.file_hash`); an unreadable file is a one-line error."""
     try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError as exc:
-        raise SalmatError(f"cannot read the model file {path}: {exc.strerror or exc}; check it and its "
-                          "permissions") from None
+        return content_sha256(os.fspath(path))
+    except (OSError, NotHashable) as exc:
+        raise SalmatError(f"cannot read the model file {path}: {getattr(exc, 'strerror', None) or exc}; check it "
+                          "and its permissions") from None
 
 
 # ---- finding a known model's file ------------------------------------------------
@@ -102,7 +102,8 @@ def known_model(name: str) -> KnownModel:
     raise SalmatError(unknown_model_message(name))
 
 
-def unknown_model_message(name: str, or_else: str = "or pass --model-path FILE.onnx") -> str:
+def unknown_model_message(name: str, or_else: str | None = None) -> str:
+    or_else = or_else or f"or pass {passing('model_path', 'FILE.onnx')}"
     known = [*BUILTIN_MODELS, *KNOWN_MODELS]
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
@@ -272,12 +273,13 @@ def format_known_models(model_dir: str | os.PathLike[str] | None = None) -> str:
         label = name + (" (default)" if name == DEFAULT_MODEL_ID else "")
         lines.append(f"  {label:<{width}}  {factory().describe().get('algorithm', '')}")
     dirs = search_dirs(model_dir)
-    source = "--model-dir" if model_dir is not None else f"${ENV_VAR}"
+    source = named("model_dir") if model_dir is not None else f"${ENV_VAR}"
     if dirs:
         listed = ", ".join(map(_folder_state, dirs))
         lines.append(f"learned (ONNX files, searched in {listed} from {source}):")
     else:
-        lines.append(f"learned (ONNX files; no folder to search: pass --model-dir DIR or set {ENV_VAR}=DIR):")
+        lines.append(f"learned (ONNX files; no folder to search: pass {passing('model_dir', 'DIR')} "
+                     f"or set {ENV_VAR}=DIR):")
     for lookup in lookup_all(model_dir):
         lines.append(f"  {lookup.known.id:<{width}}  preset {lookup.known.preset:<12}  {_where(lookup)}")
     lines.append(SOURCES_HEADER)

@@ -14,6 +14,7 @@ worker searches its own `$SALMAT_MODEL_DIR`.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,10 @@ def _file_state(path: str | None) -> tuple[int, int, int] | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino) if st else None
 
 
-_LAST_LOADED: list[Any] = []  # [(spec without fingerprint, threads), model]; one entry per process
+# The last model loaded in this thread or task: (key, model). A context variable, not a module
+# global, so a run in another thread loads (and holds) its own.
+_LAST_LOADED: contextvars.ContextVar[tuple[Any, SaliencyModel] | None] = contextvars.ContextVar(
+    "salmat_last_loaded_model", default=None)
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,11 @@ class ModelSpec:
         """The last model loaded in this process is reused: the driver loads it to learn its
         fingerprint, and the in-process engine then needs the same model again."""
         key = (replace(self, fingerprint=None), threads, _file_state(self.model_path))
-        if _LAST_LOADED and _LAST_LOADED[0] == key:
-            cached: SaliencyModel = _LAST_LOADED[1]
-            return cached
+        last = _LAST_LOADED.get()
+        if last is not None and last[0] == key:
+            return last[1]
         model = self._load(threads)
-        _LAST_LOADED[:] = [key, model]
+        _LAST_LOADED.set((key, model))
         return model
 
     def _load(self, threads: int | None) -> SaliencyModel:

@@ -22,7 +22,9 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import ClipError, SalmatError
-from ..frames import YuvFrame
+from ..frames import YuvFrame, common_size
+from ..option_spec import named, passing
+from ..values import MODEL_FAILED
 from .onnx import with_model_card
 from .presets import Preprocess, resolve_preset
 from .registry import file_sha256
@@ -62,12 +64,12 @@ class TorchOnnxModel:
             import torch
         except ImportError as exc:
             raise SalmatError(f"the torch path needs torch and onnx2torch ({exc}); pip install 'salmat[torch]' "
-                              "or use --device cpu") from None
+                              f"or use {passing('device', 'cpu')}") from None
         self.path = Path(path)
         if not self.path.is_file():
-            raise SalmatError(f"ONNX model file not found: {self.path}; check --model-path")
+            raise SalmatError(f"ONNX model file not found: {self.path}; check {named('model_path')}")
         if precision not in ("fp32", "fp16"):
-            raise SalmatError(f"--precision must be fp32 or fp16, got {precision!r}")
+            raise SalmatError(f"{named('precision')} must be fp32 or fp16, got {precision!r}")
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         self._torch = torch
@@ -79,7 +81,7 @@ class TorchOnnxModel:
         try:
             module = onnx2torch.convert(str(self.path))
         except Exception as exc:  # noqa: BLE001 - any conversion failure is a configuration problem
-            raise SalmatError(f"onnx2torch cannot convert {self.path.name}: {exc}; use --device cpu "
+            raise SalmatError(f"onnx2torch cannot convert {self.path.name}: {exc}; use {passing('device', 'cpu')} "
                               "(onnxruntime) for this model") from None
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
         self.module = module.eval().to(self.device, dtype=self._dtype)
@@ -97,10 +99,8 @@ class TorchOnnxModel:
 
     def predict(self, frames: Sequence[YuvFrame]) -> np.ndarray:
         if not frames:
-            raise ClipError("model-failed", "no frames to run the model on")
-        if len({(f.height, f.width) for f in frames}) > 1:
-            raise ClipError("model-failed", "the sampled frames differ in size; one map size per clip")
-        height, width = frames[0].height, frames[0].width
+            raise ClipError(MODEL_FAILED, "no frames to run the model on")
+        height, width = common_size(frames)
         maps = []
         step = MAX_BATCH if self.batch_ok else 1
         start = 0
@@ -115,7 +115,7 @@ class TorchOnnxModel:
                 if step > 1:  # a graph with batch 1 baked in: one frame per call from now on
                     self.batch_ok, step = False, 1
                     continue
-                raise ClipError("model-failed", f"torch failed: {' '.join(str(exc).split())}") from exc
+                raise ClipError(MODEL_FAILED, f"torch failed: {' '.join(str(exc).split())}") from exc
             maps.append(self.preset.decode(out, height, width))
             start += len(chunk)
         return maps[0] if len(maps) == 1 else np.concatenate(maps)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import SalmatError
-from ..option_spec import named
+from ..option_spec import named, passing
 from ..values import OUTPUT_COLUMNS, VALUE_COLUMNS
 
 TARGET_CANDIDATES = ("vmaf", "vmaf_score", "mos_raw_0_100", "mos", "dmos", "score")
@@ -175,7 +175,7 @@ def group_mean(data: dict[str, np.ndarray], key_col: pa.ChunkedArray, key: str) 
     codes = codes_arr.indices.to_numpy(zero_copy_only=False)
     null = codes_arr.is_null().to_numpy(zero_copy_only=False)
     if null.all():
-        raise SalmatError(f"group column {key!r} is empty in every row; pass --group-by COLUMN")
+        raise SalmatError(f"group column {key!r} is empty in every row; pass {passing('group_by', 'COLUMN')}")
     codes = np.where(null, -1, codes).astype(np.int64)
     groups = len(codes_arr.dictionary)
     keep = codes >= 0

@@ -4,7 +4,6 @@ one-line error messages, column-name checks, conforming a batch to a schema, fil
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import zlib
@@ -14,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from salmat.errors import SalmatError
+from salmat.file_hash import NotHashable, file_sha256
 from salmat.outputs import STDIO
 
 _SUFFIX_FORMATS = {
@@ -190,9 +190,10 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes, read in a stream."""
+    """Hex SHA-256 of a file's bytes (`salmat.file_hash`); an unreadable file is a one-line error."""
     try:
-        with open(path, "rb") as file:
-            return hashlib.file_digest(file, "sha256").hexdigest()
+        return file_sha256(os.fspath(path))
     except OSError as exc:
         raise _unreadable(Path(path), exc) from None
+    except NotHashable as exc:
+        raise SalmatError(f"cannot hash {path}: {exc}; give a regular file") from None
