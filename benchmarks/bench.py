@@ -454,7 +454,7 @@ def run_million(table: Path, output: Path, settings: dict) -> dict:
 
 
 def machine() -> dict[str, str]:
-    from salmat.audit import library_versions
+    from salmat.run_record import library_versions
 
     cpu = platform.processor()
     try:

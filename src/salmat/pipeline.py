@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import numpy as np
 import pyarrow as pa
 
-from . import audit as audit_mod
+from . import run_record
 from .cache import open_cache
 from .compute import ClipJob
 from .errors import SalmatError, warn
@@ -163,12 +163,12 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
                        first_errors=first_errors(outcomes, planned.plan.row_source, planned.plan.sources),
                        cached=run_.from_cache)
     timings["total"] = report.seconds
-    report.audit = audit_mod.build_audit(opts, model, report, timings, results, argv)
+    report.audit = run_record.build_audit(opts, model, report, timings, results, argv)
     report.audit["cache"] = cache.describe() | {"clips_from_cache": run_.from_cache} if cache is not None else None
     report.audit["notes"] = notes
     if opts.audit_json:
         try:
-            audit_mod.write_audit(opts.audit_json, report.audit)
+            run_record.write_audit(opts.audit_json, report.audit)
         except OSError as exc:  # the table is out already: say so, don't claim nothing was written
             raise SalmatError(f"cannot write {named('audit_json')} {opts.audit_json}: {exc.strerror or exc}; the "
                               f"output table {describe_output(opts.output)} was written") from None
