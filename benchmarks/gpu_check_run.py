@@ -418,7 +418,9 @@ def clip_phases(setup: Setup, model_path: str, precision: str, repeat: int = 3) 
     gpu_side = best["upload"] + best["inference"] + best["download"]
     cpu_side = best["decode"] + best["preprocess"] + best["maps_and_reducers"]
     cores = os.cpu_count() or 1
-    return {"bound_on": on, "frames": args.head, "seconds_per_clip": {k: round(v, 4) for k, v in best.items()},
+    tf32 = session.get_provider_options().get("CUDAExecutionProvider", {}).get("use_tf32")
+    return {"bound_on": on, "frames": args.head, "cuda_use_tf32": tf32,
+            "seconds_per_clip": {k: round(v, 4) for k, v in best.items()},
             "note": "upload_yuv_planes is in neither bound: it is the upload a device-side preprocessing would need",
             "clips_per_s_if_gpu_bound": round(1 / gpu_side, 2) if gpu_side else None,
             "clips_per_s_if_cpu_bound": round(cores / cpu_side, 2) if cpu_side else None,
@@ -459,7 +461,8 @@ def summary(results: dict[str, Any], args: Any) -> list[str]:
     for precision, f in c.items() if isinstance(c, dict) else []:
         if isinstance(f, dict) and "seconds_per_clip" in f:
             phases = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in f["seconds_per_clip"].items())
-            lines.append(f"(c) {precision} one clip ({f['frames']} frames, on {f['bound_on']}): {phases}; bound "
+            tf32 = {None: "", "0": ", TF32 off"}.get(f.get("cuda_use_tf32"), ", TF32 ON")
+            lines.append(f"(c) {precision} one clip ({f['frames']} frames, on {f['bound_on']}{tf32}): {phases}; bound "
                          f"{f['clips_per_s_if_gpu_bound']} clips/s by the device, "
                          f"{f['clips_per_s_if_cpu_bound']} by {f['cpu_cores']} CPU cores")
         elif isinstance(f, dict) and precision not in ("section_seconds",):
