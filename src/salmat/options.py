@@ -52,7 +52,7 @@ SAMPLING_MODES = ("clip", "head")
 COMPAT_MODES = ("historical",)
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
-ENGINES = ("local", "ray")
+ENGINES = ("local", "ray", "feeder")
 LONG_FORMATS = ("parquet", "csv")
 STREAM_FORMATS = ("jsonl", "csv")
 
@@ -148,7 +148,8 @@ class MaterializeOptions(Options):
                                          check=seconds, group=RUN, example="60")
     cache: str | None = setting(None, "SQLite result cache path", convert=path, group=RUN)
     no_cache: bool = setting(False, "neither read nor write the result cache", group=RUN)
-    engine: str = setting("local", "local process pool or Ray Data", choices=ENGINES, group=RUN)
+    engine: str = setting("local", "local process pool, Ray Data, or feeder: --workers decode processes feed one "
+                          "model in this process (one GPU, one model copy)", choices=ENGINES, group=RUN)
     ray_address: str | None = setting(None, "Ray cluster address (default: a local cluster)", group=RUN)
     num_gpus_per_worker: float = setting(0.0, "GPUs per Ray actor", check=non_negative, group=RUN)
     audit_json: str | None = setting(None, "write the run record here", convert=path, group=RUN)

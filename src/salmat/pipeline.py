@@ -116,10 +116,10 @@ def engine_settings(opts: MaterializeOptions) -> EngineSettings:
 
 
 def engine_name(opts: MaterializeOptions, clips: int) -> str:
-    """Ray when asked; the pool for several workers and clips, or whenever a clip timeout is
+    """Ray or the feeder when asked; the pool for several workers and clips, or whenever a clip timeout is
     set (it needs a process it can stop); otherwise this process."""
-    if opts.engine == "ray":
-        return "ray"
+    if opts.engine in ("ray", "feeder"):
+        return opts.engine
     if clips > 0 and (opts.clip_timeout or (opts.workers > 1 and clips > 1)):
         return "pool"
     return "inline"
