@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import salmat
@@ -71,6 +73,20 @@ def test_a_model_failure_is_that_clips_status(specs):
     fed = dict(run_feeder(specs, job, EngineSettings(workers=2)))
     assert fed[specs[1]].status == "model-failed" and "synthetic model failure" in fed[specs[1]].error
     for spec in (specs[0], specs[2], specs[3], specs[4]):
+        _same(fed[spec], inline[spec])
+
+
+def test_a_clip_whose_model_hangs_times_out_and_the_run_goes_on(specs):
+    """The model runs in this process, so a hung clip's thread is given up and replaced: the clip is
+    `model-timeout` after --clip-timeout, and every other clip still gets its exact value."""
+    clips = specs[:5]
+    inline = dict(run_inline(clips, plain_job(), EngineSettings()))
+    started = time.monotonic()
+    fed = dict(run_feeder(clips, faulty("sleep", height=180), EngineSettings(workers=2, clip_timeout=3.0)))
+    assert time.monotonic() - started < 60
+    assert fed[clips[1]].status == "model-timeout"
+    assert "the model took longer than --clip-timeout" in fed[clips[1]].error
+    for spec in (clips[0], clips[2], clips[3], clips[4]):
         _same(fed[spec], inline[spec])
 
 

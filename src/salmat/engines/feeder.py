@@ -11,17 +11,23 @@ from `INFERENCE_THREADS` threads when the model is an onnxruntime session (whose
 from one. The values are `compute_clip`'s: the same decoding, model and reducers,
 only split between processes.
 
-The model phase has no timeout here: stopping it would mean stopping the
-process that holds the GPU. `--per-frame` clips decode in this process (they
-hold one frame at a time). See docs/performance.md (GPU) for when this engine
-pays: preprocessing still runs on this process's cores.
+`--clip-timeout` bounds a clip's decoding and model together, as in the pool:
+the decode worker's share is the pool's; the model gets what is left. A clip
+past it is settled as a timeout and its inference thread abandoned and
+replaced, never the process that holds the GPU. `--per-frame` clips decode in
+this process (they hold one frame at a time). See docs/performance.md (GPU)
+for when this engine pays: preprocessing still runs on this process's cores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..compute import ClipJob, ClipRunner, PhaseFn, compute_decoded, decoded_frames
 from ..errors import warn
@@ -36,7 +42,7 @@ from .pool import WorkerPool, run_pool
 INFERENCE_THREADS = 2  # one thread's clip runs on the device while the other's is prepared or reduced
 QUEUED_PER_THREAD = 2  # decoded clips waiting for the model, per thread (a 1080p clip's 8 frames: ~25 MB)
 
-Running = set[Future[tuple[ClipSpec, ClipResult]]]
+Work = Callable[[PhaseFn], ClipResult]
 
 
 @dataclass
@@ -74,27 +80,115 @@ def inference_threads(model: SaliencyModel) -> int:
     return INFERENCE_THREADS if getattr(model, "session", None) is not None else 1
 
 
-def _finish(runner: ClipRunner, spec: ClipSpec, decoded: ClipResult) -> tuple[ClipSpec, ClipResult]:
-    """The model and reducers for a decoded clip; a decode failure passes through as it is."""
-    if not isinstance(decoded, DecodedClip):
-        return spec, decoded
-    return spec, compute_decoded(spec, decoded.yuv, runner.model, runner.job.reduce, decoded.seconds)
+@dataclass
+class _Ticket:
+    spec: ClipSpec
+    work: Work
+    budget: float | None            # seconds this clip may still take here (None: unbounded)
+    started: float | None = None    # when a thread took it up
+    phase: str = "model"
 
 
-def _whole(runner: ClipRunner, spec: ClipSpec) -> tuple[ClipSpec, ClipResult]:
-    """A clip decoded and computed in this process (per-frame clips; no decode worker could start)."""
-    return spec, runner.compute(spec)
+class Inference:
+    """Threads that run clips through this process's one model, with `--clip-timeout`.
+
+    A clip past its deadline is settled as `model-timeout` (`decode-timeout` while a clip
+    decoded here is still decoding) and its thread abandoned and replaced: the threads are
+    daemons, so one blocked in the model can't hold the run open, and the others go on."""
+
+    def __init__(self, threads: int) -> None:
+        self.todo: queue.Queue[tuple[int, _Ticket] | None] = queue.Queue()
+        self.done: queue.Queue[tuple[int, ClipResult]] = queue.Queue()
+        self.lock = threading.Lock()
+        self.open: dict[int, _Ticket] = {}  # submitted and not settled
+        self.count = 0
+        self.threads = 0
+        for _ in range(threads):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        with self.lock:
+            self.threads += 1
+        threading.Thread(target=self._loop, name="salmat-feeder", daemon=True).start()
+
+    def close(self) -> None:
+        """Let the threads end once they are idle (abandoned ones end when their clip does)."""
+        for _ in range(self.threads):
+            self.todo.put(None)
+
+    def submit(self, spec: ClipSpec, work: Work, budget: float | None) -> None:
+        with self.lock:
+            self.count += 1
+            self.open[self.count] = ticket = _Ticket(spec, work, budget)
+        self.todo.put((self.count, ticket))
+
+    def _loop(self) -> None:
+        while True:
+            item = self.todo.get()
+            if item is None:
+                return
+            number, ticket = item
+            with self.lock:
+                if number not in self.open:
+                    continue
+                ticket.started = time.monotonic()
+
+            def report(phase: str, ticket: _Ticket = ticket) -> None:
+                ticket.phase = phase
+
+            result = ticket.work(report)  # never raises (compute's contract)
+            with self.lock:
+                if self.open.get(number) is not ticket:
+                    self.threads -= 1
+                    return  # settled as a timeout meanwhile: a replacement thread took this one's place
+            self.done.put((number, result))
+
+    def results(self, keep: int) -> Results:
+        """Settled clips; blocks while more than `keep` are open."""
+        while self.open:
+            try:
+                number, result = self.done.get(timeout=self._wait(len(self.open) > keep))
+            except queue.Empty:
+                if len(self.open) <= keep:
+                    return
+                yield from self._timeouts()
+                continue
+            with self.lock:
+                ticket = self.open.pop(number, None)
+            if ticket is not None:
+                yield ticket.spec, result
+
+    def _wait(self, block: bool) -> float:
+        """How long to wait for the next result: until the first deadline; a clip with a budget that
+        no thread has taken up yet gets its deadline soon, so look again within half a second."""
+        if not block:
+            return 0.0
+        with self.lock:
+            bounded = [t for t in self.open.values() if t.budget is not None]
+            ends = [t.started + t.budget for t in bounded if t.started is not None and t.budget is not None]
+            waiting = any(t.started is None for t in bounded)
+        wait = min(ends) - time.monotonic() if ends else 3600.0
+        return max(0.0, min(wait, 0.5 if waiting else 3600.0))
+
+    def _timeouts(self) -> Results:
+        now = time.monotonic()
+        with self.lock:
+            late = [(n, t) for n, t in self.open.items()
+                    if t.started is not None and t.budget is not None and now - t.started >= t.budget]
+            for number, _ in late:
+                del self.open[number]
+        for _, ticket in late:
+            self._spawn()
+            name = os.path.basename(ticket.spec.path)
+            doing = "decoding" if ticket.phase == "decode" else "the model"
+            yield ticket.spec, ClipResult(f"{ticket.phase}-timeout", seconds=now - (ticket.started or now), error=(
+                f"{name}: {doing} took longer than --clip-timeout; the clip was given up (its thread is left "
+                "to finish on its own)"))
 
 
-def _settle(running: Running, keep: int) -> Results:
-    """Yield finished clips; block while more than `keep` are waiting or running."""
-    while running:
-        done, _ = wait(running, timeout=None if len(running) > keep else 0, return_when=FIRST_COMPLETED)
-        if not done:
-            return
-        for future in done:
-            running.discard(future)
-            yield future.result()
+def _model_budget(timeout: float | None, decoded: ClipResult) -> float | None:
+    """What is left of a clip's `--clip-timeout` after its decoding (at least a second)."""
+    return None if not timeout else max(1.0, timeout - decoded.seconds)
 
 
 def run_feeder(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings) -> Results:
@@ -112,29 +206,50 @@ def run_feeder(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings
             yield spec, ClipResult(WORKER_LOST, error=f"the model could not be loaded: {type(exc).__name__}: {exc}")
         return
     threads = inference_threads(runner.model)
-    sampled = [spec for spec in specs if spec.frames is None]
-    with ThreadPoolExecutor(threads, thread_name_prefix="salmat-feeder") as infer:
-        running: Running = {infer.submit(_whole, runner, spec) for spec in specs if spec.frames is not None}
-        left = yield from _feed(sampled, job, settings, runner, infer, running, threads * QUEUED_PER_THREAD)
+    inference = Inference(threads)
+    try:
+        for spec in specs:
+            if spec.frames is not None:  # per-frame clips hold one frame at a time: decoded here
+                inference.submit(spec, partial(_whole, runner, spec), settings.clip_timeout)
+        sampled = [spec for spec in specs if spec.frames is None]
+        left = yield from _feed(sampled, job, settings, runner, inference, threads * QUEUED_PER_THREAD)
         if left:
-            warn(f"no decode worker process could start; decoding the remaining {len(left)} clip(s) in this process")
-            running |= {infer.submit(_whole, runner, spec) for spec in left}
-        yield from _settle(running, keep=0)
+            warn(f"no decode worker process could start; decoding the remaining {len(left)} clip(s) in this "
+                 "process")
+            for spec in left:
+                inference.submit(spec, partial(_whole, runner, spec), settings.clip_timeout)
+        yield from inference.results(keep=0)
+    finally:
+        inference.close()
+
+
+def _whole(runner: ClipRunner, spec: ClipSpec, report: PhaseFn) -> ClipResult:
+    """A clip decoded and computed in this process."""
+    report("decode")
+    return runner.compute(spec, on_phase=report)
+
+
+def _finish(runner: ClipRunner, spec: ClipSpec, decoded: DecodedClip, report: PhaseFn) -> ClipResult:
+    return compute_decoded(spec, decoded.yuv, runner.model, runner.job.reduce, decoded.seconds)
 
 
 def _feed(sampled: list[ClipSpec], job: ClipJob, settings: EngineSettings, runner: ClipRunner,
-          infer: ThreadPoolExecutor, running: Running,
-          queued: int) -> Generator[tuple[ClipSpec, ClipResult], None, list[ClipSpec]]:
-    """Decode `sampled` in worker processes, handing each decoded clip to `infer`; returns (as the
-    generator's value) the clips no worker could take."""
+          inference: Inference, queued: int) -> Generator[tuple[ClipSpec, ClipResult], None, list[ClipSpec]]:
+    """Decode `sampled` in worker processes, handing each decoded clip to `inference` (a decode
+    failure is settled as it is); returns (as the generator's value) the clips no worker could take."""
     if not sampled:
         return []
     pool = WorkerPool(DecodeJob(job.sampling), settings, max(1, min(settings.workers, len(sampled))))
     pool.submit(sampled)
     try:
         for index, decoded in pool.results():
-            running.add(infer.submit(_finish, runner, sampled[index], decoded))
-            yield from _settle(running, keep=queued)
+            spec = sampled[index]
+            if not isinstance(decoded, DecodedClip):
+                yield spec, decoded
+                continue
+            budget = _model_budget(settings.clip_timeout, decoded)
+            inference.submit(spec, partial(_finish, runner, spec, decoded), budget)
+            yield from inference.results(keep=queued)
     except BaseException:  # Ctrl-C, or the consumer stopped early: don't wait for busy workers
         pool.close(force=True)
         raise
