@@ -19,8 +19,9 @@ under 8 minutes (no section or salmat run starts, and none runs on, past
        clips alone and taken off (steady clips/s); GPU utilisation and memory
        sampled with nvidia-smi meanwhile. fp16 is `--precision fp16` when the
        CLI takes it, else the model converted to fp16 (fp32 inputs/outputs)
-       with onnxconverter-common;
-   (c) where one clip's time goes, in this process: decode, preprocessing,
+       with onnxconverter-common; then the same table with `--engine feeder`
+       (one model, the best count of decode processes);
+   (c) (run before (b)) where one clip's time goes, in this process: decode, preprocessing,
        upload, inference, download, maps and reducers (onnxruntime IO binding),
        and the clips/s each side (CPU, GPU) could sustain;
    (d) (b)'s run for the full-reference path when `salmat materialize` has
@@ -189,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = run.machine(args)
     setup = run.Setup.build(args)
     results["setup"] = setup.describe()
+    # (c) before (b): it is short, and what it shows is what a second try would act on
     section(results, "a_parity", budget, run.parity, setup, budget)
+    section(results, "c_breakdown", budget, run.breakdown, setup)
     section(results, "b_throughput", budget, run.throughput, setup, budget)
     section(results, "d_reference", budget, run.reference, setup, budget, results["b_throughput"])
-    section(results, "c_breakdown", budget, run.breakdown, setup)
     results["summary"] = run.summary(results, args)
     results["elapsed_seconds"] = round(time.time() - float(os.environ.get("GPU_CHECK_STARTED", STARTED)), 1)
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -301,7 +301,21 @@ def tuned_rate(setup: Setup, budget: Budget, extra: list[str], name: str) -> dic
     steady = (n_big - len(setup.clips)) / span if span > 0 else None
     return {"clips": n_big, "workers_tried": tries, "best_workers": best,
             "clips_per_s_whole_run": tries[best]["clips_per_s"], "small_run": public(fixed),
-            "clips_per_s_steady": None if steady is None else round(steady, 2)}
+            "clips_per_s_steady": None if steady is None else round(steady, 2),
+            "feeder": feeder_rate(setup, budget, extra, name, big, n_big, best)}
+
+
+def feeder_rate(setup: Setup, budget: Budget, extra: list[str], name: str, big: Path, n_big: int,
+                workers: int) -> dict[str, Any]:
+    """The same table with `--engine feeder` (one model, `workers` decode processes): clips/s and GPU memory."""
+    if budget.left() < 10:
+        return {"skipped": "the time budget ran out (--budget)"}
+    run = run_salmat(setup, big, setup.args.work / f"{name}_feeder.jsonl", [*extra, "--engine", "feeder"], workers,
+                     budget.left())
+    try:
+        return {**public(checked(run, n_big)), "workers": workers, "clips_per_s": round(n_big / run["seconds"], 2)}
+    except RuntimeError as exc:
+        return {"error": str(exc)}
 
 
 def throughput(setup: Setup, budget: Budget) -> dict[str, Any]:
@@ -455,6 +469,11 @@ def summary(results: dict[str, Any], args: Any) -> list[str]:
             lines.append(f"(b) {precision}: {f['clips_per_s_whole_run']} clips/s whole run, "
                          f"{f['clips_per_s_steady']} steady{verdict}, {f['clips']} clips, workers {f['best_workers']} "
                          f"(tried {tries});{gpu}")
+            fed = f.get("feeder", {})
+            mem = f", GPU mem max {fed['gpu_mem_max_mib']:.0f} MiB" if "gpu_mem_max_mib" in fed else ""
+            lines.append(f"(b) {precision} --engine feeder: {fed['clips_per_s']} clips/s whole run, one model, "
+                         f"{fed['workers']} decoders{mem}" if "clips_per_s" in fed else
+                         f"(b) {precision} --engine feeder: {_problem(fed)}")
         else:
             lines.append(f"(b) {precision}: {_problem(f or b)}")
     c = results.get("c_breakdown", {})

