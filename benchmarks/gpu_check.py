@@ -31,8 +31,9 @@ under 8 minutes (no section or salmat run starts, and none runs on, past
    `benchmarks/work/gpu_check/gpu_check.json` (`--results PATH`).
 
 `--dry-run` runs the very same steps on the CPU (`--device cpu`, no install,
-three small clips, a student-sized model built with the `onnx` helper unless
-`--model` is given, 1 head frame), so that on the GPU only the device differs;
+three 320×192 clips, 1 head frame, the real v1 when it is found, else a
+student-sized model built with the `onnx` helper), so that on the GPU only the
+device differs;
 `tests/test_gpu_check.py` runs it end to end.
 """
 
@@ -51,7 +52,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-MODELS = ROOT.parent / "shared" / "models"
+# Where the real students are looked for: $SALMAT_MODEL_DIR's folders, then shared/models beside the
+# checkout, then inside it (a machine the checkout was copied to may carry shared/ either way).
+MODELS = [*(Path(d) for d in os.environ.get("SALMAT_MODEL_DIR", "").split(":") if d),
+          ROOT.parent / "shared" / "models", ROOT / "shared" / "models"]
 PARITY_LIMIT = 1e-4
 TARGET_CLIPS_PER_S = 50.0
 STARTED = time.time()  # the budget counts from here, the install included (carried through the re-exec)
@@ -61,8 +65,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dry-run", action="store_true", help="the same steps on the CPU, small and fast")
     p.add_argument("--device", default=None, help="cuda (default), or cpu (the dry run's)")
-    p.add_argument("--model", default=None, help="ONNX model (default: ../shared/models/saliency_student_v1.onnx; "
-                   "dry run: a student-sized built one)")
+    p.add_argument("--model", default=None, help="ONNX model (default: saliency_student_v1.onnx in $SALMAT_MODEL_DIR, "
+                   "../shared/models or shared/models; "
+                   "dry run without it: a student-sized built one)")
     p.add_argument("--work", default=None, help="work folder (default: benchmarks/work/gpu_check[_dry])")
     p.add_argument("--results", default=None, help="the results file (default: $OUT/gpu_check.json, else in --work)")
     p.add_argument("--workers", default=None, help="comma-separated worker counts to try (default: from the cores)")

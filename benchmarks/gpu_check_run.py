@@ -38,9 +38,11 @@ def machine(args: Any) -> dict[str, Any]:
         out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=30)
         facts["gpus"] = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-    commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True)
-    facts["salmat_commit"] = commit.stdout.strip() or None
+    facts["salmat_commit"] = None
+    if shutil.which("git"):  # a copied checkout may have no git, or no .git
+        commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True)
+        facts["salmat_commit"] = commit.stdout.strip() or None
     return facts
 
 
@@ -127,14 +129,17 @@ class Setup:
 
     @classmethod
     def build(cls, args: Any) -> Setup:
+        found = [d / "saliency_student_v1.onnx" for d in MODELS if (d / "saliency_student_v1.onnx").is_file()]
         if args.model:
             model = Path(args.model)
-        elif args.dry_run:
+        elif found:
+            model = found[0]
+        elif args.dry_run:  # no real students here: a student-sized graph keeps the steps the same
             model = bench.build_student(args.work / "student.onnx")
         else:
-            model = MODELS / "saliency_student_v1.onnx"
+            model = MODELS[-1] / "saliency_student_v1.onnx"
         if not model.is_file():
-            raise SystemExit(f"model not found: {model} (put the real models in ../shared/models or pass --model)")
+            raise SystemExit(f"model not found: {model} (looked in {', '.join(map(str, MODELS))}; pass --model)")
         started = time.perf_counter()
         clips = make_clips(args.work / "clips", args.clip_count, args.size)
         log(f"{len(clips)} clips at {args.size[0]}x{args.size[1]} ready in {time.perf_counter() - started:.1f} s")
