@@ -23,7 +23,9 @@ under 8 minutes (no section or salmat run starts, and none runs on, past
        (one model, the best count of decode processes);
    (c) (run before (b)) where one clip's time goes, in this process: decode, preprocessing,
        upload, inference, download, maps and reducers (onnxruntime IO binding),
-       and the clips/s each side (CPU, GPU) could sustain;
+       and the clips/s each side (CPU, GPU) could sustain; and the preprocessing
+       as a graph on the device (`gpu_phases.py`): its max |Δ| against the
+       CPU's tensor, and its cost;
    (d) (b)'s run for the full-reference path when `salmat materialize` has
        `--reference-column`; skipped with a note otherwise;
 3. writes ONE results file: JSON whose `summary` is the human summary (also
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run and not args.no_install:
         bootstrap(args, argv)
     import gpu_check_run as run  # noqa: PLC0415 - needs the venv's packages, so after the bootstrap
+    import gpu_phases
 
     args.work.mkdir(parents=True, exist_ok=True)
     budget = Budget(args.budget, float(os.environ.get("GPU_CHECK_STARTED", STARTED)))
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     results["setup"] = setup.describe()
     # (c) before (b): it is short, and what it shows is what a second try would act on
     section(results, "a_parity", budget, run.parity, setup, budget)
-    section(results, "c_breakdown", budget, run.breakdown, setup)
+    section(results, "c_breakdown", budget, gpu_phases.breakdown, setup)
     section(results, "b_throughput", budget, run.throughput, setup, budget)
     section(results, "d_reference", budget, run.reference, setup, budget, results["b_throughput"])
     results["summary"] = run.summary(results, args)

@@ -355,97 +355,6 @@ def reference(setup: Setup, budget: Budget, throughput_figures: dict[str, Any]) 
             "clips_per_s_whole_run": round(n / run["seconds"], 2) if run["rc"] == 0 else None}
 
 
-# ---- (c) where one clip's time goes -------------------------------------------------------------
-
-
-def breakdown(setup: Setup) -> dict[str, Any]:
-    out = {"fp32": clip_phases(setup, str(setup.model), "fp32")}
-    if setup.fp16[:1] == ["--model-path"]:
-        out["fp16"] = clip_phases(setup, setup.fp16[1], "fp32")
-    else:
-        out["fp16"] = clip_phases(setup, str(setup.model), "fp16")
-    return out
-
-
-class Laps:
-    """Seconds per phase, summed over the laps of one pass."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.mark = time.perf_counter()
-
-    def __call__(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.mark
-        self.mark = now
-
-
-def one_pass(model: Any, clip: Path, sampling: Any, on: str) -> dict[str, float]:
-    """decode → per frame: preprocess, upload, inference, download → maps and reducers, each timed (and the
-    upload of the frame's own YUV planes, which preprocessing on the device would need instead)."""
-    import onnxruntime as ort
-
-    from salmat.decode import decode_sampled
-    from salmat.sources import ClipSpec
-    from salmat.temporal import reduce_stats
-
-    session = model.session
-    name_in, name_out = session.get_inputs()[0].name, session.get_outputs()[0].name
-    lap = Laps()
-    frames = decode_sampled(ClipSpec(str(clip)), sampling)
-    lap("decode")
-    outs = []
-    for frame in frames:
-        for plane in (frame.y, frame.u, frame.v):  # what preprocessing on the device would upload instead
-            ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(plane), on, 0)
-        lap("upload_yuv_planes")
-        x = model.preset.encode([frame], None)
-        lap("preprocess")
-        value = ort.OrtValue.ortvalue_from_numpy(x, on, 0)
-        lap("upload")
-        binding = session.io_binding()
-        binding.bind_ortvalue_input(name_in, value)
-        binding.bind_output(name_out, on)
-        session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-        lap("inference")
-        outs.append(binding.copy_outputs_to_cpu()[0])
-        lap("download")
-    h, w = frames[0].height, frames[0].width
-    maps = np.concatenate([model.preset.decode(o, h, w) for o in outs])
-    reduce_stats(maps, [f.luma8() for f in frames], 0.6, False)
-    lap("maps_and_reducers")
-    return lap.seconds
-
-
-def clip_phases(setup: Setup, model_path: str, precision: str, repeat: int = 3) -> dict[str, Any]:
-    """One clip in this process, best of `repeat`, each phase timed alone (onnxruntime IO binding)."""
-    from salmat.models import load_model
-    from salmat.values import SamplingOptions
-
-    args = setup.args
-    model = load_model(model_path=model_path, preprocess="vmaf-student", device=args.device, precision=precision)
-    session = getattr(model, "session", None)
-    if session is None:
-        return {"skipped": f"{type(model).__name__} is not an onnxruntime model: no IO binding"}
-    on = "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
-    sampling = SamplingOptions("head", args.head, args.head, None)
-    best: dict[str, float] = {}
-    for _ in range(repeat):
-        for phase, seconds in one_pass(model, setup.clips[0], sampling, on).items():
-            best[phase] = min(best.get(phase, float("inf")), seconds)
-    gpu_side = best["upload"] + best["inference"] + best["download"]
-    cpu_side = best["decode"] + best["preprocess"] + best["maps_and_reducers"]
-    cores = os.cpu_count() or 1
-    tf32 = session.get_provider_options().get("CUDAExecutionProvider", {}).get("use_tf32")
-    return {"bound_on": on, "frames": args.head, "cuda_use_tf32": tf32,
-            "seconds_per_clip": {k: round(v, 4) for k, v in best.items()},
-            "note": "upload_yuv_planes is in neither bound: it is the upload a device-side preprocessing would need",
-            "clips_per_s_if_gpu_bound": round(1 / gpu_side, 2) if gpu_side else None,
-            "clips_per_s_if_cpu_bound": round(cores / cpu_side, 2) if cpu_side else None,
-            "cpu_cores": cores}
-
-
 # ---- the summary --------------------------------------------------------------------------------
 
 
@@ -483,6 +392,8 @@ def summary(results: dict[str, Any], args: Any) -> list[str]:
             lines.append(f"(b) {precision}: {_problem(f or b)}")
     c = results.get("c_breakdown", {})
     for precision, f in c.items() if isinstance(c, dict) else []:
+        if precision == "device_preprocess":
+            continue
         if isinstance(f, dict) and "seconds_per_clip" in f:
             phases = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in f["seconds_per_clip"].items())
             tf32 = {None: "", "0": ", TF32 off"}.get(f.get("cuda_use_tf32"), ", TF32 ON")
@@ -491,6 +402,14 @@ def summary(results: dict[str, Any], args: Any) -> list[str]:
                          f"{f['clips_per_s_if_cpu_bound']} by {f['cpu_cores']} CPU cores")
         elif isinstance(f, dict) and precision not in ("section_seconds",):
             lines.append(f"(c) {precision}: {_problem(f)}")
+    pre = c.get("device_preprocess", {}) if isinstance(c, dict) else {}
+    if "max_abs_vs_cpu_preprocessing" in pre:
+        t = pre["seconds_per_clip"]
+        lines.append(f"(c) preprocessing on {pre['bound_on']} as a graph: max |Δ| vs the CPU's "
+                     f"{pre['max_abs_vs_cpu_preprocessing']:.3g}; per clip upload planes "
+                     f"{t['upload_yuv_planes'] * 1000:.0f} ms + graph {t['preprocess_on_device'] * 1000:.0f} ms")
+    elif pre:
+        lines.append(f"(c) preprocessing on the device: {_problem(pre)}")
     if "error" in c or "skipped" in c:
         lines.append(f"(c) {_problem(c)}")
     d = results.get("d_reference", {})

