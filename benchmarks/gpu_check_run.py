@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -115,7 +116,11 @@ def fp16_file(model: Path, dest: Path) -> Path:
         graph = onnx.load(str(model))
         for i, node in enumerate(graph.graph.node):  # the converter names its casts after the nodes
             node.name = node.name or f"node_{i}"
-        onnx.save(float16.convert_float_to_float16(graph, keep_io_types=True), str(dest))
+        with warnings.catch_warnings(record=True) as caught:  # weights below fp16's range, one line each
+            warnings.simplefilter("always")
+            onnx.save(float16.convert_float_to_float16(graph, keep_io_types=True), str(dest))
+        if caught:
+            log(f"fp16 conversion: {len(caught)} weights outside fp16's range were clamped")
     return dest
 
 
@@ -386,7 +391,7 @@ def summary(results: dict[str, Any], args: Any) -> list[str]:
             fed = f.get("feeder", {})
             mem = f", GPU mem max {fed['gpu_mem_max_mib']:.0f} MiB" if "gpu_mem_max_mib" in fed else ""
             lines.append(f"(b) {precision} --engine feeder: {fed['clips_per_s']} clips/s whole run, one model, "
-                         f"{fed['workers']} decoders{mem}" if "clips_per_s" in fed else
+                         f"{fed['workers']} decode worker(s){mem}" if "clips_per_s" in fed else
                          f"(b) {precision} --engine feeder: {_problem(fed)}")
         else:
             lines.append(f"(b) {precision}: {_problem(f or b)}")
