@@ -37,6 +37,8 @@ class _FaultyModel:
             return
         if self.job.fault == "raise":
             raise RuntimeError("synthetic model failure")
+        if self.job.fault == "sleep":  # a model that never returns
+            time.sleep(3600)
         if self.job.fault == "kill":  # like a segfault or the OOM killer
             marker = self.job.marker
             if marker is None or not os.path.exists(marker):
@@ -65,7 +67,7 @@ class _HangingRunner(ClipRunner):
 
 @dataclass(frozen=True)
 class FaultyJob(ClipJob):
-    """`fault`: "raise" (the model raises), "kill" (the worker process dies; only once when
+    """`fault`: "raise" (the model raises), "sleep" (the model never returns), "kill" (the worker process dies; only once when
     `marker` names a file that can be created), "no-start" (the model can't load), or
     "hang" (the clip named `name` never finishes decoding)."""
 

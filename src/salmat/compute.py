@@ -74,11 +74,26 @@ def sampled_maps(
     `on_phase("model")` is called once decoding is done and inference starts (the
     pool uses it to tell a decode timeout from a model timeout).
     """
-    frames = decode_sampled(spec, sampling)
-    common_size(frames)
+    frames = decode_clip(spec, sampling)
     if on_phase is not None:
         on_phase("model")
     return frames, predict_maps(model, frames)
+
+
+def decode_clip(spec: ClipSpec, sampling: SamplingOptions) -> list[YuvFrame]:
+    """A clip's sampled frames, all of one size (raises `ClipError`)."""
+    frames = decode_sampled(spec, sampling)
+    common_size(frames)
+    return frames
+
+
+def reduced_result(frames: list[YuvFrame], maps: np.ndarray | WorkingMaps, reduce: ReduceOptions,
+                   keep_maps: int = 0) -> ClipResult:
+    """A clip's `ok` result: its maps reduced with every reducer; it carries the encoded
+    `ClipMaps` when they are at most `keep_maps` bytes (0: never)."""
+    record = ClipMaps.build(maps, [frame.luma8() for frame in frames])
+    kept = encode(record) if 0 < record.raw_bytes <= keep_maps else None
+    return ClipResult(OK, stats=record.stats(reduce), frames=len(frames), maps=kept)
 
 
 def compute_clip(
@@ -96,11 +111,31 @@ def compute_clip(
 
     def body() -> ClipResult:
         frames, maps = sampled_maps(spec, model, sampling, on_phase)
-        record = ClipMaps.build(maps, [frame.luma8() for frame in frames])
-        kept = encode(record) if 0 < record.raw_bytes <= keep_maps else None
-        return ClipResult(OK, stats=record.stats(reduce), frames=len(frames), maps=kept)
+        return reduced_result(frames, maps, reduce, keep_maps)
 
     return _as_result(spec, start, body)
+
+
+def decoded_frames(spec: ClipSpec, sampling: SamplingOptions) -> tuple[list[YuvFrame], ClipResult]:
+    """`compute_clip`'s decoding alone, for an engine that decodes and infers in different processes:
+    the frames (none on failure) and the result that stands for them, `ok` or the decode failure as
+    the clip's status; never raises."""
+    frames: list[YuvFrame] = []
+
+    def body() -> ClipResult:
+        frames.extend(decode_clip(spec, sampling))
+        return ClipResult(OK, frames=len(frames))
+
+    result = _as_result(spec, time.perf_counter(), body)
+    return (frames if result.status == OK else []), result
+
+
+def compute_decoded(spec: ClipSpec, frames: list[YuvFrame], model: SaliencyModel, reduce: ReduceOptions,
+                    decode_seconds: float = 0.0, keep_maps: int = 0) -> ClipResult:
+    """The rest of `compute_clip` for frames `decoded_frames` gave: the model and the reducers;
+    the result's time includes `decode_seconds`. Never raises."""
+    start = time.perf_counter() - decode_seconds
+    return _as_result(spec, start, lambda: reduced_result(frames, predict_maps(model, frames), reduce, keep_maps))
 
 
 def _as_result(spec: ClipSpec, start: float, body: Callable[[], ClipResult]) -> ClipResult:

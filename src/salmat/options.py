@@ -52,7 +52,7 @@ from .values import OUTPUT_COLUMNS, REDUCERS
 SAMPLING_MODES = ("clip", "head")
 COMPAT_MODES = ("historical",)
 PRECISIONS = ("fp32", "fp16", "int8")
-ENGINES = ("local", "ray")
+ENGINES = ("local", "ray", "feeder")
 LONG_FORMATS = ("parquet", "csv")
 STREAM_FORMATS = ("jsonl", "csv")
 
@@ -97,7 +97,8 @@ CLIP_TIMEOUT = Setting(DEFAULT_CLIP_TIMEOUT, "seconds a clip may take (decode + 
                        "process, unbounded)", check=seconds, group=RUN, example="60")
 CACHE = Setting(None, "SQLite result cache path", convert=path, group=RUN)
 NO_CACHE = Setting(False, "neither read nor write the result cache", group=RUN)
-ENGINE = Setting("local", "local process pool or Ray Data", choices=ENGINES, group=RUN)
+ENGINE = Setting("local", "local process pool, Ray Data, or feeder: --workers decode processes feed one model in "
+                 "this process (one GPU, one model copy)", choices=ENGINES, group=RUN)
 RAY_ADDRESS = Setting(None, "Ray cluster address (default: a local cluster)", group=RUN)
 NUM_GPUS_PER_WORKER = Setting(0.0, "GPUs per Ray actor", check=non_negative, group=RUN)
 PLOTS = Setting(True, "write the PNG plots (--no-plots skips them)", group=RUN)

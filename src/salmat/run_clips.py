@@ -58,10 +58,10 @@ class RunSettings:
 
 
 def engine_name(settings: RunSettings, clips: int) -> str:
-    """Ray when asked; the pool for several workers and clips, or whenever a clip timeout is
-    set (it needs a process it can stop); otherwise this process."""
-    if settings.engine == "ray":
-        return "ray"
+    """Ray or the feeder when asked; the pool for several workers and clips, or whenever a clip
+    timeout is set (it needs a process it can stop); otherwise this process."""
+    if settings.engine in ("ray", "feeder"):
+        return settings.engine
     if clips > 0 and (settings.clip_timeout or (settings.workers > 1 and clips > 1)):
         return "pool"
     return "inline"

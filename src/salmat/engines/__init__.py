@@ -3,6 +3,7 @@
 - `inline`: in this process, one clip after another.
 - `pool`: spawned worker processes, with clip timeouts and retries of lost workers.
 - `ray`: a Ray Data actor pool, on a local or remote cluster.
+- `feeder`: decode worker processes feed one model in this process (one GPU, one model copy).
 
 The orchestrator (`salmat.pipeline`) picks one by name; modules load on first use,
 so a run that never touches Ray never imports it.
@@ -19,6 +20,7 @@ ENGINES = {
     "inline": ("inline", "run_inline"),
     "pool": ("pool", "run_pool"),
     "ray": ("ray_data", "run_ray"),
+    "feeder": ("feeder", "run_feeder"),
 }
 
 __all__ = ["ENGINES", "Engine", "EngineSettings", "available_cores", "get_engine", "worker_threads"]

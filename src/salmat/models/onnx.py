@@ -78,6 +78,16 @@ def _check_file(path: Path) -> None:
         raise SalmatError(f"{named('model_path')} {path} is not a file; pass the .onnx file itself")
 
 
+# onnxruntime's CUDA provider runs fp32 convolutions in TF32 (10-bit mantissas) by default on
+# Ampere and later GPUs; off, `--device cuda` gives the CPU's maps to float32 rounding (issue #22).
+CUDA_PROVIDER_OPTIONS = {"use_tf32": "0"}
+
+
+def session_providers(providers: list[str]) -> list[str | tuple[str, dict[str, str]]]:
+    """`providers` as onnxruntime takes them, the CUDA provider with `CUDA_PROVIDER_OPTIONS`."""
+    return [(p, CUDA_PROVIDER_OPTIONS) if p == "CUDAExecutionProvider" else p for p in providers]
+
+
 def _open_session(path: Path, providers: list[str], threads: int | None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     if threads is not None:
@@ -85,7 +95,7 @@ def _open_session(path: Path, providers: list[str], threads: int | None) -> ort.
         options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: shape-inference warnings are ours to report
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        return ort.InferenceSession(str(path), sess_options=options, providers=session_providers(providers))
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         raise SalmatError(
             f"cannot load ONNX model {path}: {_one_line(exc)}; check that the file is a complete ONNX model"
