@@ -122,12 +122,9 @@ def materialize(table: Path, out: Path, model: Path, workers: int, **knobs) -> t
 def load(model: Path, table: Path, threads: int | None = None, **knobs):
     from salmat.models import load_model
     from salmat.models.knobs import parse_inference_size
-    from salmat.models.quantize import calibration_source
 
-    precision = knobs.get("precision", "fp32")
-    return load_model(model_path=str(model), preprocess="vmaf-student", threads=threads,
-                      inference_size=parse_inference_size(knobs.get("inference_size")), precision=precision,
-                      calibration=calibration_source(precision, str(table), "src", None))
+    knobs = {**knobs, "inference_size": parse_inference_size(knobs.get("inference_size"))}
+    return load_model(model_path=str(model), preprocess="vmaf-student", threads=threads, **knobs)
 
 
 def clip_maps(model, clip: Path) -> np.ndarray:

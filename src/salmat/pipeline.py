@@ -23,8 +23,7 @@ from .cache import CacheKey, ResultCache, open_cache
 from .compute import ClipJob
 from .engines import EngineSettings, get_engine
 from .errors import SalmatError, warn
-from .models.knobs import parse_inference_size
-from .models.quantize import calibration_source
+from .models.knobs import Knobs, parse_inference_size
 from .models.spec import ModelSpec
 from .option_spec import named, passing
 from .options import MaterializeOptions
@@ -97,10 +96,8 @@ def model_spec(opts: MaterializeOptions) -> ModelSpec:
     preset = opts.preprocess
     if opts.historical and opts.model_path and preset is None:
         preset = "vmaf-student"
-    return ModelSpec(opts.model, opts.model_path, opts.model_id, preset, opts.device, opts.precision,
-                     inference_size=parse_inference_size(opts.inference_size),
-                     calibration=calibration_source(opts.precision, opts.input, opts.path_column, opts.root),
-                     ).resolved(opts.model_dir)
+    knobs = Knobs(opts.device, opts.precision, parse_inference_size(opts.inference_size), opts.runtime)
+    return ModelSpec(opts.model, opts.model_path, opts.model_id, preset, knobs).resolved(opts.model_dir)
 
 
 def sampling_options(opts: MaterializeOptions) -> SamplingOptions:
