@@ -205,3 +205,13 @@ def test_bf16_gets_its_id_fingerprint_and_cache_key(nets, table, tmp_path, monke
     assert report.audit["model"]["fingerprint"].endswith("@bf16/openvino")
     assert report.audit["model"]["precision"] == "bf16" and report.audit["model"]["runtime"] == "openvino"
     assert np.allclose([r["saliency_mean"] for r in bf16], [r["saliency_mean"] for r in fp32], atol=0.02)
+
+
+def test_the_gpu_settings_travel_through_the_same_value():
+    """`--device cuda --precision fp16` (the GPU check's settings) stay on onnxruntime/torch."""
+    gpu = Knobs(device="cuda", precision="fp16").resolved()
+    assert gpu.runtime == "onnxruntime"
+    gpu.check(builtin=False, torch_path=True)  # allowed on the torch path
+    with pytest.raises(SalmatError, match="fp16 runs on a GPU through the torch path only"):
+        gpu.check(builtin=False)
+    assert pickle.loads(pickle.dumps(ModelSpec(model_path="m.onnx", knobs=gpu))).knobs == gpu
