@@ -183,6 +183,19 @@ def test_openvino_compiles_once_per_frame_shape(nets, disc_clip, odd_clip):
 
 
 @needs_openvino
+def test_openvino_keeps_a_bounded_number_of_compiled_shapes(nets, monkeypatch):
+    from salmat.models import openvino_runtime
+
+    monkeypatch.setattr(openvino_runtime, "MAX_SHAPES", 2)
+    model = load_model(model_path=nets / "encdec.onnx", runtime="openvino")
+    x = {"input": np.zeros((1, 3, 32, 32), np.float32)}
+    for size in (32, 64, 32, 96):
+        model.session.run(["saliency_map"], {"input": np.zeros((1, 3, size, size), np.float32)})
+    assert model.session.compiled_shapes() == [(1, 3, 32, 32), (1, 3, 96, 96)]  # 64 was least recently used
+    assert model.session.run(["saliency_map"], x)[0].shape == (1, 1, 32, 32)
+
+
+@needs_openvino
 def test_pool_workers_run_openvino_too(nets, table, tmp_path):
     _, inline = run(table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"), runtime="openvino")
     report = materialize(str(table), str(tmp_path / "b.jsonl"), quiet=True, workers=2, no_cache=True,

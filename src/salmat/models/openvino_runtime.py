@@ -4,7 +4,8 @@ OpenVINO reads the ONNX file itself. A graph compiled for one input shape runs f
 than a dynamic one, so each (batch, 3, H, W) shape is compiled once per process and
 kept (`OpenVinoSession._compiled`): a corpus of one resolution compiles once per
 worker. Compiling `saliency_student_v1` for a 1080p frame takes about as long as one
-frame's inference (benchmarks/bench_students.py reports it as `compile_s`).
+frame's inference (benchmarks/bench_students.py reports it as `compile (once)`); the
+`MAX_SHAPES` most recently used shapes are kept.
 
 Precision is explicit, never OpenVINO's default: `f32` for `--precision fp32` (values
 within float rounding of onnxruntime's), `bf16` for `--precision bf16`.
@@ -21,6 +22,7 @@ import numpy as np
 from ..errors import SalmatError
 
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
+MAX_SHAPES = 8  # compiled shapes kept per model: a batch model has two per clip size (full and last chunk)
 
 
 @cache
@@ -71,12 +73,14 @@ class OpenVinoSession:
         return list(self._compiled)
 
     def _request(self, input_name: str, shape: tuple[int, ...]) -> Any:
-        request = self._compiled.get(shape)
+        request = self._compiled.pop(shape, None)
         if request is None:
             model = self._model.clone()
             model.reshape({input_name: list(shape)})
             request = _core().compile_model(model, "CPU", self._config).create_infer_request()
-            self._compiled[shape] = request
+            if len(self._compiled) >= MAX_SHAPES:  # a corpus of many sizes: forget the least recently used
+                self._compiled.pop(next(iter(self._compiled)))
+        self._compiled[shape] = request  # most recently used last
         return request
 
     def run(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
