@@ -228,3 +228,18 @@ def test_the_gpu_settings_travel_through_the_same_value():
     with pytest.raises(SalmatError, match="fp16 runs on a GPU through the torch path only"):
         gpu.check(builtin=False)
     assert pickle.loads(pickle.dumps(ModelSpec(model_path="m.onnx", knobs=gpu))).knobs == gpu
+
+
+def test_the_driver_resolves_names_and_the_runtime_once(nets, table, tmp_path, monkeypatch):
+    """Workers get a concrete runtime (never `auto`, which could resolve otherwise on another node),
+    and a run looks its model up once (`resolve_named` ran twice before)."""
+    from salmat.models import spec as spec_module
+
+    calls = []
+    real = spec_module.resolve_named
+    monkeypatch.setattr(spec_module, "resolve_named", lambda *a: calls.append(a) or real(*a))
+    resolved = ModelSpec(model_path=str(nets / "encdec.onnx")).resolved()
+    assert resolved.knobs.runtime in knobs.RUNTIMES and len(calls) == 1
+    calls.clear()
+    run(table, tmp_path / "o.jsonl", model_path=str(nets / "encdec.onnx"), no_cache=True)
+    assert len(calls) == 1
