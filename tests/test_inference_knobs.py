@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -21,9 +23,10 @@ from salmat import materialize
 from salmat.color import rgb_planes
 from salmat.errors import SalmatError
 from salmat.frames import YuvFrame
-from salmat.models import knobs, load_model
+from salmat.models import knobs, load_model, quantize
+from salmat.models.knobs import Knobs
 from salmat.models.onnx import ALGORITHM_VERSION
-from salmat.models.quantize import CalibrationSource, int8_folder
+from salmat.models.quantize import int8_folder
 from salmat.models.spec import ModelSpec
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -111,6 +114,39 @@ def test_inference_size_runs_smaller_and_maps_come_back_full_size(nets, disc_cli
         assert np.allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [241, 242, 720])
+def test_inference_size_never_enlarges(nets, table, tmp_path, size):
+    """Issue #21.3: a frame whose short side is at most S runs at its native size, so its values are
+    the native ones exactly (the 180- and 241-line clips here); the id still says @S (at most S)."""
+    model = str(nets / "encdec.onnx")
+    native = run(table, tmp_path / "a.jsonl", model_path=model)
+    capped = run(table, tmp_path / "b.jsonl", model_path=model, inference_size=size)
+    assert {r["saliency_model_id"] for r in capped} == {f"encdec@{size}"}
+    for key in ("saliency_mean", "saliency_var"):
+        assert [r[key] for r in capped] == [r[key] for r in native]
+    smaller = run(table, tmp_path / "c.jsonl", model_path=model, inference_size=200)  # shrinks the 241 only
+    assert smaller[0]["saliency_mean"] == native[0]["saliency_mean"]
+    assert smaller[1]["saliency_mean"] != native[1]["saliency_mean"]
+
+
+def test_inference_size_rounded_up_past_the_frame_runs_native(nets, disc_clip):
+    """S=179 on a 180-line frame rounds to the preset's multiple of 32 (192 lines): that would
+    enlarge, so the frame runs native; S=170 rounds to 160 and shrinks."""
+    from salmat.compute import sampled_maps
+    from salmat.maps import WorkingMaps
+    from salmat.sources import ClipSpec
+    from salmat.values import SamplingOptions
+
+    sampling = SamplingOptions("head", 2, 2)
+    _, native = sampled_maps(ClipSpec(str(disc_clip)), load_model(model_path=nets / "encdec.onnx"), sampling)
+    _, rounded = sampled_maps(ClipSpec(str(disc_clip)), load_model(model_path=nets / "encdec.onnx",
+                                                                   inference_size=179), sampling)
+    assert not isinstance(rounded, WorkingMaps) and np.array_equal(rounded, native)
+    _, shrunk = sampled_maps(ClipSpec(str(disc_clip)), load_model(model_path=nets / "encdec.onnx",
+                                                                  inference_size=170), sampling)
+    assert isinstance(shrunk, WorkingMaps) and shrunk.maps.shape[1:] == (160, 288)
+
+
 # ---- ids, cache keys and audit through a run -----------------------------------------------
 
 
@@ -126,7 +162,7 @@ def test_ids_fingerprints_and_cache_keys_carry_the_size(nets, table, tmp_path):
     assert {r["saliency_model_id"] for r in scaled} == {"encdec@96"}
     assert [r["saliency_mean"] for r in native] != [r["saliency_mean"] for r in scaled]
     audit = json.loads((tmp_path / "audit.json").read_text())
-    assert audit["model"]["inference_size"] == 96 and audit["model"]["fingerprint"].endswith("@96")
+    assert audit["model"]["inference_size"] == 96 and "@96" in audit["model"]["fingerprint"]
     again = materialize(str(table), str(tmp_path / "c.jsonl"), quiet=True, workers=1, clip_timeout=None,
                         model_path=model, cache=cache, inference_size="96")  # the CLI's text form, same key
     assert again.audit["cache"]["hits"] == 2
@@ -134,8 +170,8 @@ def test_ids_fingerprints_and_cache_keys_carry_the_size(nets, table, tmp_path):
 
 
 def test_native_fingerprint_is_unchanged(nets):
-    """Native fp32 keeps the fingerprint (and so the cache keys) it had before the knobs existed."""
-    model = load_model(model_path=nets / "conv.onnx")
+    """Native fp32 on onnxruntime keeps the fingerprint (and so the cache keys) it had before the knobs existed."""
+    model = load_model(model_path=nets / "conv.onnx", runtime="onnxruntime")
     preset = model.preset
     assert model.fingerprint == f"onnx/{ALGORITHM_VERSION}/{model.sha256}/{preset.name}/{preset.fingerprint()}"
 
@@ -151,67 +187,112 @@ def test_pool_workers_run_the_knobs_too(nets, table, tmp_path):
 # ---- int8 -------------------------------------------------------------------------------------
 
 
-def test_int8_quantizes_once_calibrated_on_the_runs_clips(nets, table, tmp_path):
+def test_int8_quantizes_once_on_the_fixed_calibration_set_and_says_so(nets, table, tmp_path, capfd):
     fp32 = run(table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"))
+    capfd.readouterr()
     int8 = run(table, tmp_path / "b.jsonl", model_path=str(nets / "encdec.onnx"), precision="int8",
                audit_json=str(tmp_path / "audit.json"))
+    said = capfd.readouterr().err
+    assert f"fixed calibration set {quantize.CALIBRATION_SET} ({quantize.CALIBRATION_FRAMES} synthetic" in said
+    assert "no clip of yours" in said
     assert {r["saliency_model_id"] for r in int8} == {"encdec@int8"}
     assert np.allclose([r["saliency_mean"] for r in int8], [r["saliency_mean"] for r in fp32], atol=0.05)
     (quantized,) = int8_folder().glob("*.onnx")
     assert str(int8_folder()).startswith(os.environ["SALMAT_CACHE_DIR"])  # never the user's cache here
     record = json.loads(quantized.with_suffix(".json").read_text())
-    assert any("disc.mp4" in f for f in record["calibration"]["frames"])
+    assert record["calibration"] == {"set": quantize.CALIBRATION_SET, "frames": quantize.CALIBRATION_FRAMES,
+                                     "clips": 0, "size": "960x540", "sha256": quantize.calibration_sha256()}
     audit = json.loads((tmp_path / "audit.json").read_text())
     assert audit["model"]["int8"]["sha256"] in audit["model"]["fingerprint"]
-    # Reused, not redone: a second run leaves the file untouched, and workers find it.
+    assert audit["model"]["int8"]["calibration"]["set"] == quantize.CALIBRATION_SET
+    # Reused, not redone (and not announced again): a second run leaves the file untouched, and workers find it.
     stamp = quantized.stat().st_mtime_ns
     report = materialize(str(table), str(tmp_path / "c.jsonl"), quiet=True, workers=2, no_cache=True,
                          model_path=str(nets / "encdec.onnx"), precision="int8")
     assert report.ok == 2 and quantized.stat().st_mtime_ns == stamp
     assert read_jsonl(tmp_path / "c.jsonl") == int8
+    assert "quantizing" not in capfd.readouterr().err
 
 
-def test_int8_calibration_is_deterministic(nets, table):
-    source = CalibrationSource(str(table))
-    first = load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=source)
-    for path in int8_folder().iterdir():
+def test_two_tables_get_one_int8_model_under_one_id(nets, tmp_path, disc_clip, odd_clip):
+    """Issue #21: a model calibrated on whichever table ran first gave two models under one id."""
+    one = write_jsonl(tmp_path / "one.jsonl", [{"src": str(disc_clip)}])
+    other = write_jsonl(tmp_path / "other.jsonl", [{"src": str(odd_clip)}])
+    first = materialize(str(one), str(tmp_path / "a.jsonl"), quiet=True, workers=1, no_cache=True,
+                        model_path=str(nets / "encdec.onnx"), precision="int8")
+    for path in int8_folder().iterdir():  # a second machine: its own empty cache
         path.unlink()
-    second = load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=source)
-    assert first.int8.sha256 == second.int8.sha256 and first.fingerprint == second.fingerprint
+    second = materialize(str(other), str(tmp_path / "b.jsonl"), quiet=True, workers=1, no_cache=True,
+                         model_path=str(nets / "encdec.onnx"), precision="int8")
+    assert first.audit["model"]["fingerprint"] == second.audit["model"]["fingerprint"]
+    assert first.audit["model"]["id"] == second.audit["model"]["id"] == "encdec@int8"
 
 
-def test_int8_needs_clips_or_a_cached_model(nets, tmp_path):
-    with pytest.raises(SalmatError, match="no int8 model .* cached"):
-        load_model(model_path=nets / "encdec.onnx", precision="int8")
-    empty = write_jsonl(tmp_path / "bad.jsonl", [{"src": str(tmp_path / "missing.mp4")}])
-    with pytest.raises(SalmatError, match="none of .* decoded"):
-        load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=CalibrationSource(str(empty)))
+def test_the_calibration_set_is_fixed_coloured_and_varied():
+    frames = quantize.calibration_frames()
+    assert len(frames) == quantize.CALIBRATION_FRAMES
+    assert {(f.height, f.width) for f in frames} == {quantize.CALIBRATION_SIZE}
+    assert len({f.y.tobytes() for f in frames}) == len(frames)  # no two alike
+    for f in frames:  # full-range, coloured content, not grey noise
+        assert int(f.y.max()) - int(f.y.min()) > 150 and float(np.std(f.u.astype(float))) > 5
+    # Drawn again from scratch in a fresh process: the same bytes (so every machine gets one model).
+    code = "from salmat.models import quantize; print(quantize.calibration_sha256())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == quantize.calibration_sha256(), out.stderr
+
+
+def test_int8_under_confine_to_root_reads_no_clip_outside_it(nets, tmp_path, disc_clip, odd_clip):
+    """Issue #20.1: calibration decoded rows the run refused as outside-root; now it reads no clip."""
+    root = disc_clip.parent
+    outside = tmp_path / "elsewhere" / "outside.mp4"
+    outside.parent.mkdir()
+    outside.write_bytes(odd_clip.read_bytes())
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": disc_clip.name}, {"src": str(outside)}])
+    report = materialize(str(table), str(tmp_path / "o.jsonl"), quiet=True, workers=1, no_cache=True,
+                         root=str(root), confine_to_root=True, model_path=str(nets / "encdec.onnx"),
+                         precision="int8", max_pixels=64 * 64 * 100, audit_json=str(tmp_path / "audit.json"))
+    assert [r["saliency_status"] for r in read_jsonl(tmp_path / "o.jsonl")] == ["ok", "outside-root"]
+    assert report.audit["model"]["int8"]["calibration"]["clips"] == 0
+    assert "outside.mp4" not in (tmp_path / "audit.json").read_text().replace(str(table), "")  # only the table row
+
+
+def test_concurrent_first_int8_runs_make_one_model(nets, table, tmp_path):
+    """Issue #20.8: two runs on an empty cache made two different models under one id."""
+    args = ["materialize", "--input", str(table), "--model-path", str(nets / "encdec.onnx"), "--precision",
+            "int8", "--quiet", "--no-cache", "--workers", "1"]
+    procs = [subprocess.Popen([sys.executable, "-m", "salmat", *args, "--output", str(tmp_path / f"{i}.jsonl"),
+                               "--audit-json", str(tmp_path / f"{i}.json")],
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    prints = [json.loads((tmp_path / f"{i}.json").read_text())["model"]["fingerprint"] for i in range(2)]
+    assert prints[0] == prints[1]
+    assert len(list(int8_folder().glob("*.onnx"))) == 1
+    assert sum("quantizing" in err for err in errs) == 1  # the second waited and read the first's model
+    assert read_jsonl(tmp_path / "0.jsonl") == read_jsonl(tmp_path / "1.jsonl")
 
 
 @pytest.mark.parametrize("damage", ["cut short", "another valid graph"])
-def test_a_changed_or_damaged_cached_int8_model_is_quantized_again(nets, table, capsys, damage):
+def test_a_changed_or_damaged_cached_int8_model_is_quantized_again(nets, capsys, damage):
     """A cached int8 file is used only when its bytes are the ones its record names: a substituted
     graph used to run under the same `@int8` id with other values, a cut one blocked every run."""
-    source = CalibrationSource(str(table))
-    first = load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=source)
+    first = load_model(model_path=nets / "encdec.onnx", precision="int8")
     (quantized,) = int8_folder().glob("*.onnx")
     bad = quantized.read_bytes()[:100] if damage == "cut short" else (nets / "encdec.onnx").read_bytes()
     quantized.write_bytes(bad)
     capsys.readouterr()
-    again = load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=source)
+    again = load_model(model_path=nets / "encdec.onnx", precision="int8")
     assert again.int8.sha256 == first.int8.sha256 and quantized.read_bytes() != bad
     assert "is not the file its record describes" in capsys.readouterr().err
-    quantized.write_bytes(bad)  # and a process with no clips to calibrate on refuses, it doesn't run it
-    with pytest.raises(SalmatError, match="no int8 model .* cached"):
-        load_model(model_path=nets / "encdec.onnx", precision="int8")
 
 
-def test_an_unwritable_int8_folder_is_one_line(nets, table, tmp_path, monkeypatch):
+def test_an_unwritable_int8_folder_is_one_line(nets, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("SALMAT_CACHE_DIR", str(blocker / "sub"))
     with pytest.raises(SalmatError, match="cannot keep the int8 model in .*set SALMAT_CACHE_DIR"):
-        load_model(model_path=nets / "encdec.onnx", precision="int8", calibration=CalibrationSource(str(table)))
+        load_model(model_path=nets / "encdec.onnx", precision="int8")
 
 
 def test_int8_refused_with_the_figure_when_it_does_not_earn_its_place(nets, monkeypatch):
@@ -250,7 +331,7 @@ def test_torch_path_refuses_inference_size():
 
 
 def test_spec_carries_the_knobs_to_every_process(nets, table):
-    spec = ModelSpec(model_path=str(nets / "encdec.onnx"), inference_size=64)
+    spec = ModelSpec(model_path=str(nets / "encdec.onnx"), knobs=Knobs(inference_size=64))
     model = spec.load()
     assert model.id == "encdec@64"
     with pytest.raises(SalmatError, match="not the one the run started with"):

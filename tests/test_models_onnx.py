@@ -311,4 +311,4 @@ def test_describe_and_describe_model_file(model_dir):
     json.dumps(d)  # JSON-able for the audit
     assert d["sha256"] == sha and d["preset"] == "vmaf-student" and d["threads"] == 1
     assert d["input"]["name"] == "input" and d["output"]["name"] == "saliency_map"
-    assert d["providers"] == ["CPUExecutionProvider"]
+    assert d["providers"] == (["CPUExecutionProvider"] if d["runtime"] == "onnxruntime" else ["OpenVINO CPU"])

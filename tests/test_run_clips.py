@@ -23,6 +23,7 @@ from salmat.compute import ClipJob, compute_clip, sampled_maps
 from salmat.errors import SalmatError
 from salmat.model_choice import model_spec, split_knobs
 from salmat.models import load_model
+from salmat.models.knobs import Knobs
 from salmat.models.spec import ModelSpec
 from salmat.run_clips import RunSettings, run_clips
 from salmat.sources import SourceOptions, plan_rows
@@ -176,11 +177,13 @@ def test_compare_takes_knob_suffixes_like_materialize(setup, tmp_path):
 
 
 def test_model_names_split_their_knobs():
-    assert split_knobs("saliency_student_v1@540@int8") == ("saliency_student_v1", split_knobs("x@540@int8")[1])
-    assert split_knobs("saliency_student_v1@int8")[1].precision == "int8"
-    assert split_knobs("model@abcdef12") == ("model@abcdef12", None)  # a registry @sha8 is part of the id
+    assert split_knobs("saliency_student_v1@540@int8") == ("saliency_student_v1", 540, "int8")
+    assert split_knobs("saliency_student_v1@int8") == ("saliency_student_v1", None, "int8")
+    assert split_knobs("saliency_student_v1@bf16") == ("saliency_student_v1", None, "bf16")
+    assert split_knobs("saliency_student_v1@540") == ("saliency_student_v1", 540, "fp32")
+    assert split_knobs("model@abcdef12") == ("model@abcdef12", None, None)  # a registry @sha8 is part of the id
     with pytest.raises(SalmatError, match="disagree"):
-        model_spec("saliency_student_v1@540", ModelSpec(inference_size=720))
+        model_spec("saliency_student_v1@540", ModelSpec(knobs=Knobs(inference_size=720)))
 
 
 @pytest.mark.skipif(not (SHARED_MODELS / "saliency_student_v1.onnx").is_file(), reason="no ../shared/models")

@@ -48,7 +48,7 @@ from .compute import ClipJob
 from .errors import SalmatError
 from .model_choice import named_specs
 from .models import SaliencyModel
-from .models.quantize import calibration_source
+from .models.knobs import Knobs
 from .option_spec import named, passing
 from .options import CompareOptions
 from .outputs import atomic_output, preflight, write_json, write_text
@@ -81,7 +81,8 @@ class CompareReport:
 def load_models(names: Sequence[str], preprocess: str | None = None, device: str = "cpu",
                 model_dir: str | os.PathLike[str] | None = None) -> list[SaliencyModel]:
     """The models `names` give (`model_choice.named_specs`: ids with knob suffixes, or `.onnx` paths)."""
-    return [spec.load() for spec in named_specs(names, preprocess=preprocess, device=device, model_dir=model_dir)]
+    return [spec.load() for spec in named_specs(names, preprocess=preprocess, knobs=Knobs(device=device),
+                                                model_dir=model_dir)]
 
 
 def compare(input: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -97,8 +98,8 @@ def compare(input: str | os.PathLike[str], out: str | os.PathLike[str],
     key_column = _check_columns(reader.schema.names, opts)
     if opts.plots:
         pyplot()
-    specs = named_specs(opts.models, preprocess=opts.preprocess, device=opts.device, model_dir=opts.model_dir,
-                        calibration=calibration_source("int8", opts.input, opts.path_column, opts.root))
+    specs = named_specs(opts.models, preprocess=opts.preprocess, knobs=Knobs(device=opts.device),
+                        model_dir=opts.model_dir)
     loaded = [spec.load() for spec in specs]
     written = [f"long.{opts.long_format}", "report.json", "report.md"]
     written += (["agreement.png"] + (["target_scatter.png"] if opts.target else [])) if opts.plots else []

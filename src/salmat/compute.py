@@ -37,15 +37,16 @@ PhaseFn = Callable[[str], None]
 def predict_maps(model: SaliencyModel, frames: list[YuvFrame]) -> np.ndarray | WorkingMaps:
     """Run the model and check its contract: one finite map per frame at the frame's size.
 
-    A model with `predict_working` (the built-ins) returns its maps before upsampling,
-    which the reducers use at working size; `salmat.maps.full_size` gives full-size maps.
+    `predict_working` may return the maps before upsampling (`WorkingMaps`: the built-ins,
+    `--inference-size`), which the reducers use at working size; `salmat.maps.full_size`
+    gives full-size maps.
     """
     try:
-        if hasattr(model, "predict_working"):
-            working: WorkingMaps = model.predict_working(frames)
-            _check_maps(model, np.asarray(working.maps), tuple(working.frame_size), frames)
-            return working
-        maps = np.asarray(model.predict(frames), dtype=np.float32)
+        predicted = model.predict_working(frames)
+        if isinstance(predicted, WorkingMaps):
+            _check_maps(model, np.asarray(predicted.maps), tuple(predicted.frame_size), frames)
+            return predicted
+        maps = np.asarray(predicted, dtype=np.float32)
     except ClipError:
         raise
     except Exception as exc:  # noqa: BLE001 - any model failure is this clip's status

@@ -4,8 +4,8 @@
 names: a built-in id, a known learned model's id (found in `--model-dir`), or a
 path to an `.onnx` file, each optionally followed by the speed knobs' suffixes
 that a row's `saliency_model_id` records (`saliency_student_v1@540`,
-`saliency_student_v1@int8`, `saliency_student_v1@540@int8`): a suffix is the
-same as `--inference-size 540` / `--precision int8`.
+`saliency_student_v1@int8`, `saliency_student_v1@540@bf16`): a suffix is the
+same as `--inference-size 540` / `--precision int8|bf16`.
 """
 
 from __future__ import annotations
@@ -13,34 +13,26 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from .errors import SalmatError
 from .models import BUILTIN_MODELS
-from .models.knobs import knob_fingerprint, model_id_with_knobs, parse_inference_size
-from .models.quantize import CalibrationSource
+from .models.knobs import Knobs, parse_inference_size
 from .models.registry import KNOWN_MODELS, distinct_ids, file_id, file_sha256, unknown_model_message, with_sha8
 from .models.spec import ModelSpec
 from .option_spec import named
 
-_SUFFIX = re.compile(r"^(?P<base>.+?)(?:@(?P<size>\d{1,4}))?(?P<int8>@int8)?$")
+_SUFFIX = re.compile(r"^(?P<base>.+?)(?:@(?P<size>\d{1,4}))?(?:@(?P<precision>int8|bf16))?$")
 
 
-@dataclass(frozen=True)
-class Knobs:
-    """The speed knobs a model runs with."""
-
-    inference_size: int | None = None
-    precision: str = "fp32"
-
-
-def split_knobs(name: str) -> tuple[str, Knobs | None]:
-    """`name` without its `@S`/`@int8` suffixes, and the knobs they name (None: no suffix)."""
+def split_knobs(name: str) -> tuple[str, int | None, str | None]:
+    """`name` without its `@S`/`@int8`/`@bf16` suffixes, and the inference size and precision they
+    name (None, None: no suffix)."""
     match = _SUFFIX.match(name)
-    if match is None or not (match["size"] or match["int8"]):
-        return name, None
+    if match is None or not (match["size"] or match["precision"]):
+        return name, None, None
     size = parse_inference_size(match["size"]) if match["size"] else None
-    return match["base"], Knobs(size, "int8" if match["int8"] else "fp32")
+    return match["base"], size, match["precision"] or "fp32"
 
 
 def merged_knobs(name: str | None, given: Knobs) -> tuple[str | None, Knobs]:
@@ -48,15 +40,14 @@ def merged_knobs(name: str | None, given: Knobs) -> tuple[str | None, Knobs]:
     disagree are refused (`--model x@540 --inference-size 720`)."""
     if name is None:
         return None, given
-    base, suffix = split_knobs(name)
-    if suffix is None:
+    base, size, precision = split_knobs(name)
+    if precision is None:
         return name, given
-    if given.inference_size not in (None, suffix.inference_size) or given.precision not in ("fp32",
-                                                                                             suffix.precision):
+    if given.inference_size not in (None, size) or given.precision not in ("fp32", precision):
         raise SalmatError(f"model {name!r} names its own knobs, which disagree with {named('inference_size')} "
                           f"{given.inference_size or 'native'} / {named('precision')} {given.precision}; "
                           "give them once")
-    return base, suffix
+    return base, replace(given, inference_size=size, precision=precision)
 
 
 _NO_SETTINGS = ModelSpec()
@@ -65,16 +56,14 @@ _NO_SETTINGS = ModelSpec()
 def model_spec(name: str | None, settings: ModelSpec = _NO_SETTINGS, *,
                model_dir: str | os.PathLike[str] | None = None, paths: bool = False) -> ModelSpec:
     """The model `name` (with its knob suffixes) names, on top of `settings` (the file, label,
-    preset, device, knobs and int8 calibration source the command's options give), with a known
-    learned model resolved to its file. With `paths`, `name` may also be an ONNX file's path
-    (compare and preview take one name for both)."""
-    base, knobs = merged_knobs(name, Knobs(settings.inference_size, settings.precision))
+    preset and knobs the command's options give), with a known learned model resolved to its
+    file. With `paths`, `name` may also be an ONNX file's path (compare and preview take one
+    name for both)."""
+    base, knobs = merged_knobs(name, settings.knobs)
     model_path = settings.model_path
     if paths and base is not None and model_path is None and _is_path(base):
         base, model_path = None, base
-    calibration = settings.calibration if knobs.precision == "int8" else None
-    return replace(settings, model=base, model_path=model_path, precision=knobs.precision,
-                   inference_size=knobs.inference_size, calibration=calibration).resolved(model_dir)
+    return replace(settings, model=base, model_path=model_path, knobs=knobs).resolved(model_dir)
 
 
 def _is_path(name: str) -> bool:
@@ -85,12 +74,11 @@ def _is_path(name: str) -> bool:
     raise SalmatError(unknown_model_message(name, "or a path to a .onnx file"))
 
 
-def named_specs(names: Sequence[str], *, preprocess: str | None = None, device: str = "cpu",
-                calibration: CalibrationSource | None = None,
+def named_specs(names: Sequence[str], *, preprocess: str | None = None, knobs: Knobs | None = None,
                 model_dir: str | os.PathLike[str] | None = None) -> list[ModelSpec]:
     """One spec per name (compare's `--models`); ONNX files whose ids would collide (two
     `model.onnx`) are labelled `id@sha8`; the same model listed twice is refused."""
-    settings = ModelSpec(preprocess=preprocess, device=device, calibration=calibration)
+    settings = ModelSpec(preprocess=preprocess, knobs=knobs or Knobs())
     specs = [model_spec(name, settings, model_dir=model_dir, paths=True) for name in names]
     identities = [_identity(spec) for spec in specs]
     ids = distinct_ids([(ident, sha) for ident, sha, _ in identities])
@@ -100,11 +88,10 @@ def named_specs(names: Sequence[str], *, preprocess: str | None = None, device: 
 
 def _identity(spec: ModelSpec) -> tuple[str, str | None, str]:
     """(the id it would run as, what tells two models of that id apart, its base id)."""
-    knobs = knob_fingerprint(spec.inference_size, spec.precision)
     if spec.model_path is None:
-        return model_id_with_knobs(spec.model or "", spec.inference_size, spec.precision), None, spec.model or ""
+        return spec.knobs.model_id(spec.model or ""), None, spec.model or ""
     if not os.path.isfile(spec.model_path):
         raise SalmatError(f"ONNX model file not found: {spec.model_path}; check {named('models')}")
     sha = file_sha256(spec.model_path)
     base = spec.model_id or file_id(spec.model_path, sha)
-    return model_id_with_knobs(base, spec.inference_size, spec.precision), sha + knobs, base
+    return spec.knobs.model_id(base), sha + spec.knobs.fingerprint(), base

@@ -51,7 +51,8 @@ from .values import OUTPUT_COLUMNS, REDUCERS
 
 SAMPLING_MODES = ("clip", "head")
 COMPAT_MODES = ("historical",)
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+RUNTIMES = ("auto", "onnxruntime", "openvino")
 ENGINES = ("local", "ray", "feeder")
 LONG_FORMATS = ("parquet", "csv")
 STREAM_FORMATS = ("jsonl", "csv")
@@ -86,9 +87,9 @@ PREPROCESS = Setting(None, "ONNX preprocessing preset: vmaf-student, u2net, cust
 DEVICE = Setting("cpu", "where ONNX models run", choices=DEVICES, group=MODEL)
 MODEL_DIR = Setting(None, "folders searched for a learned model's file, ':'-separated (default: $SALMAT_MODEL_DIR)",
                     group=MODEL, example="/data/models")
-INFERENCE_SIZE = Setting("native", "ONNX models: resize frames so their short side is S pixels before the model "
-                         "(faster; changes values; the model id gets @S)", convert=text, check=native_or_size,
-                         group=MODEL, example="540", metavar="S")
+INFERENCE_SIZE = Setting("native", "ONNX models: bring frames whose short side is above S down to S pixels before "
+                         "the model, never enlarging (faster; changes values; the model id gets @S)", convert=text,
+                         check=native_or_size, group=MODEL, example="540", metavar="S")
 QUIET = Setting(False, "no progress bar", group=RUN)
 # Where clips run and the result cache (`salmat.run_clips`): the same for every command that computes clips.
 WORKERS = Setting(os.cpu_count() or 1, "clip worker processes (default: all cores)", check=whole(1), group=RUN)
@@ -136,8 +137,11 @@ class MaterializeOptions(Options):
     model_dir: str | None = MODEL_DIR.field()
     preprocess: str | None = PREPROCESS.field()
     device: str = DEVICE.field()
+    runtime: str = setting("auto", "what runs an ONNX model on the CPU: openvino (pip install 'salmat[openvino]'), "
+                           "onnxruntime, or auto: the fastest exact one installed", choices=RUNTIMES, group=MODEL)
     precision: str = setting("fp32", "fp16: GPU (torch path); int8: quantized ONNX on the CPU (the model id gets "
-                             "@int8)", choices=PRECISIONS, group=MODEL)
+                             "@int8); bf16: OpenVINO on CPUs with avx512_bf16 or AMX (@bf16)", choices=PRECISIONS,
+                             group=MODEL)
     inference_size: str = INFERENCE_SIZE.field()
     per_frame: bool = setting(False, "each row gets its own frame's saliency (needs --frame-column; no reducer)",
                               group=FRAMES)

@@ -23,8 +23,7 @@ from .cache import open_cache
 from .compute import ClipJob
 from .errors import SalmatError, warn
 from .model_choice import model_spec as choose_model
-from .models.knobs import parse_inference_size
-from .models.quantize import calibration_source
+from .models.knobs import Knobs, parse_inference_size
 from .models.spec import ModelSpec
 from .option_spec import named, passing
 from .options import MaterializeOptions
@@ -98,10 +97,9 @@ def model_spec(opts: MaterializeOptions) -> ModelSpec:
     preset = opts.preprocess
     if opts.historical and opts.model_path and preset is None:
         preset = "vmaf-student"
-    settings = ModelSpec(None, opts.model_path, opts.model_id, preset, opts.device, opts.precision,
-                         inference_size=parse_inference_size(opts.inference_size),
-                         calibration=calibration_source("int8", opts.input, opts.path_column, opts.root))
-    return choose_model(opts.model, settings, model_dir=opts.model_dir)
+    knobs = Knobs(opts.device, opts.precision, parse_inference_size(opts.inference_size), opts.runtime)
+    return choose_model(opts.model, ModelSpec(None, opts.model_path, opts.model_id, preset, knobs),
+                        model_dir=opts.model_dir)
 
 
 def sampling_options(opts: MaterializeOptions) -> SamplingOptions:

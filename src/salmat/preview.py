@@ -34,6 +34,7 @@ from .frames import YuvFrame
 from .maps import WorkingMaps, full_size
 from .model_choice import model_spec
 from .models import DEFAULT_MODEL_ID
+from .models.knobs import Knobs
 from .models.spec import ModelSpec
 from .option_spec import named
 from .options import PreviewOptions
@@ -169,8 +170,8 @@ def preview(clip: str | os.PathLike[str], out: str | os.PathLike[str] | None = N
         # The message names the clip already (resolve_source says which path failed and how).
         shown = spec.message if opts.clip in spec.message else f"{opts.clip}: {spec.message}"
         raise SalmatError(f"{shown} ({spec.status})")
-    chosen = model_spec(opts.model or DEFAULT_MODEL_ID, ModelSpec(preprocess=opts.preprocess, device=opts.device),
-                        model_dir=opts.model_dir, paths=True)
+    given = ModelSpec(preprocess=opts.preprocess, knobs=Knobs(device=opts.device))
+    chosen = model_spec(opts.model or DEFAULT_MODEL_ID, given, model_dir=opts.model_dir, paths=True)
     saliency = chosen.load()
     preflight({"--out": opts.out}, {"the clip": opts.clip,
                                     "the model": opts.model if opts.model and os.path.isfile(opts.model) else None})

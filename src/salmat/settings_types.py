@@ -41,6 +41,7 @@ class MaterializeSettings(TypedDict, total=False):
     device: str
     precision: str
     inference_size: str | int
+    runtime: str
     per_frame: bool
     frame_column: str | None
     overwrite: bool

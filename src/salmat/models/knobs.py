@@ -1,4 +1,9 @@
-"""The opt-in speed knobs of ONNX models: `--inference-size S` and `--precision int8`.
+"""How a model runs: `Knobs`, the one value that carries device, runtime, precision and size
+from the options to every loader and worker (a new knob is a field here, its check in
+`Knobs.check`, and its mark in `Knobs.model_id`/`Knobs.fingerprint`).
+
+The opt-in speed knobs of ONNX models are `--inference-size S`, `--precision int8` and
+`--precision bf16`; `--runtime` picks the library that runs the graph.
 
 Each knob trades a little agreement with the native fp32 maps for speed, so each
 one is recorded wherever the model is named: `saliency_model_id` gains `@S` and
@@ -11,8 +16,16 @@ then never mix values under one id.
   (aspect kept, each side rounded to the preset's pad multiple, so no padding is
   fed), the model runs at that size, and the maps are upsampled back to the
   frame bilinearly (`scaled_size`). `native` (the default) is today's exact path.
+  A frame whose short side is already at most S runs at its native size: the knob
+  never enlarges (values equal the native ones; the id still says `@S`, "at most S").
 - `--precision int8`: the model is quantized with onnxruntime's static QDQ
-  quantization, calibrated on frames of the run's own clips (`quantize.py`).
+  quantization, calibrated on salmat's fixed calibration set (`quantize.py`).
+- `--precision bf16`: OpenVINO runs the fp32 graph with bfloat16 arithmetic on CPUs
+  that have it (avx512_bf16 or AMX); the id gets `@bf16`.
+- `--runtime openvino`: the same fp32 graph through OpenVINO (`openvino_runtime.py`);
+  values within float rounding of onnxruntime's, so the id is unchanged, while the
+  fingerprint (cache key) gains `/openvino`. `auto` picks the fastest exact runtime
+  installed, by the figure measured below.
 
 `check_knobs` refuses every combination that would otherwise be silently
 ignored, with one line.
@@ -22,13 +35,15 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
+from importlib.util import find_spec
 
 from ..errors import SalmatError
 from ..option_spec import named, native_or_size
 
 # Sizes are 16..8192 (`option_spec.native_or_size`): at most four digits, so `@S` never reads
 # like the registry's eight-hex-digit `@sha8`.
-_KNOB_SUFFIX = re.compile(r"@(\d{1,4}|int8)$")
+_KNOB_SUFFIX = re.compile(r"@(\d{1,4}|int8|bf16)$")
 
 # The int8 gate (issue #13): int8 is offered on the CPU only while it measures at least
 # INT8_MIN_SPEEDUP× fp32 inference. INT8_CPU_SPEEDUP is the figure benchmarks/bench_students.py
@@ -36,6 +51,13 @@ _KNOB_SUFFIX = re.compile(r"@(\d{1,4}|int8)$")
 # docs/performance.md has the tables). Remeasure when onnxruntime or the CPU changes.
 INT8_MIN_SPEEDUP = 1.5
 INT8_CPU_SPEEDUP = 1.72
+# `--runtime auto` (issue #23): OpenVINO's fp32 over onnxruntime's, saliency_student_v1, one 1080p
+# frame, one thread, alternating in one process (`benchmarks/bench_students.py --runtimes`): 1.14× and
+# 1.44× in two runs on the busy 2-core AMD EPYC, ~1.3× quiet (issue #23). `auto` takes OpenVINO on the
+# CPU while this is above 1 and openvino is installed. OpenVINO reading the int8 QDQ file measured
+# 1.46×/1.12× onnxruntime's int8 but at map Pearson 0.80 vs 0.90, so int8 stays on onnxruntime.
+OPENVINO_FP32_SPEEDUP = 1.3
+RUNTIMES = ("onnxruntime", "openvino")  # `auto` resolves to one of these in the driver (`Knobs.resolved`)
 
 
 def parse_inference_size(value: str | int | None) -> int | None:
@@ -49,17 +71,60 @@ def parse_inference_size(value: str | int | None) -> int | None:
 
 
 def model_id_with_knobs(base: str, inference_size: int | None, precision: str) -> str:
-    """The id a row records: the model's base id plus `@S` and `@int8` for the knobs in use."""
+    """The id a row records: the model's base id plus `@S`, `@int8` or `@bf16` for the knobs in use."""
     if _KNOB_SUFFIX.search(base):
-        raise SalmatError(f"model id {base!r} ends like salmat's own @S/@int8 suffixes, which say how the model "
-                          "ran; choose a label without it")
+        raise SalmatError(f"model id {base!r} ends like salmat's own @S/@int8/@bf16 suffixes, which say how the "
+                          "model ran; choose a label without it")
     suffix = "" if inference_size is None else f"@{inference_size}"
-    return base + suffix + ("@int8" if precision == "int8" else "")
+    return base + suffix + (f"@{precision}" if precision in ("int8", "bf16") else "")
+
+
+def openvino_installed() -> bool:
+    return find_spec("openvino") is not None
+
+
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 natively here (avx512_bf16 or AMX)."""
+    from .openvino_runtime import cpu_capabilities
+
+    return "BF16" in cpu_capabilities()
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """How an ONNX model runs; picklable, built once from the options (`pipeline.model_spec`) and
+    carried inside `ModelSpec` to every loader and worker."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    inference_size: int | None = None  # the short side frames are brought down to (None: native)
+    runtime: str = "auto"  # onnxruntime | openvino | auto (resolved in the driver)
+
+    def resolved(self) -> Knobs:
+        """`auto` replaced by the runtime that runs: OpenVINO where it is installed, the model runs
+        on the CPU and it measured faster (fp32) or is the only one that can (bf16)."""
+        if self.runtime != "auto":
+            return self
+        openvino = (self.device == "cpu" and self.precision in ("fp32", "bf16") and openvino_installed()
+                    and (self.precision == "bf16" or OPENVINO_FP32_SPEEDUP > 1))
+        return Knobs(self.device, self.precision, self.inference_size, "openvino" if openvino else "onnxruntime")
+
+    def model_id(self, base: str) -> str:
+        return model_id_with_knobs(base, self.inference_size, self.precision)
+
+    def fingerprint(self) -> str:
+        """The fingerprint part for the knobs: empty on the native onnxruntime fp32 path, so its
+        cache keys don't change; OpenVINO's values differ in the last float bits, so it is marked."""
+        return self.model_id("") + ("/openvino" if self.runtime == "openvino" else "")
+
+    def check(self, *, builtin: bool, torch_path: bool = False) -> None:
+        check_knobs(builtin=builtin, device=self.device, precision=self.precision,
+                    inference_size=self.inference_size, torch_path=torch_path, runtime=self.runtime)
 
 
 def knob_fingerprint(inference_size: int | None, precision: str) -> str:
-    """The fingerprint part for the knobs: empty on the native fp32 path, so its cache keys don't change."""
-    return model_id_with_knobs("", inference_size, precision)
+    """The fingerprint part of onnxruntime's knobs (`Knobs.fingerprint` for every runtime)."""
+    return Knobs(precision=precision, inference_size=inference_size, runtime="onnxruntime").fingerprint()
 
 
 def scaled_size(height: int, width: int, short_side: int, multiple: int) -> tuple[int, int]:
@@ -74,25 +139,56 @@ def scaled_size(height: int, width: int, short_side: int, multiple: int) -> tupl
 
 
 def check_knobs(*, builtin: bool, device: str, precision: str, inference_size: int | None,
-                torch_path: bool = False) -> None:
+                torch_path: bool = False, runtime: str = "onnxruntime") -> None:
     """Refuse, in one line, a knob the chosen model or device would ignore."""
     size, precision_, device_ = named("inference_size"), named("precision"), named("device")
     if builtin:
         if inference_size is not None:
             raise SalmatError(f"{size} applies to ONNX models only (the built-in models already work at 64 px); "
                               "drop it, or pass an ONNX model")
-        if precision == "int8":  # fp16 with a built-in is a warning of the run's (`run_notes`)
-            raise SalmatError(f"{precision_} int8 applies to ONNX models only; drop it, or pass an ONNX model")
+        if precision in ("int8", "bf16"):  # fp16 with a built-in is a warning of the run's (`run_notes`)
+            raise SalmatError(f"{precision_} {precision} applies to ONNX models only; drop it, or pass an ONNX "
+                              "model")
+        if runtime == "openvino":
+            raise SalmatError(f"{named('runtime')} openvino applies to ONNX models only; drop it, or pass an "
+                              "ONNX model")
         return
+    _check_runtime(device, precision, runtime, torch_path)
     if precision == "int8" and device != "cpu":
         raise SalmatError(f"{precision_} int8 runs on the CPU only (onnxruntime's int8 kernels); use {device_} "
                           f"cpu, or {precision_} fp32/fp16 on a GPU")
     if precision == "int8" and INT8_CPU_SPEEDUP < INT8_MIN_SPEEDUP:
         raise SalmatError(f"{precision_} int8 is not offered: it measured only {INT8_CPU_SPEEDUP:.2f}x fp32 on "
                           f"the CPU (below {INT8_MIN_SPEEDUP}x; see docs/performance.md); use {size} for speed")
+    if precision == "bf16":
+        return  # `_check_runtime` placed it on OpenVINO on a CPU that has bf16
     if precision == "fp16" and not torch_path:
         raise SalmatError(f"{precision_} fp16 runs on a GPU through the torch path only ({device_} cuda with "
                           f"torch and onnx2torch); use {precision_} fp32 or int8 on the CPU")
     if inference_size is not None and torch_path:
         raise SalmatError(f"{size} is not available on the torch GPU path; install onnxruntime-gpu (or use "
                           f"{device_} cpu), or drop {size}")
+
+
+def _check_runtime(device: str, precision: str, runtime: str, torch_path: bool) -> None:
+    runtime_, precision_, device_ = named("runtime"), named("precision"), named("device")
+    if runtime not in (*RUNTIMES, "auto"):
+        raise SalmatError(f"unknown runtime {runtime!r}; choose one of auto, {', '.join(RUNTIMES)}")
+    if runtime == "openvino":
+        if device != "cpu" or torch_path:
+            raise SalmatError(f"{runtime_} openvino runs on the CPU here; use {device_} cpu, or {runtime_} "
+                              "onnxruntime on a GPU")
+        if not openvino_installed():
+            raise SalmatError(f"{runtime_} openvino needs the openvino package; pip install 'salmat[openvino]', "
+                              f"or use {runtime_} onnxruntime")
+        if precision == "int8":
+            raise SalmatError(f"{precision_} int8 runs on onnxruntime (its QDQ model measured faster); use "
+                              f"{runtime_} onnxruntime or auto")
+    if precision != "bf16":
+        return
+    if runtime != "openvino":
+        raise SalmatError(f"{precision_} bf16 runs through OpenVINO only; use {runtime_} openvino (pip install "
+                          f"'salmat[openvino]'), or {precision_} fp32")
+    if not cpu_has_bf16():
+        raise SalmatError(f"{precision_} bf16 needs a CPU with avx512_bf16 or AMX, which this one lacks; use "
+                          f"{precision_} fp32 (or int8)")

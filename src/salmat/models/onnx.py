@@ -32,13 +32,13 @@ from ..frames import YuvFrame, common_size
 from ..maps import WorkingMaps
 from ..option_spec import named
 from ..values import MODEL_FAILED
-from .knobs import check_knobs, knob_fingerprint, model_id_with_knobs
+from .knobs import Knobs
 from .presets import Preprocess, resolve_preset
 from .registry import file_sha256
 from .registry import model_id as registry_model_id
 
 if TYPE_CHECKING:
-    from .quantize import CalibrationSource, Int8Model
+    from .quantize import Int8Model
 
 # Bump when this adapter changes in a way that can change the maps.
 ALGORITHM_VERSION = "onnx-adapter-1"
@@ -143,35 +143,28 @@ def _pick(args: Sequence[Any], wanted: str | None, kind: str, path: Path, defaul
 class OnnxSaliencyModel:
     """An ONNX saliency model with its preprocessing preset; satisfies `SaliencyModel`."""
 
-    def __init__(
-        self,
-        path: str | Path,
-        preset: Preprocess,
-        model_id: str | None = None,
-        device: str = "cpu",
-        threads: int | None = None,
-        inference_size: int | None = None,
-        precision: str = "fp32",
-        calibration: CalibrationSource | None = None,
-    ) -> None:
+    def __init__(self, path: str | Path, preset: Preprocess, model_id: str | None = None,
+                 knobs: Knobs | None = None, threads: int | None = None) -> None:
         self.path = Path(path)
         _check_file(self.path)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise SalmatError(f"threads must be a positive integer, not {threads!r}")
-        check_knobs(builtin=False, device=device, precision=precision, inference_size=inference_size)
-        if inference_size is not None:
-            preset.scaled_size(inference_size, inference_size, inference_size)  # refuses fixed-size presets
+        knobs = (knobs or Knobs()).resolved()
+        knobs.check(builtin=False)
+        if knobs.inference_size is not None:
+            preset.scaled_size(knobs.inference_size, knobs.inference_size, knobs.inference_size)  # fixed-size presets
         self.preset = preset
-        self.device = device
+        self.knobs = knobs
+        self.device = knobs.device
         self.threads = threads
-        self.inference_size = inference_size
-        self.precision = precision
-        providers = _providers_for(device)
+        self.inference_size = knobs.inference_size
+        self.precision = knobs.precision
+        providers = _providers_for(knobs.device)
         self.sha256 = file_sha256(self.path)
-        self.id = model_id_with_knobs(registry_model_id(self.path, self.sha256, model_id), inference_size, precision)
-        self.session = _open_session(self.path, providers, threads)
+        self.id = knobs.model_id(registry_model_id(self.path, self.sha256, model_id))
+        self.session: Any = _open_session(self.path, providers, threads)
         self.providers = list(self.session.get_providers())
-        if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
+        if knobs.device == "cuda" and "CUDAExecutionProvider" not in self.providers:
             raise SalmatError(
                 "onnxruntime could not start its CUDA provider (missing CUDA/cuDNN libraries?); "
                 f"fix the CUDA install or use {named('device')} cpu"
@@ -184,16 +177,21 @@ class OnnxSaliencyModel:
         self._dtype = _NUMPY_TYPES[self._input.type]
         self.batch_fixed = self._input.shape[0] == 1
         self.fingerprint = f"onnx/{ALGORITHM_VERSION}/{self.sha256}/{preset.name}/{preset.fingerprint()}"
-        self.fingerprint += knob_fingerprint(inference_size, precision)
+        self.fingerprint += knobs.fingerprint()
         self.int8: Int8Model | None = None
-        if precision == "int8":
-            self._use_int8(calibration, threads)
+        if knobs.precision == "int8":
+            self._use_int8(threads)
+        if knobs.runtime == "openvino":  # onnxruntime's session checked the graph; OpenVINO runs it
+            from .openvino_runtime import OpenVinoSession
 
-    def _use_int8(self, calibration: CalibrationSource | None, threads: int | None) -> None:
+            self.session = OpenVinoSession(self.path, knobs.precision, threads)
+            self.providers = ["OpenVINO CPU"]
+
+    def _use_int8(self, threads: int | None) -> None:
         """Swap the session for the quantized model's (the fp32 one has passed every check)."""
         from .quantize import int8_model
 
-        self.int8 = int8_model(self.path, self.sha256, self.preset, self._input.name, calibration)
+        self.int8 = int8_model(self.path, self.sha256, self.preset, self._input.name)
         try:
             self.session = _open_session(self.int8.path, ["CPUExecutionProvider"], threads)
         except SalmatError:
@@ -264,6 +262,10 @@ class OnnxSaliencyModel:
         self.predict_checks(frames)
         return self._maps(frames, None)
 
+    def predict_working(self, frames: Sequence[YuvFrame]) -> np.ndarray | WorkingMaps:
+        """At native size the maps are the full-size ones (`predict`)."""
+        return self.predict(frames)
+
     def predict_checks(self, frames: Sequence[YuvFrame]) -> None:
         if not frames:
             raise ClipError(MODEL_FAILED, "no frames to run the model on")
@@ -305,7 +307,7 @@ class OnnxSaliencyModel:
         try:
             (out,) = self.session.run([self._output.name], {self._input.name: x})
         except Exception as exc:  # onnxruntime's pybind exceptions share no useful base class
-            raise ClipError(MODEL_FAILED, f"onnxruntime failed: {_one_line(exc)}") from exc
+            raise ClipError(MODEL_FAILED, f"{self.knobs.runtime} failed: {_one_line(exc)}") from exc
         out = np.asarray(out)
         if not np.issubdtype(out.dtype, np.floating):
             raise ClipError(MODEL_FAILED, f"model output is {out.dtype}, not a float map")
@@ -331,6 +333,8 @@ class OnnxSaliencyModel:
             "providers": self.providers,
             "threads": self.threads,
             "onnxruntime": ort.__version__,
+            "runtime": self.knobs.runtime,
+            **({"openvino": _openvino_version()} if self.knobs.runtime == "openvino" else {}),
             "inference_size": self.inference_size or "native",
             "precision": self.precision,
             "int8": None if self.int8 is None else {"path": str(self.int8.path), "sha256": self.int8.sha256,
@@ -342,44 +346,50 @@ class OnnxSaliencyModel:
 
 
 class ScaledOnnxModel(OnnxSaliencyModel):
-    """`--inference-size S`: frames resized so their short side is S before the model; the maps,
-    at that size, stand for their bilinear upsampling to the frame (`WorkingMaps`), so the linear
-    reducers run before upsampling, as with the built-in models."""
+    """`--inference-size S`: frames whose short side is above S are resized so it is S before the
+    model; the maps, at that size, stand for their bilinear upsampling to the frame (`WorkingMaps`),
+    so the linear reducers run before upsampling, as with the built-in models. A frame whose short
+    side is at most S runs at its own size, exactly as without the knob: it never enlarges."""
 
-    def predict_working(self, frames: Sequence[YuvFrame]) -> WorkingMaps:
+    def predict_working(self, frames: Sequence[YuvFrame]) -> np.ndarray | WorkingMaps:
         self.predict_checks(frames)
         height, width = frames[0].height, frames[0].width
         assert self.inference_size is not None
         scale_to = self.preset.scaled_size(height, width, self.inference_size)
+        if min(height, width) <= self.inference_size or scale_to[0] >= height or scale_to[1] >= width:
+            return self._maps(frames, None)  # S at or above the frame, or rounded up to it
         return WorkingMaps(self._maps(frames, scale_to), (height, width))
 
     def predict(self, frames: Sequence[YuvFrame]) -> np.ndarray:
-        return self.predict_working(frames).full()
+        maps = self.predict_working(frames)
+        return maps.full() if isinstance(maps, WorkingMaps) else maps
 
 
-def load_onnx_model(
-    path: str | Path,
-    preprocess: str | None = None,
-    model_id: str | None = None,
-    device: str = "cpu",
-    threads: int | None = None,
-    inference_size: int | None = None,
-    precision: str = "fp32",
-    calibration: CalibrationSource | None = None,
-) -> OnnxSaliencyModel:
-    """Open an ONNX saliency model with a preprocessing preset (`vmaf-student` when None).
+def load_onnx_model(path: str | Path, preprocess: str | None = None, model_id: str | None = None, *,
+                    threads: int | None = None, **knobs: Any) -> OnnxSaliencyModel:
+    """Open an ONNX saliency model with a preprocessing preset (`vmaf-student` when None); `knobs`
+    are `Knobs`' fields. For Python callers and tests; salmat itself goes through `ModelSpec`."""
+    return open_onnx_model(path, preprocess, model_id, Knobs(**knobs), threads)
 
-    `preprocess` is a preset name (`vmaf-student`, `u2net`) or `custom:PATH` to a
+
+def open_onnx_model(path: str | Path, preprocess: str | None, model_id: str | None, knobs: Knobs,
+                    threads: int | None) -> OnnxSaliencyModel:
+    """`preprocess` is a preset name (`vmaf-student`, `u2net`) or `custom:PATH` to a
     TOML/JSON file (see `presets`). Raises `SalmatError` (one line: the problem
     and the fix) on a missing or unloadable file, an input that is not
     [batch, 3, H, W], an output that is not [batch, 1, H, W], an unknown preset
-    or an unavailable device.
+    or an unavailable device or runtime.
     """
     _check_file(Path(path))
     preset = with_model_card(resolve_preset(preprocess), path)
-    kind = OnnxSaliencyModel if inference_size is None else ScaledOnnxModel
-    return kind(path, preset, model_id=model_id, device=device, threads=threads, inference_size=inference_size,
-                precision=precision, calibration=calibration)
+    kind = OnnxSaliencyModel if knobs.inference_size is None else ScaledOnnxModel
+    return kind(path, preset, model_id, knobs, threads)
+
+
+def _openvino_version() -> str:
+    from .openvino_runtime import version
+
+    return version()
 
 
 # ---- model cards ------------------------------------------------------------------

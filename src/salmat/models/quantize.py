@@ -1,78 +1,63 @@
-"""`--precision int8`: an ONNX model quantized by onnxruntime, calibrated on the run's own clips.
+"""`--precision int8`: an ONNX model quantized by onnxruntime, calibrated on one fixed set.
 
 Recipe (`RECIPE`): onnxruntime's `quant_pre_process` (shape inference and graph
 clean-up), then static QDQ quantization — uint8 activations, int8 weights per
-output channel — with MinMax ranges calibrated on frames of the run's own clips.
-`Resize` nodes stay in float: quantizing around them cost more than it saved
-(measured on saliency_student_v2). Dynamic quantization was measured too and
-was several times *slower* than fp32 on these conv nets (onnxruntime's
-ConvInteger path), so it is not offered.
+output channel — with MinMax ranges calibrated on `CALIBRATION_SET`. `Resize`
+nodes stay in float: quantizing around them cost more than it saved (measured on
+saliency_student_v2). Dynamic quantization was measured too and was several
+times *slower* than fp32 on these conv nets (onnxruntime's ConvInteger path), so
+it is not offered.
 
-Calibration is deterministic: the first `CALIBRATION_CLIPS` distinct paths of
-the run's table that decode (table order), `CALIBRATION_FRAMES` frames each,
-sampled evenly over the clip, preprocessed exactly as the model's preset does
-at a short side of at most `CALIBRATION_SHORT_SIDE` (activation ranges don't
-depend on resolution; memory does).
+Calibration is one fixed set, the same everywhere (`calibration_frames`):
+`CALIBRATION_FRAMES` synthetic 960×540 colour frames salmat draws itself from a
+fixed seed — multi-scale noise with a natural image's falling spectrum, smooth
+gradients and sharp-edged shapes, the range of content whose activations the
+ranges must cover. So calibration reads no file of the user's (nothing outside
+`--root`, nothing over `--max-pixels`, no clip that could hang), a model has one
+int8 version per onnxruntime version and recipe, and `@int8` always names that
+one: two different int8 models never share an id. The set's sha256 is in the
+int8 file's name and record. Earlier salmat calibrated on the run's first clips,
+so two tables gave two models under one id (issue #21).
 
 The quantized model is kept in the user cache folder (`$SALMAT_CACHE_DIR`, else
-`$XDG_CACHE_HOME/salmat`, …) under `int8/`, named by the source model's sha256,
-the onnxruntime version and the recipe; later runs reuse it. A JSON file beside
-it records what it was calibrated on; the audit shows both, and the int8 file's
-own sha256 is part of the model fingerprint, so cached results of one
-calibration are never served for another. Delete the file to recalibrate.
+`$XDG_CACHE_HOME/salmat`, …) under `int8/`; later runs reuse it. A lock file
+beside it makes concurrent first runs quantize once: the second waits and reads
+the first's model. A JSON file beside the model records how it was made; the
+audit shows it, and the int8 file's own sha256 is part of the model fingerprint.
+Delete the file to quantize again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..cache import default_cache_path
-from ..decode import decode_sampled
-from ..defaults import DEFAULT_MAX_PIXELS
-from ..errors import ClipError, SalmatError, warn
+from ..errors import SalmatError, warn
 from ..frames import YuvFrame
-from ..option_spec import named, passing
-from ..sources import ClipSpec
-from ..values import SamplingOptions
+from ..option_spec import passing
 from .presets import Preprocess
 from .registry import file_sha256
 
 RECIPE = "qdq-u8s8-perchannel-noresize-v1"  # change it whenever the quantized model would change
-CALIBRATION_CLIPS = 4
-CALIBRATION_FRAMES = 2
-CALIBRATION_SHORT_SIDE = 540
+CALIBRATION_SET = "synthetic-v1"  # change it whenever `calibration_frames` would draw other frames
+CALIBRATION_FRAMES = 16
+CALIBRATION_SIZE = (540, 960)  # (height, width) of each calibration frame
 _FLOAT_OPS = {"Resize"}
-
-
-@dataclass(frozen=True)
-class CalibrationSource:
-    """Where calibration frames come from: the run's own table (its path column, joined to `root`)."""
-
-    table: str
-    path_column: str = "src"
-    root: str | None = None
-
-    def clip_paths(self) -> Iterator[str]:
-        """Distinct, non-empty paths in table order."""
-        from ..tables import TableReader  # only when a model is quantized
-
-        column = TableReader(self.table).read_columns([self.path_column]).column(self.path_column)
-        seen: set[str] = set()
-        for cell in column.to_pylist():
-            if not isinstance(cell, str) or not cell.strip() or cell in seen:
-                continue
-            seen.add(cell)
-            yield cell if os.path.isabs(cell) or not self.root else os.path.join(self.root, cell)
 
 
 @dataclass(frozen=True)
@@ -82,11 +67,6 @@ class Int8Model:
     path: Path
     sha256: str
     record: dict[str, Any]
-
-
-def calibration_source(precision: str, table: str, path_column: str, root: str | None) -> CalibrationSource | None:
-    """The run's own table as the calibration source, for `--precision int8` only."""
-    return CalibrationSource(table, path_column, root) if precision == "int8" else None
 
 
 def _ort_version() -> str:
@@ -101,25 +81,23 @@ def int8_folder() -> Path:
 
 
 def int8_file(source_sha256: str) -> Path:
-    return int8_folder() / f"{source_sha256}-ort{_ort_version()}-{RECIPE}.onnx"
+    return int8_folder() / (f"{source_sha256}-ort{_ort_version()}-{RECIPE}-{CALIBRATION_SET}-"
+                            f"{calibration_sha256()[:12]}.onnx")
 
 
-def int8_model(source: Path, source_sha256: str, preset: Preprocess, input_name: str,
-               calibration: CalibrationSource | None) -> Int8Model:
-    """The cached int8 model of `source`, quantized first when there is none yet."""
+def int8_model(source: Path, source_sha256: str, preset: Preprocess, input_name: str) -> Int8Model:
+    """The cached int8 model of `source`, quantized first when there is none yet (once, even when
+    several processes ask at the same time)."""
     path = int8_file(source_sha256)
-    cached = _verified(path)
+    cached = _verified(path, quiet=True)
     if cached is not None:
         return cached
-    if calibration is None:
-        raise SalmatError(f"no int8 model of {source.name} is cached here ({path}) and this process has no "
-                          "clips to calibrate one on; run salmat materialize --precision int8 on this machine "
-                          "first")
-    tensors, used = calibration_tensors(calibration, preset)
-    record = {"source_sha256": source_sha256, "onnxruntime": _ort_version(), "recipe": RECIPE,
-              "calibration": {"table": os.path.abspath(calibration.table), "frames": used}}
     try:
-        quantize(source, input_name, tensors, path, record)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path.with_suffix(".lock")):
+            cached = _verified(path)  # another process may have made it while this one waited
+            if cached is None:
+                _quantize_fixed(source, source_sha256, preset, input_name, path)
     except OSError as exc:
         raise SalmatError(f"cannot keep the int8 model in {path.parent}: {exc.strerror or exc}; set "
                           "SALMAT_CACHE_DIR to a writable folder") from None
@@ -129,7 +107,30 @@ def int8_model(source: Path, source_sha256: str, preset: Preprocess, input_name:
     return verified
 
 
-def _verified(path: Path) -> Int8Model | None:
+def _quantize_fixed(source: Path, source_sha256: str, preset: Preprocess, input_name: str, path: Path) -> None:
+    frames = calibration_frames()
+    print(f"salmat: int8: quantizing {source.name} once, calibrated on salmat's fixed calibration set "
+          f"{CALIBRATION_SET} ({len(frames)} synthetic {CALIBRATION_SIZE[1]}x{CALIBRATION_SIZE[0]} frames, "
+          f"no clip of yours); kept in {path.parent}", file=sys.stderr, flush=True)
+    tensors = [preset.encode([frame]) for frame in frames]
+    record = {"source_sha256": source_sha256, "onnxruntime": _ort_version(), "recipe": RECIPE,
+              "calibration": {"set": CALIBRATION_SET, "frames": len(frames), "clips": 0,
+                              "size": f"{CALIBRATION_SIZE[1]}x{CALIBRATION_SIZE[0]}",
+                              "sha256": calibration_sha256()}}
+    quantize(source, input_name, tensors, path, record)
+
+
+@contextlib.contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    with open(lock, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _verified(path: Path, quiet: bool = False) -> Int8Model | None:
     """The cached int8 model at `path` when its bytes are the ones its record names; a file changed,
     cut short or without a record is not used (it is quantized again, with a warning)."""
     try:
@@ -141,6 +142,8 @@ def _verified(path: Path) -> Int8Model | None:
     record = _read_record(path)
     if record.get("int8_sha256") == sha:
         return Int8Model(path, sha, record)
+    if quiet:  # said once, under the lock
+        return None
     warn(f"the cached int8 model {path} is not the file its record describes (changed, damaged or from an older "
          "salmat); quantizing it again")
     return None
@@ -157,37 +160,53 @@ def _read_record(path: Path) -> dict[str, Any]:
 # ---- calibration ----------------------------------------------------------------------
 
 
-def calibration_tensors(source: CalibrationSource, preset: Preprocess) -> tuple[list[np.ndarray], list[str]]:
-    """Preprocessed frames of the first clips that decode, and a line per frame saying which."""
-    tensors: list[np.ndarray] = []
-    used: list[str] = []
-    clips = 0
-    sampling = SamplingOptions("clip", CALIBRATION_FRAMES, CALIBRATION_FRAMES, DEFAULT_MAX_PIXELS)
-    for path in source.clip_paths():
-        try:
-            frames = decode_sampled(ClipSpec(path), sampling)
-        except ClipError:  # a clip that doesn't decode is the run's to report, not calibration's
-            continue
-        for i, frame in enumerate(frames):
-            tensors.append(calibration_input(frame, preset))
-            used.append(f"{path} #{i + 1}/{len(frames)}")
-        clips += 1
-        if clips == CALIBRATION_CLIPS:
-            break
-    if not tensors:
-        raise SalmatError(f"{passing('precision', 'int8')} calibrates on the run's own clips, and none of "
-                          f"{source.table}'s "
-                          f"{source.path_column!r} paths decoded as a video file (raw .yuv can't calibrate); fix the "
-                          f"paths (or {named('root')}), or use {passing('precision', 'fp32')}")
-    return tensors, used
+@cache
+def calibration_frames() -> tuple[YuvFrame, ...]:
+    """The fixed calibration set: `CALIBRATION_FRAMES` 8-bit 4:2:0 frames drawn from a fixed seed."""
+    rng = np.random.default_rng(20261206)
+    return tuple(_calibration_frame(rng, i) for i in range(CALIBRATION_FRAMES))
 
 
-def calibration_input(frame: YuvFrame, preset: Preprocess) -> np.ndarray:
-    """One frame as the model's input, its short side at most `CALIBRATION_SHORT_SIDE`."""
-    scale_to = None
-    if min(frame.height, frame.width) > CALIBRATION_SHORT_SIDE:
-        scale_to = preset.scaled_size(frame.height, frame.width, CALIBRATION_SHORT_SIDE)
-    return preset.encode([frame], scale_to)
+def _calibration_frame(rng: np.random.Generator, index: int) -> YuvFrame:
+    height, width = CALIBRATION_SIZE
+    rgb = _noise(rng, height, width, 3) * (0.4 + 0.6 * rng.random(3))  # coloured 1/f-like noise
+    ramp = np.linspace(0.0, 1.0, width)[None, :, None] * rng.random(3)  # a smooth gradient
+    rgb = 0.7 * rgb + 0.3 * ramp
+    rgb = (rgb - rgb.min()) / max(float(np.ptp(rgb)), 1e-9)  # the full range: black to white
+    image = np.ascontiguousarray((rgb * 255.0).round().astype(np.uint8))
+    for k in range(3 + index % 5):  # sharp-edged objects: one black, one white, then any colour
+        colour = (0, 0, 0) if k == 0 else (255, 255, 255) if k == 1 else tuple(int(c) for c in rng.integers(0, 256, 3))
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        radius = int(rng.integers(10, height // 3))
+        if rng.random() < 0.5:
+            cv2.circle(image, centre, radius, colour, -1)
+        else:
+            cv2.rectangle(image, centre, (centre[0] + radius, centre[1] + radius // 2), colour, -1)
+    yuv = cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
+    y = yuv[:height]
+    chroma = yuv[height:].reshape(2, height // 2, width // 2)
+    return YuvFrame(np.ascontiguousarray(y), np.ascontiguousarray(chroma[0]), np.ascontiguousarray(chroma[1]))
+
+
+def _noise(rng: np.random.Generator, height: int, width: int, channels: int) -> np.ndarray:
+    """Octaves of bilinearly upsampled uniform noise, each finer one weaker (a falling spectrum)."""
+    total = np.zeros((height, width, channels))
+    for octave in range(1, 8):
+        h, w = max(2, height >> (8 - octave)), max(2, width >> (8 - octave))
+        coarse = rng.random((h, w, channels)).astype(np.float32)
+        total += cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR) / octave
+    total -= total.min()
+    result: np.ndarray = total / max(float(total.max()), 1e-9)
+    return result
+
+
+@cache
+def calibration_sha256() -> str:
+    digest = hashlib.sha256()
+    for frame in calibration_frames():
+        for plane in (frame.y, frame.u, frame.v):
+            digest.update(plane.tobytes())
+    return digest.hexdigest()
 
 
 # ---- quantization -------------------------------------------------------------------------

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import contextvars
 import os
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..errors import SalmatError
+from ..option_spec import named
 from .base import SaliencyModel
-from .knobs import check_knobs
-from .registry import resolve_named
-
-if TYPE_CHECKING:
-    from .quantize import CalibrationSource
+from .knobs import Knobs
+from .registry import KNOWN_MODELS, resolve_named, unknown_model_message
 
 
 def _file_state(path: str | None) -> tuple[int, int, int] | None:
@@ -45,24 +43,26 @@ _LAST_LOADED: contextvars.ContextVar[tuple[Any, SaliencyModel] | None] = context
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """Which model (`model`/`model_path`, its label and preset) and how it runs (`knobs`): the one
+    model-settings value, built once from the options and carried to every loader and worker."""
+
     model: str | None = None        # a built-in id (None: the default built-in)
     model_path: str | None = None   # an ONNX file
     model_id: str | None = None     # the label of an ONNX model
     preprocess: str | None = None   # an ONNX preprocessing preset
-    device: str = "cpu"
-    precision: str = "fp32"
+    knobs: Knobs = field(default_factory=Knobs)  # device, runtime, precision, inference size
     fingerprint: str | None = None  # set by `pinned`: the model every process must load
-    inference_size: int | None = None  # ONNX: the short side frames are resized to (None: native)
-    calibration: CalibrationSource | None = None  # int8: the clips the quantized model is calibrated on
 
     def pinned(self, fingerprint: str) -> ModelSpec:
         return replace(self, fingerprint=fingerprint)
 
     def resolved(self, model_dir: str | os.PathLike[str] | None = None) -> ModelSpec:
         """This spec with a known learned model's name replaced by its file (found in `model_dir`,
-        else `$SALMAT_MODEL_DIR`) and its preset (unless `preprocess` names one)."""
+        else `$SALMAT_MODEL_DIR`) and its preset (unless `preprocess` names one), and `--runtime auto`
+        by the runtime that will run. Done once, in the driver: workers get the result."""
         model, model_path, preprocess = resolve_named(self.model, self.model_path, self.preprocess, model_dir)
-        return replace(self, model=model, model_path=model_path, preprocess=preprocess)
+        knobs = self.knobs if model_path is None else self.knobs.resolved()  # a built-in has no runtime to pick
+        return replace(self, model=model, model_path=model_path, preprocess=preprocess, knobs=knobs)
 
     def load(self, threads: int | None = None) -> SaliencyModel:
         """The model; `threads` caps an ONNX model's inference threads (pool workers).
@@ -84,19 +84,37 @@ class ModelSpec:
         last = _LAST_LOADED.get()
         if last is not None and last[0] == key:
             return last[1]
-        model = self._load(threads)
+        model = self.open(threads)
         _LAST_LOADED.set((key, model))
         return model
 
-    def _load(self, threads: int | None) -> SaliencyModel:
-        if self.model_path and self.model is None and self.device != "cpu":
-            from .torch_backend import load_torch_model, wants_torch
+    def open(self, threads: int | None = None) -> SaliencyModel:
+        """A fresh model object for this (resolved) spec; raises `SalmatError` on anything unusable."""
+        if self.model_path is not None:
+            knobs = self.knobs.resolved()
+            if knobs.device != "cpu":
+                from .torch_backend import load_torch_model, wants_torch
 
-            if wants_torch(self.device):
-                check_knobs(builtin=False, device=self.device, precision=self.precision,
-                            inference_size=self.inference_size, torch_path=True)
-                return load_torch_model(self.model_path, self.preprocess, self.model_id, self.device, self.precision)
-        from . import load_model
+                if wants_torch(knobs.device):
+                    knobs.check(builtin=False, torch_path=True)
+                    return load_torch_model(self.model_path, self.preprocess, self.model_id, knobs)
+            from .onnx import open_onnx_model
 
-        return load_model(self.model, self.model_path, self.preprocess, self.model_id, self.device, threads=threads,
-                          inference_size=self.inference_size, precision=self.precision, calibration=self.calibration)
+            return open_onnx_model(self.model_path, self.preprocess, self.model_id, knobs, threads)
+        return self._builtin(self.knobs)
+
+    def _builtin(self, knobs: Knobs) -> SaliencyModel:
+        from .classical import BUILTIN_MODELS, DEFAULT_MODEL_ID
+
+        name = self.model or DEFAULT_MODEL_ID
+        if name not in BUILTIN_MODELS:
+            raise SalmatError(unknown_model_message(name))
+        learned = f"pass {named('model_path')} FILE.onnx or a learned model's name ({', '.join(KNOWN_MODELS)})"
+        if self.model_id is not None:
+            raise SalmatError(f"{named('model_id')} renames an ONNX model only; {learned}, or drop "
+                              f"{named('model_id')}")
+        if self.preprocess is not None:
+            raise SalmatError(f"{named('preprocess')} applies to ONNX models only; {learned}, or drop "
+                              f"{named('preprocess')}")
+        knobs.check(builtin=True)
+        return BUILTIN_MODELS[name]()

@@ -25,6 +25,7 @@ from ..errors import ClipError, SalmatError
 from ..frames import YuvFrame, common_size
 from ..option_spec import named, passing
 from ..values import MODEL_FAILED
+from .knobs import Knobs
 from .onnx import with_model_card
 from .presets import Preprocess, resolve_preset
 from .registry import file_sha256
@@ -57,8 +58,10 @@ def wants_torch(device: str) -> bool:
 class TorchOnnxModel:
     """An ONNX saliency model converted to a torch module; satisfies `SaliencyModel`."""
 
-    def __init__(self, path: str | Path, preset: Preprocess, model_id: str | None = None, device: str = "cuda",
-                 precision: str = "fp32") -> None:
+    def __init__(self, path: str | Path, preset: Preprocess, model_id: str | None = None,
+                 knobs: Knobs | None = None) -> None:
+        knobs = knobs or Knobs(device="cuda", runtime="onnxruntime")
+        device, precision = knobs.device, knobs.precision
         try:
             import onnx2torch
             import torch
@@ -96,6 +99,9 @@ class TorchOnnxModel:
         if isinstance(out, (tuple, list)):
             out = out[0]
         return cast(np.ndarray, out.float().cpu().numpy())
+
+    def predict_working(self, frames: Sequence[YuvFrame]) -> np.ndarray:
+        return self.predict(frames)
 
     def predict(self, frames: Sequence[YuvFrame]) -> np.ndarray:
         if not frames:
@@ -140,6 +146,6 @@ class TorchOnnxModel:
 
 
 def load_torch_model(path: str | Path, preprocess: str | None = None, model_id: str | None = None,
-                     device: str = "cuda", precision: str = "fp32") -> TorchOnnxModel:
+                     knobs: Knobs | None = None) -> TorchOnnxModel:
     preset = with_model_card(resolve_preset(preprocess), path)
-    return TorchOnnxModel(path, preset, model_id=model_id, device=device, precision=precision)
+    return TorchOnnxModel(path, preset, model_id, knobs)
