@@ -3,6 +3,10 @@
 Containers go through PyAV (FFmpeg inside the wheel; no ffmpeg binary needed).
 Raw `.yuv` 4:2:0 files are read with NumPy at the sampled offsets.
 
+Frame indices (CONTRACT §4): presentation order after the container's edit lists, from 0, in
+the video stream a player would show (never an attached picture); counted by demuxing and
+checked by decoding, never read from a header.
+
 Sampling (see CONTRACT §4):
 - `clip`: N frame indices evenly spaced over the whole clip,
   `round(linspace(0, total − 1, N))`, duplicates dropped. The packet index
@@ -67,14 +71,12 @@ def sample_indices(total: int, options: SamplingOptions) -> list[int]:
 
 
 def sampled_indices(spec: ClipSpec, options: SamplingOptions) -> list[int]:
-    """The indices (from 0, decode order) of the frames `decode_sampled` returns, read from the
+    """The frame indices (docs/contract.md §4) of the frames `decode_sampled` returns, read from the
     file's size or its packets without decoding (`salmat preview` labels its panels with them)."""
     if spec.raw:
         return sample_indices(_raw_layout(spec, options)[1], options)
     with _open_stream(spec, options) as (container, stream):
-        index = packet_index(container, stream)
-        # Head sampling decodes the first frames, so it counts packets; clip sampling counts as it decodes.
-        total = len(index.pts) if options.sampling == "head" else _frame_total(stream, index)
+        total = len(packet_index(container, stream).pts)
     return sample_indices(total, options)
 
 
@@ -255,15 +257,33 @@ def _open_stream(
     `sources.open_source` and FFmpeg reads only through that handle; both close on exit."""
     spec = source if isinstance(source, ClipSpec) else ClipSpec(source)
     with open_source(spec) as handle, _open_container(handle) as container:
-        if not container.streams.video:
-            raise ClipError("decode-failed", f"{os.path.basename(spec.path)}: no video stream")
-        stream = container.streams.video[0]
+        stream = _player_stream(container, os.path.basename(spec.path))
         stream.thread_type = "AUTO"
         if _decode_threads:
             stream.codec_context.thread_count = _decode_threads
         if options is not None:
             _check_pixels(stream.codec_context.width, stream.codec_context.height, options)
         yield container, stream
+
+
+# A cover picture or a still image rides in a video stream but is not the clip's video.
+_NOT_VIDEO = av.stream.Disposition.attached_pic | av.stream.Disposition.still_image
+
+
+def _player_stream(container: av.container.InputContainer, name: str) -> av.video.stream.VideoStream:
+    """The video stream a player would show: never an attached picture (cover art); among the
+    others the default one, then the longest, then the first. The header's durations only choose
+    a stream here; they never decide which frames are decoded."""
+    real = [s for s in container.streams.video if not s.disposition & _NOT_VIDEO]
+    if not real:
+        what = "only a cover picture (an attached picture), no video" if container.streams.video else "no video stream"
+        raise ClipError("decode-failed", f"{name}: {what}")
+
+    def rank(s: av.video.stream.VideoStream) -> tuple[bool, float, int, int]:
+        seconds = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
+        return bool(s.disposition & av.stream.Disposition.default), seconds, s.frames, -s.index
+
+    return max(real, key=rank)
 
 
 def _decode_container(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
@@ -303,7 +323,7 @@ def _decode_sequential(
 
 
 class FramesAt:
-    """The frames of one clip at `indices` (sorted, distinct, from 0 in decode order), in one pass.
+    """The frames of one clip at `indices` (sorted, distinct frame indices, docs/contract.md §4), in one pass.
 
     Iterating yields `(index, frame)` in index order, one decoded frame at a time, so a clip with
     thousands of wanted frames never holds more than one. A container is decoded sequentially up
@@ -365,9 +385,11 @@ STRATEGIES = ("auto", "seek", "sequential")
 
 @dataclass(frozen=True)
 class PacketIndex:
-    """What demuxing (no decoding) tells about a stream: its packets' pts in presentation
-    order and its keyframes' presentation indices. `seekable` is False when pts are
-    missing, repeated or discarded (edit lists), where only a sequential pass is exact."""
+    """What demuxing (no decoding) tells about a stream: its presented packets' pts in
+    presentation order and its keyframes' presentation indices. A packet the demuxer marks
+    discarded (before an MP4 edit list's start) is decoded but never presented, as by a
+    player, so it is not counted. `seekable` is False when pts are missing, repeated or
+    discarded, where only a sequential pass is exact."""
 
     pts: tuple[int, ...]
     keyframes: tuple[int, ...]
@@ -382,7 +404,10 @@ def packet_index(container: av.container.InputContainer, stream: av.video.stream
     for packet in container.demux(stream):
         if not packet.size:
             continue
-        if packet.pts is None or packet.is_discard or packet.is_corrupt:
+        if packet.is_discard:
+            seekable = False
+            continue
+        if packet.pts is None or packet.is_corrupt:
             seekable = False
             pts.append(-1)
             continue
@@ -466,17 +491,15 @@ def _decode_seeking(
     return kept
 
 
-def _frame_total(stream: av.video.stream.VideoStream, index: PacketIndex) -> int:
-    """The frame count `--sampling clip` spreads its samples over: the header's, else the packets'."""
-    return stream.frames or len(index.pts)
-
-
 def decode_clip_sample(
     path: str | ClipSpec, n: int, strategy: str = "auto", options: SamplingOptions | None = None
 ) -> tuple[list[YuvFrame], str]:
     """`--sampling clip` for one container file: `n` evenly spaced frames; (frames, strategy used).
 
-    Exact indices come from the frame count. The frames are decoded by seeking to the
+    Exact indices come from the frame count: the presented packets', never the header's
+    (`stream.frames` is whatever the muxer wrote). A sequential pass decodes to the end and so
+    checks that count; when it differs, the decoded count is the truth and the frames are
+    sampled again over it. The frames are decoded by seeking to the
     keyframe before each (group of) sampled frame(s), or by one sequential pass that
     converts only the sampled frames; `auto` picks whichever decodes fewer frames for
     this stream's keyframe layout. Both give the same frames. Each pass opens the file
@@ -484,19 +507,34 @@ def decode_clip_sample(
     """
     with _open_stream(path, options) as (container, stream):
         index = packet_index(container, stream)
-        total = _frame_total(stream, index)
+    total = len(index.pts)
     wanted = clip_indices(total, n)
     max_pixels = options.max_pixels if options is not None else None
-    if strategy != "sequential" and wanted and index.seekable and total == len(index.pts):
+    if strategy != "sequential" and wanted and index.seekable:
         if strategy == "seek" or choose_strategy(wanted, index) == "seek":
             with _open_stream(path) as (container, stream):
-                try:
+                try:  # each sampled frame is found by its own pts: the index is checked as it is used
                     return _decode_seeking(container, stream, wanted, index, max_pixels), "seek"
                 except _SeekMiss:
                     pass  # decode it sequentially below
-    with _open_stream(path) as (container, stream):
-        frames = _decode_sequential(container, stream, set(wanted), (wanted[-1] + 1) if wanted else 0, max_pixels)
+    frames, decoded = _decode_counting(path, set(wanted), max_pixels)
+    if decoded != total:  # the packets miscounted the frames (a damaged or unusual stream)
+        frames, _ = _decode_counting(path, set(clip_indices(decoded, n)), max_pixels)
     return frames, "sequential"
+
+
+def _decode_counting(path: str | ClipSpec, wanted: set[int], max_pixels: int | None) -> tuple[list[YuvFrame], int]:
+    """One sequential pass to the stream's end, converting the wanted indices: (frames, frames decoded).
+
+    The last sampled index is the last frame, so going on to the end costs only the decoder's flush."""
+    kept: list[YuvFrame] = []
+    decoded = 0
+    with _open_stream(path) as (container, stream):
+        for decoded, frame in enumerate(container.decode(stream), start=1):
+            _check_frame_pixels(frame, max_pixels, decoded - 1)
+            if decoded - 1 in wanted:
+                kept.append(to_yuv_frame(frame))
+    return kept, decoded
 
 
 def to_yuv_frame(frame: av.VideoFrame) -> YuvFrame:
