@@ -74,8 +74,9 @@ CACHE_ENV = "SALMAT_CACHE_DIR"
 CACHE_FILE = "results.sqlite"
 SCHEMA_VERSION = 2  # 2: files.ctime_ns/dev, results.row_sha256
 # Bump when decoding, sampling or the reducers change in a way that changes results, or
-# when rows stored earlier can't be trusted (3: rows hashed through the mtime-only check).
-RESULTS_VERSION = "salmat-results/3"
+# when rows stored earlier can't be trusted (3: rows hashed through the mtime-only check;
+# 4: frames counted as presented, not by the header; compat planes made as FFmpeg's CLI does).
+RESULTS_VERSION = "salmat-results/4"
 BUSY_TIMEOUT_S = 120.0
 DEFAULT_HASH_TIMEOUT_S = 60.0
 HASH_CHUNK = 1 << 20

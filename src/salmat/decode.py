@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 import av
 import av.container
+import av.filter
 import av.video.format
 import av.video.plane
 import av.video.stream
@@ -290,7 +291,7 @@ def _decode_container(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame
     if options.sampling == "head":
         with _open_stream(spec, options) as (container, stream):
             head = _decode_sequential(container, stream, set(range(options.max_frames)), options.max_frames,
-                                      options.max_pixels)
+                                      options.max_pixels, converter(options))
         frames = [head[i] for i in head_indices(len(head), options.frame_samples)]
     else:
         frames, _ = decode_clip_sample(spec, options.frame_samples, options=options)
@@ -305,17 +306,19 @@ def _decode_sequential(
     wanted: set[int],
     stop: int | None,
     max_pixels: int | None = None,
+    convert: Callable[[av.VideoFrame], YuvFrame] | None = None,
 ) -> list[YuvFrame]:
     """Decode in order, converting only the wanted indices; stop after index `stop − 1`.
 
     Every decoded frame is held to `max_pixels` before anything else is done with it."""
     kept: list[YuvFrame] = []
+    convert = convert or to_yuv_frame
     for index, frame in enumerate(container.decode(stream)):
         if stop is not None and index >= stop:
             break
         _check_frame_pixels(frame, max_pixels, index)
         if index in wanted:
-            kept.append(to_yuv_frame(frame))
+            kept.append(convert(frame))
     return kept
 
 
@@ -467,8 +470,10 @@ def _decode_seeking(
     wanted: list[int],
     index: PacketIndex,
     max_pixels: int | None = None,
+    convert: Callable[[av.VideoFrame], YuvFrame] | None = None,
 ) -> list[YuvFrame]:
     runs, _, _ = plan_seeks(wanted, index.keyframes)
+    convert = convert or to_yuv_frame
     kept: list[YuvFrame] = []
     for run in runs:
         targets = [index.pts[i] for i in run]
@@ -482,7 +487,7 @@ def _decode_seeking(
                 continue
             if frame.pts != targets[position]:
                 raise _SeekMiss(f"expected pts {targets[position]}, decoded {frame.pts}")
-            kept.append(to_yuv_frame(frame))
+            kept.append(convert(frame))
             position += 1
             if position == len(targets):
                 break
@@ -510,20 +515,23 @@ def decode_clip_sample(
     total = len(index.pts)
     wanted = clip_indices(total, n)
     max_pixels = options.max_pixels if options is not None else None
+    convert = converter(options)
     if strategy != "sequential" and wanted and index.seekable:
         if strategy == "seek" or choose_strategy(wanted, index) == "seek":
             with _open_stream(path) as (container, stream):
                 try:  # each sampled frame is found by its own pts: the index is checked as it is used
-                    return _decode_seeking(container, stream, wanted, index, max_pixels), "seek"
+                    return _decode_seeking(container, stream, wanted, index, max_pixels, convert), "seek"
                 except _SeekMiss:
                     pass  # decode it sequentially below
-    frames, decoded = _decode_counting(path, set(wanted), max_pixels)
+    frames, decoded = _decode_counting(path, set(wanted), max_pixels, convert)
     if decoded != total:  # the packets miscounted the frames (a damaged or unusual stream)
-        frames, _ = _decode_counting(path, set(clip_indices(decoded, n)), max_pixels)
+        frames, _ = _decode_counting(path, set(clip_indices(decoded, n)), max_pixels, convert)
     return frames, "sequential"
 
 
-def _decode_counting(path: str | ClipSpec, wanted: set[int], max_pixels: int | None) -> tuple[list[YuvFrame], int]:
+def _decode_counting(
+    path: str | ClipSpec, wanted: set[int], max_pixels: int | None, convert: Callable[[av.VideoFrame], YuvFrame]
+) -> tuple[list[YuvFrame], int]:
     """One sequential pass to the stream's end, converting the wanted indices: (frames, frames decoded).
 
     The last sampled index is the last frame, so going on to the end costs only the decoder's flush."""
@@ -533,7 +541,7 @@ def _decode_counting(path: str | ClipSpec, wanted: set[int], max_pixels: int | N
         for decoded, frame in enumerate(container.decode(stream), start=1):
             _check_frame_pixels(frame, max_pixels, decoded - 1)
             if decoded - 1 in wanted:
-                kept.append(to_yuv_frame(frame))
+                kept.append(convert(frame))
     return kept, decoded
 
 
@@ -547,6 +555,67 @@ def to_yuv_frame(frame: av.VideoFrame) -> YuvFrame:
     dtype = np.uint8 if depth <= 8 else np.dtype("<u2")
     planes = [_plane_array(plane, dtype) for plane in frame.planes[:3]]
     return YuvFrame(planes[0], planes[1], planes[2], depth)
+
+
+def converter(options: SamplingOptions | None) -> Callable[[av.VideoFrame], YuvFrame]:
+    """How `options` turns each decoded frame into a `YuvFrame` (a fresh converter per pass)."""
+    return HistoricalPlanes() if options is not None and options.historical_planes else to_yuv_frame
+
+
+class HistoricalPlanes:
+    """`--compat historical`: a frame as the earlier tool read it, from
+    `ffmpeg -i CLIP -frames:v N -pix_fmt yuv420p -f rawvideo -`.
+
+    8-bit 4:2:0 frames pass as they are (the command line inserts no scaler for them); full-range
+    4:2:0 (`yuvj420p`) gets swscale's range conversion, written out below. Any other format goes
+    through FFmpeg's own `scale` filter with the command line's defaults: bicubic, swscale's
+    dither for a deeper source, and a full-range source brought to limited range. Measured
+    against Debian's ffmpeg 5.1 (tests/test_compat_planes.py): equal planes for 4:4:4, 4:2:2,
+    4:4:0, 4:1:1, 4:1:0, 10/12-bit, gray, RGB, alpha and `yuvj420p` sources; full-range 4:2:2 and
+    4:4:4 (`yuvj422p`, `yuvj444p`) and 10-bit gray differ by one code value in some samples, as
+    FFmpeg changed those rounding paths since 5.1 (docs/usage.md lists them)."""
+
+    def __init__(self) -> None:
+        self._graph: av.filter.Graph | None = None
+        self._layout: tuple[int, int, str, int] | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> YuvFrame:
+        if frame.format.name == "yuv420p":
+            return to_yuv_frame(frame)
+        if frame.format.name == "yuvj420p":
+            return _limited_range(to_yuv_frame(frame))
+        layout = (frame.width, frame.height, frame.format.name, int(frame.color_range))
+        if self._graph is None or layout != self._layout:  # a new graph if the stream changes mid-way
+            self._graph, self._layout = self._build(frame), layout
+        self._graph.vpush(frame)
+        return to_yuv_frame(self._graph.vpull())
+
+    @staticmethod
+    def _build(frame: av.VideoFrame) -> av.filter.Graph:
+        full_range = frame.format.name.startswith("yuvj") or int(frame.color_range) == 2  # AVCOL_RANGE_JPEG
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                  time_base=frame.time_base or Fraction(1, 25))
+        scale = graph.add("scale", "flags=bicubic" + (":in_range=full:out_range=limited" if full_range else ""))
+        source.link_to(scale)
+        scale.link_to(pixels := graph.add("format", "yuv420p"))
+        pixels.link_to(graph.add("buffersink"))
+        graph.configure()
+        return graph
+
+
+def _limited_range(frame: YuvFrame) -> YuvFrame:
+    """Full-range 8-bit 4:2:0 → limited range as swscale 5.x does it at one scale: each sample
+    to its 15-bit intermediate (·128), `lumRangeFromJpeg`/`chrRangeFromJpeg`, then rounded back
+    (+64 >> 7). FFmpeg's later versions round differently, so it is written out here."""
+
+    def convert(plane: np.ndarray, mul: int, add: int, shift: int) -> np.ndarray:
+        wide = ((plane.astype(np.int64) << 7) * mul + add) >> shift
+        narrowed: np.ndarray = np.clip((wide + 64) >> 7, 0, 255).astype(np.uint8)
+        return narrowed
+
+    return YuvFrame(convert(frame.y, 14071, 33561947, 14), convert(frame.u, 1799, 4081085, 11),
+                    convert(frame.v, 1799, 4081085, 11), 8)
 
 
 def _bit_depth(fmt: av.video.format.VideoFormat) -> int:
