@@ -593,12 +593,12 @@ class HistoricalPlanes:
     @staticmethod
     def _build(frame: av.VideoFrame) -> av.filter.Graph:
         full_range = frame.format.name.startswith("yuvj") or int(frame.color_range) == 2  # AVCOL_RANGE_JPEG
+        scale = "flags=bicubic" + (":in_range=full:out_range=limited" if full_range else "")
         graph = av.filter.Graph()
         source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
                                   time_base=frame.time_base or Fraction(1, 25))
-        scale = graph.add("scale", "flags=bicubic" + (":in_range=full:out_range=limited" if full_range else ""))
-        source.link_to(scale)
-        scale.link_to(pixels := graph.add("format", "yuv420p"))
+        source.link_to(scaler := graph.add("scale", scale))
+        scaler.link_to(pixels := graph.add("format", "yuv420p"))
         pixels.link_to(graph.add("buffersink"))
         graph.configure()
         return graph
