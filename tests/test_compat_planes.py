@@ -151,3 +151,28 @@ def test_without_compat_a_10_bit_clip_keeps_salmats_own_rounding(folder):
     with av.open(str(path)) as container:
         first = next(container.decode(video=0)).to_ndarray()  # (H·3/2, W) uint16 planes, 4:2:0
     np.testing.assert_array_equal(plain[0].y, first[:90])
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv444p"])
+def test_a_size_change_mid_stream_is_scaled_to_the_first_size_as_the_command_line_does(folder, pix_fmt):
+    """Two H.264 streams of other sizes, one after the other: the command line scales every later
+    frame to the first frame's size (its raw output has one frame size), and so does compat."""
+    path = folder / f"grows_{pix_fmt}.h264"
+    with path.open("wb") as joined:
+        for index, (width, height) in enumerate(((96, 64), (120, 50))):
+            part = folder / f"part{index}_{pix_fmt}.h264"
+            with av.open(str(part), "w", format="h264") as container:
+                stream = container.add_stream("libx264", rate=25)
+                stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+                stream.options = {"qp": "12"}
+                for i in range(FRAMES // 2):
+                    picture = av.VideoFrame.from_ndarray(_picture(i + 4 * index, width, height), format="rgb24")
+                    container.mux(stream.encode(picture.reformat(format=pix_fmt)))
+                container.mux(stream.encode())
+            joined.write(part.read_bytes())
+    want = _cli_planes(path, 96, 64)
+    got = decode_sampled(ClipSpec(str(path)), HISTORICAL)
+    assert len(got) == FRAMES
+    for frame, planes in zip(got, want, strict=True):
+        for ours, theirs in zip((frame.y, frame.u, frame.v), planes, strict=True):
+            np.testing.assert_array_equal(ours, theirs)

@@ -566,7 +566,8 @@ class HistoricalPlanes:
     """`--compat historical`: a frame as the earlier tool read it, from
     `ffmpeg -i CLIP -frames:v N -pix_fmt yuv420p -f rawvideo -`.
 
-    8-bit 4:2:0 frames pass as they are (the command line inserts no scaler for them); full-range
+    8-bit 4:2:0 frames pass as they are (the command line inserts no scaler for them); a frame
+    of another size than the first is scaled to it (bicubic), as the command line does; full-range
     4:2:0 (`yuvj420p`) gets swscale's range conversion, written out below. Any other format goes
     through FFmpeg's own `scale` filter with the command line's defaults: bicubic, swscale's
     dither for a deeper source, and a full-range source brought to limited range. Measured
@@ -578,22 +579,25 @@ class HistoricalPlanes:
     def __init__(self) -> None:
         self._graph: av.filter.Graph | None = None
         self._layout: tuple[int, int, str, int] | None = None
+        self._size: tuple[int, int] | None = None
 
     def __call__(self, frame: av.VideoFrame) -> YuvFrame:
-        if frame.format.name == "yuv420p":
+        size = (frame.width, frame.height)
+        self._size = self._size or size  # the command line scales a later frame of another size to the first's
+        if size == self._size and frame.format.name == "yuv420p":
             return to_yuv_frame(frame)
-        if frame.format.name == "yuvj420p":
+        if size == self._size and frame.format.name == "yuvj420p":
             return _limited_range(to_yuv_frame(frame))
-        layout = (frame.width, frame.height, frame.format.name, int(frame.color_range))
+        layout = (*size, frame.format.name, int(frame.color_range))
         if self._graph is None or layout != self._layout:  # a new graph if the stream changes mid-way
-            self._graph, self._layout = self._build(frame), layout
+            self._graph, self._layout = self._build(frame, self._size), layout
         self._graph.vpush(frame)
         return to_yuv_frame(self._graph.vpull())
 
     @staticmethod
-    def _build(frame: av.VideoFrame) -> av.filter.Graph:
+    def _build(frame: av.VideoFrame, size: tuple[int, int]) -> av.filter.Graph:
         full_range = frame.format.name.startswith("yuvj") or int(frame.color_range) == 2  # AVCOL_RANGE_JPEG
-        scale = "flags=bicubic" + (":in_range=full:out_range=limited" if full_range else "")
+        scale = f"w={size[0]}:h={size[1]}:flags=bicubic" + (":in_range=full:out_range=limited" if full_range else "")
         graph = av.filter.Graph()
         source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
                                   time_base=frame.time_base or Fraction(1, 25))
