@@ -101,18 +101,46 @@ def test_builtin_models_convert_bt709():
 def check_raw_planes_are_y_u_v(folder: Path) -> None:
     for depth in (8, 10):
         frames = [coloured_frame(10 + i, bit_depth=depth) for i in range(5)]
+        written = [[p.copy() for p in (f.y, f.u, f.v)] for f in frames]
+        if depth == 10:  # out-of-range words in 16-bit storage read as the largest 10-bit code
+            for planes in written:
+                for plane, value in zip(planes, (0xFFFF, 1500, 1024), strict=True):
+                    plane[1, 2] = value
         path = folder / f"planes{depth}.yuv"
         dtype = np.dtype(np.uint8) if depth == 8 else np.dtype("<u2")
-        path.write_bytes(b"".join(p.astype(dtype).tobytes() for f in frames for p in (f.y, f.u, f.v)))
+        path.write_bytes(b"".join(p.astype(dtype).tobytes() for planes in written for p in planes))
         spec = ClipSpec(str(path), raw=True, width=WIDTH, height=HEIGHT, bit_depth=depth)
         got = decode.decode_sampled(spec, SamplingOptions("clip", 3))
-        for frame, want in zip(got, [frames[0], frames[2], frames[4]], strict=True):
-            for name in ("y", "u", "v"):
-                np.testing.assert_array_equal(getattr(frame, name), getattr(want, name), err_msg=name)
+        for frame, planes in zip(got, [written[0], written[2], written[4]], strict=True):
+            for name, plane in zip(("y", "u", "v"), planes, strict=True):
+                np.testing.assert_array_equal(getattr(frame, name), np.minimum(plane, (1 << depth) - 1), err_msg=name)
 
 
 def test_raw_planes_are_y_u_v(tmp_path):
     check_raw_planes_are_y_u_v(tmp_path)
+
+
+# ---- what a preset feeds the model: channel order, normalisation, padding ------------------
+
+
+def check_preset_input_is_the_recipe() -> None:
+    frame = coloured_frame(7)
+    rgb = bt709_rgb(frame.y, frame.u, frame.v)
+    plain = dict(size="native", mean=None, std=None)
+    for channels, want in (("rgb", rgb), ("bgr", rgb[::-1])):
+        got = presets.Preprocess(name="t", channels=channels, **plain).encode([frame])[0]
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0, err_msg=channels)
+    # vmaf-student: ImageNet mean/std per R, G, B, then zeros (the normalised 0) up to a multiple of 32
+    got = presets.PRESETS["vmaf-student"].encode([frame])[0]
+    assert got.shape == (3, 32, 64)
+    mean, std = np.array(presets.IMAGENET_MEAN)[:, None, None], np.array(presets.IMAGENET_STD)[:, None, None]
+    assert (tuple(mean[:, 0, 0]), tuple(std[:, 0, 0])) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # R, G, B
+    np.testing.assert_allclose(got[:, :HEIGHT, :WIDTH], (rgb - mean) / std, atol=5e-4, rtol=0)
+    assert not got[:, HEIGHT:].any() and not got[:, :, WIDTH:].any()
+
+
+def test_preset_input_is_the_recipe():
+    check_preset_input_is_the_recipe()
 
 
 # ---- min-max normalisation: per frame ------------------------------------------------------
