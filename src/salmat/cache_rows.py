@@ -19,8 +19,9 @@ from typing import Any, cast
 from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions
 
 # Bump when decoding, sampling or the reducers change in a way that changes results, or
-# when rows stored earlier can't be trusted (3: rows hashed through the mtime-only check).
-RESULTS_VERSION = "salmat-results/3"
+# when rows stored earlier can't be trusted (3: rows hashed through the mtime-only check;
+# 4: frames counted as presented, not by the header; compat planes made as FFmpeg's CLI does).
+RESULTS_VERSION = "salmat-results/4"
 # A stored (mean, var) must be a possible statistic of a map clipped to [0, 1]; the slack
 # covers round-off only.
 _SLACK = 1e-6

@@ -21,13 +21,17 @@ import numpy as np
 
 from .frames import YuvFrame
 
+# BT.709 Y'CbCr → R'G'B' on unit-scaled samples: R = y + KR_V·cr, G = y − KG_U·cb − KG_V·cr,
+# B = y + KB_U·cb. The one home of the matrix: the built-in models' conversion reads it too.
+BT709_TERMS = (1.5748, 0.1873, 0.4681, 1.8556)  # (KR_V, KG_U, KG_V, KB_U)
+
 _CODES = np.arange(256, dtype=np.float32)
 _LUMA = (_CODES - 16.0) / 219.0
 _CHROMA = (_CODES - 128.0) / 224.0
-_R_CR = 1.5748 * _CHROMA
-_G_CB = 0.1873 * _CHROMA
-_G_CR = 0.4681 * _CHROMA
-_B_CB = 1.8556 * _CHROMA
+_R_CR = BT709_TERMS[0] * _CHROMA
+_G_CB = BT709_TERMS[1] * _CHROMA
+_G_CR = BT709_TERMS[2] * _CHROMA
+_B_CB = BT709_TERMS[3] * _CHROMA
 
 
 def upsample_chroma(plane: np.ndarray, height: int, width: int) -> np.ndarray:

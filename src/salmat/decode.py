@@ -3,6 +3,10 @@
 Containers go through PyAV (FFmpeg inside the wheel; no ffmpeg binary needed).
 Raw `.yuv` 4:2:0 files are read with NumPy at the sampled offsets.
 
+Frame indices (CONTRACT §4): presentation order after the container's edit lists, from 0, in
+the video stream a player would show (never an attached picture); counted by demuxing and
+checked by decoding, never read from a header.
+
 Sampling (see CONTRACT §4):
 - `clip`: N frame indices evenly spaced over the whole clip,
   `round(linspace(0, total − 1, N))`, duplicates dropped. The packet index
@@ -21,13 +25,15 @@ import contextvars
 import math
 import os
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import BinaryIO
 
 import av
 import av.container
+import av.filter
 import av.video.format
 import av.video.plane
 import av.video.stream
@@ -67,14 +73,12 @@ def sample_indices(total: int, options: SamplingOptions) -> list[int]:
 
 
 def sampled_indices(spec: ClipSpec, options: SamplingOptions) -> list[int]:
-    """The indices (from 0, decode order) of the frames `decode_sampled` returns, read from the
+    """The frame indices (docs/contract.md §4) of the frames `decode_sampled` returns, read from the
     file's size or its packets without decoding (`salmat preview` labels its panels with them)."""
     if spec.raw:
         return sample_indices(_raw_layout(spec, options)[1], options)
     with _open_stream(spec, options) as (container, stream):
-        index = packet_index(container, stream)
-        # Head sampling decodes the first frames, so it counts packets; clip sampling counts as it decodes.
-        total = len(index.pts) if options.sampling == "head" else _frame_total(stream, index)
+        total = len(packet_index(container, stream).pts)
     return sample_indices(total, options)
 
 
@@ -255,9 +259,7 @@ def _open_stream(
     `sources.open_source` and FFmpeg reads only through that handle; both close on exit."""
     spec = source if isinstance(source, ClipSpec) else ClipSpec(source)
     with open_source(spec) as handle, _open_container(handle) as container:
-        if not container.streams.video:
-            raise ClipError(DECODE_FAILED, f"{os.path.basename(spec.path)}: no video stream")
-        stream = container.streams.video[0]
+        stream = _player_stream(container, os.path.basename(spec.path))
         stream.thread_type = "AUTO"
         if _DECODE_THREADS.get():
             stream.codec_context.thread_count = _DECODE_THREADS.get()
@@ -266,11 +268,31 @@ def _open_stream(
         yield container, stream
 
 
+# A cover picture or a still image rides in a video stream but is not the clip's video.
+_NOT_VIDEO = av.stream.Disposition.attached_pic | av.stream.Disposition.still_image
+
+
+def _player_stream(container: av.container.InputContainer, name: str) -> av.video.stream.VideoStream:
+    """The video stream a player would show: never an attached picture (cover art); among the
+    others the default one, then the longest, then the first. The header's durations only choose
+    a stream here; they never decide which frames are decoded."""
+    real = [s for s in container.streams.video if not s.disposition & _NOT_VIDEO]
+    if not real:
+        what = "only a cover picture (an attached picture), no video" if container.streams.video else "no video stream"
+        raise ClipError("decode-failed", f"{name}: {what}")
+
+    def rank(s: av.video.stream.VideoStream) -> tuple[bool, float, int, int]:
+        seconds = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
+        return bool(s.disposition & av.stream.Disposition.default), seconds, s.frames, -s.index
+
+    return max(real, key=rank)
+
+
 def _decode_container(spec: ClipSpec, options: SamplingOptions) -> list[YuvFrame]:
     if options.sampling == "head":
         with _open_stream(spec, options) as (container, stream):
             head = _decode_sequential(container, stream, set(range(options.max_frames)), options.max_frames,
-                                      options.max_pixels)
+                                      options.max_pixels, converter(options))
         frames = [head[i] for i in head_indices(len(head), options.frame_samples)]
     else:
         frames, _ = decode_clip_sample(spec, options.frame_samples, options=options)
@@ -285,17 +307,19 @@ def _decode_sequential(
     wanted: set[int],
     stop: int | None,
     max_pixels: int | None = None,
+    convert: Callable[[av.VideoFrame], YuvFrame] | None = None,
 ) -> list[YuvFrame]:
     """Decode in order, converting only the wanted indices; stop after index `stop − 1`.
 
     Every decoded frame is held to `max_pixels` before anything else is done with it."""
     kept: list[YuvFrame] = []
+    convert = convert or to_yuv_frame
     for index, frame in enumerate(container.decode(stream)):
         if stop is not None and index >= stop:
             break
         _check_frame_pixels(frame, max_pixels, index)
         if index in wanted:
-            kept.append(to_yuv_frame(frame))
+            kept.append(convert(frame))
     return kept
 
 
@@ -303,7 +327,7 @@ def _decode_sequential(
 
 
 class FramesAt:
-    """The frames of one clip at `indices` (sorted, distinct, from 0 in decode order), in one pass.
+    """The frames of one clip at `indices` (sorted, distinct frame indices, docs/contract.md §4), in one pass.
 
     Iterating yields `(index, frame)` in index order, one decoded frame at a time, so a clip with
     thousands of wanted frames never holds more than one. A container is decoded sequentially up
@@ -358,9 +382,11 @@ SEEK_COST_FRAMES = 8  # measured 9–14 on 2 cores (benchmarks/bench.py clips)
 
 @dataclass(frozen=True)
 class PacketIndex:
-    """What demuxing (no decoding) tells about a stream: its packets' pts in presentation
-    order and its keyframes' presentation indices. `seekable` is False when pts are
-    missing, repeated or discarded (edit lists), where only a sequential pass is exact."""
+    """What demuxing (no decoding) tells about a stream: its presented packets' pts in
+    presentation order and its keyframes' presentation indices. A packet the demuxer marks
+    discarded (before an MP4 edit list's start) is decoded but never presented, as by a
+    player, so it is not counted. `seekable` is False when pts are missing, repeated or
+    discarded, where only a sequential pass is exact."""
 
     pts: tuple[int, ...]
     keyframes: tuple[int, ...]
@@ -375,7 +401,10 @@ def packet_index(container: av.container.InputContainer, stream: av.video.stream
     for packet in container.demux(stream):
         if not packet.size:
             continue
-        if packet.pts is None or packet.is_discard or packet.is_corrupt:
+        if packet.is_discard:
+            seekable = False
+            continue
+        if packet.pts is None or packet.is_corrupt:
             seekable = False
             pts.append(-1)
             continue
@@ -435,8 +464,10 @@ def _decode_seeking(
     wanted: list[int],
     index: PacketIndex,
     max_pixels: int | None = None,
+    convert: Callable[[av.VideoFrame], YuvFrame] | None = None,
 ) -> list[YuvFrame]:
     runs, _, _ = plan_seeks(wanted, index.keyframes)
+    convert = convert or to_yuv_frame
     kept: list[YuvFrame] = []
     for run in runs:
         targets = [index.pts[i] for i in run]
@@ -450,7 +481,7 @@ def _decode_seeking(
                 continue
             if frame.pts != targets[position]:
                 raise _SeekMiss(f"expected pts {targets[position]}, decoded {frame.pts}")
-            kept.append(to_yuv_frame(frame))
+            kept.append(convert(frame))
             position += 1
             if position == len(targets):
                 break
@@ -459,17 +490,15 @@ def _decode_seeking(
     return kept
 
 
-def _frame_total(stream: av.video.stream.VideoStream, index: PacketIndex) -> int:
-    """The frame count `--sampling clip` spreads its samples over: the header's, else the packets'."""
-    return stream.frames or len(index.pts)
-
-
 def decode_clip_sample(
     path: str | ClipSpec, n: int, strategy: str = "auto", options: SamplingOptions | None = None
 ) -> tuple[list[YuvFrame], str]:
     """`--sampling clip` for one container file: `n` evenly spaced frames; (frames, strategy used).
 
-    Exact indices come from the frame count. The frames are decoded by seeking to the
+    Exact indices come from the frame count: the presented packets', never the header's
+    (`stream.frames` is whatever the muxer wrote). A sequential pass decodes to the end and so
+    checks that count; when it differs, the decoded count is the truth and the frames are
+    sampled again over it. The frames are decoded by seeking to the
     keyframe before each (group of) sampled frame(s), or by one sequential pass that
     converts only the sampled frames; `auto` picks whichever decodes fewer frames for
     this stream's keyframe layout. Both give the same frames. Each pass opens the file
@@ -477,19 +506,37 @@ def decode_clip_sample(
     """
     with _open_stream(path, options) as (container, stream):
         index = packet_index(container, stream)
-        total = _frame_total(stream, index)
+    total = len(index.pts)
     wanted = clip_indices(total, n)
     max_pixels = options.max_pixels if options is not None else None
-    if strategy != "sequential" and wanted and index.seekable and total == len(index.pts):
+    convert = converter(options)
+    if strategy != "sequential" and wanted and index.seekable:
         if strategy == "seek" or choose_strategy(wanted, index) == "seek":
             with _open_stream(path) as (container, stream):
-                try:
-                    return _decode_seeking(container, stream, wanted, index, max_pixels), "seek"
+                try:  # each sampled frame is found by its own pts: the index is checked as it is used
+                    return _decode_seeking(container, stream, wanted, index, max_pixels, convert), "seek"
                 except _SeekMiss:
                     pass  # decode it sequentially below
-    with _open_stream(path) as (container, stream):
-        frames = _decode_sequential(container, stream, set(wanted), (wanted[-1] + 1) if wanted else 0, max_pixels)
+    frames, decoded = _decode_counting(path, set(wanted), max_pixels, convert)
+    if decoded != total:  # the packets miscounted the frames (a damaged or unusual stream)
+        frames, _ = _decode_counting(path, set(clip_indices(decoded, n)), max_pixels, convert)
     return frames, "sequential"
+
+
+def _decode_counting(
+    path: str | ClipSpec, wanted: set[int], max_pixels: int | None, convert: Callable[[av.VideoFrame], YuvFrame]
+) -> tuple[list[YuvFrame], int]:
+    """One sequential pass to the stream's end, converting the wanted indices: (frames, frames decoded).
+
+    The last sampled index is the last frame, so going on to the end costs only the decoder's flush."""
+    kept: list[YuvFrame] = []
+    decoded = 0
+    with _open_stream(path) as (container, stream):
+        for decoded, frame in enumerate(container.decode(stream), start=1):
+            _check_frame_pixels(frame, max_pixels, decoded - 1)
+            if decoded - 1 in wanted:
+                kept.append(convert(frame))
+    return kept, decoded
 
 
 def to_yuv_frame(frame: av.VideoFrame) -> YuvFrame:
@@ -502,6 +549,71 @@ def to_yuv_frame(frame: av.VideoFrame) -> YuvFrame:
     dtype = np.uint8 if depth <= 8 else np.dtype("<u2")
     planes = [_plane_array(plane, dtype) for plane in frame.planes[:3]]
     return YuvFrame(planes[0], planes[1], planes[2], depth)
+
+
+def converter(options: SamplingOptions | None) -> Callable[[av.VideoFrame], YuvFrame]:
+    """How `options` turns each decoded frame into a `YuvFrame` (a fresh converter per pass)."""
+    return HistoricalPlanes() if options is not None and options.historical_planes else to_yuv_frame
+
+
+class HistoricalPlanes:
+    """`--compat historical`: a frame as the earlier tool read it, from
+    `ffmpeg -i CLIP -frames:v N -pix_fmt yuv420p -f rawvideo -`.
+
+    8-bit 4:2:0 frames pass as they are (the command line inserts no scaler for them); a frame
+    of another size than the first is scaled to it (bicubic), as the command line does; full-range
+    4:2:0 (`yuvj420p`) gets swscale's range conversion, written out below. Any other format goes
+    through FFmpeg's own `scale` filter with the command line's defaults: bicubic, swscale's
+    dither for a deeper source, and a full-range source brought to limited range. Measured
+    against Debian's ffmpeg 5.1 (tests/test_compat_planes.py): equal planes for 4:4:4, 4:2:2,
+    4:4:0, 4:1:1, 4:1:0, 10/12-bit, gray, RGB, alpha and `yuvj420p` sources; full-range 4:2:2 and
+    4:4:4 (`yuvj422p`, `yuvj444p`) and 10-bit gray differ by one code value in some samples, as
+    FFmpeg changed those rounding paths since 5.1 (docs/usage.md lists them)."""
+
+    def __init__(self) -> None:
+        self._graph: av.filter.Graph | None = None
+        self._layout: tuple[int, int, str, int] | None = None
+        self._size: tuple[int, int] | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> YuvFrame:
+        size = (frame.width, frame.height)
+        self._size = self._size or size  # the command line scales a later frame of another size to the first's
+        if size == self._size and frame.format.name == "yuv420p":
+            return to_yuv_frame(frame)
+        if size == self._size and frame.format.name == "yuvj420p":
+            return _limited_range(to_yuv_frame(frame))
+        layout = (*size, frame.format.name, int(frame.color_range))
+        if self._graph is None or layout != self._layout:  # a new graph if the stream changes mid-way
+            self._graph, self._layout = self._build(frame, self._size), layout
+        self._graph.vpush(frame)
+        return to_yuv_frame(self._graph.vpull())
+
+    @staticmethod
+    def _build(frame: av.VideoFrame, size: tuple[int, int]) -> av.filter.Graph:
+        full_range = frame.format.name.startswith("yuvj") or int(frame.color_range) == 2  # AVCOL_RANGE_JPEG
+        scale = f"w={size[0]}:h={size[1]}:flags=bicubic" + (":in_range=full:out_range=limited" if full_range else "")
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                  time_base=frame.time_base or Fraction(1, 25))
+        source.link_to(scaler := graph.add("scale", scale))
+        scaler.link_to(pixels := graph.add("format", "yuv420p"))
+        pixels.link_to(graph.add("buffersink"))
+        graph.configure()
+        return graph
+
+
+def _limited_range(frame: YuvFrame) -> YuvFrame:
+    """Full-range 8-bit 4:2:0 → limited range as swscale 5.x does it at one scale: each sample
+    to its 15-bit intermediate (·128), `lumRangeFromJpeg`/`chrRangeFromJpeg`, then rounded back
+    (+64 >> 7). FFmpeg's later versions round differently, so it is written out here."""
+
+    def convert(plane: np.ndarray, mul: int, add: int, shift: int) -> np.ndarray:
+        wide = ((plane.astype(np.int64) << 7) * mul + add) >> shift
+        narrowed: np.ndarray = np.clip((wide + 64) >> 7, 0, 255).astype(np.uint8)
+        return narrowed
+
+    return YuvFrame(convert(frame.y, 14071, 33561947, 14), convert(frame.u, 1799, 4081085, 11),
+                    convert(frame.v, 1799, 4081085, 11), 8)
 
 
 def _bit_depth(fmt: av.video.format.VideoFormat) -> int:

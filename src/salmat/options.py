@@ -146,7 +146,7 @@ class MaterializeOptions(Options):
     per_frame: bool = setting(False, "each row gets its own frame's saliency (needs --frame-column; no reducer)",
                               group=FRAMES)
     frame_column: str | None = setting(None, "with --per-frame: column holding each row's frame index (from 0, "
-                                       "decode order)", group=FRAMES, example="frame_index")
+                                       "presentation order)", group=FRAMES, example="frame_index")
     overwrite: bool = setting(False, "recompute rows that already hold saliency values", group=COLUMNS)
     column_prefix: str = setting("", "prefix of every column salmat writes (ref_ → ref_saliency_mean, …; "
                                      "default: none)", group=COLUMNS, example="ref_")

@@ -103,7 +103,8 @@ def model_spec(opts: MaterializeOptions) -> ModelSpec:
 
 
 def sampling_options(opts: MaterializeOptions) -> SamplingOptions:
-    return SamplingOptions(opts.sampling, opts.frame_samples, opts.max_frames, opts.max_pixels)
+    return SamplingOptions(opts.sampling, opts.frame_samples, opts.max_frames, opts.max_pixels,
+                           historical_planes=opts.historical)
 
 
 def reduce_options(opts: MaterializeOptions) -> ReduceOptions:

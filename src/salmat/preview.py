@@ -137,7 +137,7 @@ def sheet_layout(frames: int, frame_width: int, frame_height: int, reducers: Seq
 @dataclass
 class PreviewResult:
     """What `preview` drew: `stats[reducer] = (saliency_mean, saliency_var)` as `materialize` writes
-    them; `indices` are the sampled frames' indices (from 0, decode order), None if they can't be told."""
+    them; `indices` are the sampled frames' indices (frame indices, docs/contract.md §4), None if they can't be told."""
 
     path: str
     layout: SheetLayout

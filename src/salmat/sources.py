@@ -40,7 +40,7 @@ class ClipSpec:
     # With --confine-to-root: the real path of --root, checked again when the file is opened
     # (`open_source`), so a symlink re-pointed after planning can't lead outside it.
     confine: str | None = None
-    # --per-frame: the frame indices its rows want (sorted, distinct, from 0 in decode order); None
+    # --per-frame: the frame indices its rows want (sorted, distinct, from 0 in presentation order); None
     # samples the clip (CONTRACT §4). Part of the key: a clip and its frame set are one unit of work.
     frames: tuple[int, ...] | None = None
 

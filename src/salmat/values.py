@@ -59,6 +59,9 @@ class SamplingOptions:
     frame_samples: int = 8
     max_frames: int = 8
     max_pixels: int | None = None
+    # `--compat historical`: every frame as the earlier tool's `ffmpeg … -pix_fmt yuv420p` made it
+    # (FFmpeg's scaler, bicubic, its dither), not salmat's own 4:2:0 / bit-depth conversion.
+    historical_planes: bool = False
 
     @property
     def label(self) -> str:

@@ -89,6 +89,7 @@ from typing import Any, cast
 import cv2
 import numpy as np
 
+from ..color import BT709_TERMS
 from ..frames import YuvFrame, common_size
 from ..maps import WorkingMaps
 from .base import SaliencyModel
@@ -105,9 +106,6 @@ __all__ = [
 
 # Normalisation: a map whose (max - min) is within this fraction of max|map| is flat.
 _FLAT_RTOL = 1e-9
-
-# BT.709 limited-range Y'CbCr -> R'G'B' (as in salmat.color).
-_KR_V, _KG_U, _KG_V, _KB_U = 1.5748, 0.1873, 0.4681, 1.8556
 
 # Linear sRGB -> XYZ (D65). The white point is taken as the row sums so that a
 # grey pixel maps to a = b = 0 up to round-off.
@@ -181,7 +179,8 @@ def _small_rgb(frame: YuvFrame, size: tuple[int, int]) -> np.ndarray:
     y = (y - 16.0) / 219.0
     cb = (u - 128.0) / 224.0
     cr = (v - 128.0) / 224.0
-    rgb = np.stack([y + _KR_V * cr, y - _KG_U * cb - _KG_V * cr, y + _KB_U * cb], axis=-1)
+    kr_v, kg_u, kg_v, kb_u = BT709_TERMS
+    rgb = np.stack([y + kr_v * cr, y - kg_u * cb - kg_v * cr, y + kb_u * cb], axis=-1)
     return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
