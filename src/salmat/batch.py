@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 from .errors import SalmatError
 from .options import BatchOptions, MaterializeOptions, option_names
-from .outputs import preflight, same_file, write_text
+from .outputs import preflight, write_text
 
 SCHEMA = "salmat.batch/v1"
 PATH_KEYS = ("input", "output", "audit_json", "root", "model_path", "cache")
@@ -288,7 +288,7 @@ def run_batch(manifest: str | os.PathLike[str] | Manifest, *, log: TextIO | None
     log = sys.stderr if log is STDERR else log  # looked up now, so a redirected stderr is honoured
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
-    _check_report_paths(manifest, report_json, report_md)
+    _check_paths(manifest, report_json, report_md)
     if not manifest.jobs and log is not None:
         print(f"salmat: warning: manifest {manifest.path} lists no tables; nothing to do", file=log)
     results: list[TableResult] = []
@@ -341,15 +341,19 @@ def run_table(table_id: str, opts: MaterializeOptions) -> TableResult:
     return result
 
 
-def _check_report_paths(manifest: Manifest, report_json: str | None, report_md: str | None) -> None:
-    """A report that can't be written is a usage error before any table runs, not after all of them.
+def _check_paths(manifest: Manifest, report_json: str | None, report_md: str | None) -> None:
+    """No file the batch writes (reports, every table's output and audit) may be a file it reads
+    or keeps (the manifest, every table's input, model and cache), nor another it writes: checked
+    across all tables before any runs, as a table that ran first would already have replaced it.
 
-    Each table's own output and audit file are checked when that table runs (`pipeline.run`)."""
+    Each table's source clips are checked against its own outputs when that table is planned."""
+    from .pipeline import kept_paths, written_paths
+
     reports = {"--report-json": report_json, "--report-md": report_md}
-    for flag, path in reports.items():
-        for job in manifest.jobs:
-            for what, written in (("output", job.options.output), ("audit_json", job.options.audit_json)):
-                if path and written and same_file(path, written):
-                    raise SalmatError(f"{flag} {path} is table {job.id!r}'s {what}: choose another {flag}")
-    inputs = {"the manifest": manifest.path} | {f"table {j.id!r}'s input": j.options.input for j in manifest.jobs}
-    preflight(reports, inputs)
+    written: list[tuple[str, str | None]] = list(reports.items())
+    kept: list[tuple[str, str | None]] = [("the manifest", manifest.path)]
+    for job in manifest.jobs:
+        written += [(f"{flag} (table {job.id!r})", path) for flag, path in written_paths(job.options).items()]
+        kept += [(f"{label} of table {job.id!r}", path) for label, path in kept_paths(job.options)]
+    preflight(written, kept, check_only=True)
+    preflight(reports, {"the manifest": manifest.path})

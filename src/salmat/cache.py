@@ -120,6 +120,15 @@ def default_cache_path() -> str:
     return os.path.join(folder, CACHE_FILE)
 
 
+def cache_files(path: str | None, enabled: bool = True) -> tuple[str, ...]:
+    """The files the cache at `path` (None: the default location) keeps: the database and the
+    journal, WAL and shared-memory files SQLite puts beside it; none when disabled."""
+    if not enabled:
+        return ()
+    db = path or default_cache_path()
+    return (db, *(db + suffix for suffix in ("-wal", "-shm", "-journal")))
+
+
 class HashTimeout(Exception):
     """Hashing a file did not finish before its deadline."""
 

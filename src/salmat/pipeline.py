@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import audit as audit_mod
-from .cache import CacheKey, ResultCache, open_cache
+from .cache import CacheKey, ResultCache, cache_files, open_cache
 from .compute import ClipJob
 from .engines import EngineSettings, get_engine
 from .errors import SalmatError, warn
@@ -139,7 +139,7 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     reader = TableReader(opts.input)
     _check_columns(reader.schema, opts)
     detect_format(opts.output)  # a table suffix, checked before anything is created
-    preflight({"--output": opts.output, "--audit-json": opts.audit_json}, {"the input table": opts.input})
+    preflight(written_paths(opts), kept_paths(opts))
     sources = _source_options(opts)  # its own checks (--confine-to-root needs --root) run here
     spec = model_spec(opts)
     model = spec.load()
@@ -154,6 +154,8 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     t = time.perf_counter()
     planned = _plan(reader, sources, opts, provenance)
     notes += planned.notes
+    # The clips are known now: an output naming one would replace it; refused before any is decoded.
+    preflight(written_paths(opts), _clip_paths(planned.plan.sources), check_only=True)
     timings["plan"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -184,6 +186,22 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
             raise SalmatError(f"cannot write {named('audit_json')} {opts.audit_json}: {exc.strerror or exc}; the "
                               f"output table {describe_output(opts.output)} was written") from None
     return report
+
+
+def written_paths(opts: MaterializeOptions) -> dict[str, str | None]:
+    """The files a run writes, by the setting that names them."""
+    return {"--output": opts.output, "--audit-json": opts.audit_json}
+
+
+def kept_paths(opts: MaterializeOptions) -> list[tuple[str, str | None]]:
+    """The files a run reads or keeps before planning (the clips come after): no output may be one."""
+    kept: list[tuple[str, str | None]] = [("the input table", opts.input), (named("model_path"), opts.model_path)]
+    kept += [("the result cache file", f) for f in cache_files(opts.cache, not (opts.no_cache or opts.per_frame))]
+    return kept
+
+
+def _clip_paths(sources: Sequence[ClipSpec | SourceFailure]) -> list[tuple[str, str]]:
+    return [("the source clip", s.path) for s in sources if isinstance(s, ClipSpec)]
 
 
 @dataclass
