@@ -148,6 +148,12 @@ class BatchReport:
         return "\n".join(lines) + "\n"
 
 
+def _escaped(text: str) -> str:
+    """`text` on one line: a newline, tab or other control character in a table id (or a path in
+    an error) is shown escaped (`\\n`), so one table's progress line stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -262,8 +268,9 @@ def _options(where: str, table_id: str, settings: dict[str, Any]) -> Materialize
     except TypeError as exc:
         raise SalmatError(f"{where} ({table_id}): {_one_line(exc)}") from None
     try:
-        # Values are checked now; the root folder's existence is checked when the table runs.
-        replace(opts, root=None).effective()
+        # Values and types are checked now; the root folder's existence when the table runs
+        # (a root that is no text, `root = 5`, is refused here with the rest).
+        replace(opts, root=None if isinstance(opts.root, str) else opts.root).effective()
     except SalmatError as exc:
         raise SalmatError(f"{where} ({table_id}): {exc}") from None
     except TypeError as exc:
@@ -303,9 +310,9 @@ def run_batch(manifest: str | os.PathLike[str] | Manifest, *, log: TextIO | None
         result = run_table(job.id, table_opts)
         results.append(result)
         if log is not None:
-            print(f"salmat: batch {job.id}: {result.status} total={result.total} ok={result.ok} "
+            print(f"salmat: batch {_escaped(job.id)}: {result.status} total={result.total} ok={result.ok} "
                   f"skipped={result.skipped} failed={result.failed}"
-                  + (f" error={result.error}" if result.error else ""), file=log)
+                  + (f" error={_escaped(result.error)}" if result.error else ""), file=log)
         if fail_fast and result.status != TABLE_OK:
             stopped = True
     report = BatchReport(manifest.path, results, time.perf_counter() - started,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from av.error import FFmpegError
 
 from .color import yuv_to_rgb
 from .compute import sampled_maps
@@ -188,13 +189,25 @@ def _load_model(opts: PreviewOptions) -> SaliencyModel:
 def _sample(spec: ClipSpec, saliency: SaliencyModel, sampling: SamplingOptions) -> _Sample:
     """The frames `materialize` would sample, their maps, and their indices."""
     try:
-        indices = sampled_indices(spec, sampling)
-        frames, maps = sampled_maps(spec, saliency, sampling)  # materialize's own path, so its values
-    except ClipError as exc:
-        raise SalmatError(f"{spec.path}: {exc.message} ({exc.status})") from None
+        # Decoded first: materialize's own path (so its values), and its errors (an empty or cut
+        # file is decode-failed), before the packets are read for the indices.
+        frames, maps = sampled_maps(spec, saliency, sampling)
+    except ClipError as exc:  # decode names the file already; said once
+        shown = exc.message if spec.path in exc.message else f"{spec.path}: {exc.message}"
+        raise SalmatError(f"{shown} ({exc.status})") from None
+    indices = _indices(spec, sampling)
     # The count read from the packets disagrees with what decoded (a damaged stream): show no indices
     # rather than wrong ones.
-    return _Sample(frames, maps, indices if len(indices) == len(frames) else None)
+    return _Sample(frames, maps, indices if indices is not None and len(indices) == len(frames) else None)
+
+
+def _indices(spec: ClipSpec, sampling: SamplingOptions) -> list[int] | None:
+    """The sampled frames' indices from the packets, or None when they can't be read (the frames
+    decoded, so the sheet is drawn, labelled by sample number)."""
+    try:
+        return sampled_indices(spec, sampling)
+    except (ClipError, OSError, ValueError, FFmpegError):
+        return None
 
 
 def _draw(plt: ModuleType, layout: SheetLayout, sample: _Sample, reduced: dict[str, np.ndarray],
