@@ -138,3 +138,97 @@ def test_audit_cli_prints_no_numpy_warning_for_a_1e308_target(tmp_path):
     assert "Warning" not in proc.stderr and "overflow" not in proc.stderr, proc.stderr
     report = json.loads((tmp_path / "a" / "signal_audit.json").read_text())
     assert report["incremental"]["status"] == "done"
+
+
+# ---- point 8: a trailing slash, what a non-video file is called, a BOM on stdin -------------
+
+
+@pytest.mark.parametrize("written", ["disc.mp4/", "./disc.mp4/", "disc.mp4/.", "disc.mp4//"])
+def test_a_path_ending_in_a_slash_names_a_folder_not_the_file(tmp_path, disc_clip, written):
+    shutil.copy(disc_clip, tmp_path / "disc.mp4")
+    write_jsonl(tmp_path / "in.jsonl", [{"src": written}, {"src": "disc.mp4"}])
+    proc = run_cli_inprocess("materialize", "--input", tmp_path / "in.jsonl", "--output", tmp_path / "o.jsonl",
+                             "--root", tmp_path, "--frame-samples", "1", "--no-cache")
+    assert proc.returncode == 1, proc.stderr  # a row failed
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [r["saliency_status"] for r in rows] == ["missing-source", "ok"]
+    assert "names a folder, not a clip file" in rows[0]["saliency_error"] and rows[0]["saliency_mean"] is None
+
+
+def _wav(path):
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes((np.sin(np.arange(8000) / 5) * 8000).astype("<i2").tobytes())
+
+
+def _mp3(path):
+    av = pytest.importorskip("av")
+    try:
+        with av.open(str(path), "w", format="mp3") as out:
+            stream = out.add_stream("mp3", rate=22050)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 22050), dtype=np.int16), format="s16", layout="mono")
+            frame.rate = 22050
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                out.mux(packet)
+    except (av.error.FFmpegError, ValueError) as exc:
+        pytest.skip(f"this FFmpeg has no MP3 encoder ({exc})")
+
+
+def _picture(suffix):
+    def write(path):
+        import cv2
+
+        picture = np.zeros((48, 64, 3), dtype=np.uint8)
+        picture[:, :32] = (40, 200, 90)
+        assert cv2.imwrite(str(path), picture)
+    return write
+
+
+@pytest.mark.parametrize(("name", "make", "kind"), [
+    ("tone.wav", _wav, "an audio file (WAV)"), ("tone.mp3", _mp3, "an audio file"),
+    ("still.png", _picture(".png"), "a still image (PNG)"), ("still.jpg", _picture(".jpg"), "a still image (JPEG)"),
+    ("still.bmp", _picture(".bmp"), "a still image (BMP)"), ("still.tif", _picture(".tif"), "a still image (TIFF)"),
+    ("still.webp", _picture(".webp"), "a still image (WebP)"),
+])
+def test_audio_and_image_sources_are_named_as_such_not_as_playlists(tmp_path, name, make, kind):
+    make(tmp_path / name)
+    write_jsonl(tmp_path / "in.jsonl", [{"src": name}])
+    proc = run_cli_inprocess("materialize", "--input", tmp_path / "in.jsonl", "--output", tmp_path / "o.jsonl",
+                             "--root", tmp_path, "--no-cache")
+    assert proc.returncode == 1, proc.stderr  # the row failed
+    row = json.loads((tmp_path / "o.jsonl").read_text())
+    assert row["saliency_status"] == "decode-failed"
+    assert kind in row["saliency_error"] and "playlist" not in row["saliency_error"], row["saliency_error"]
+    assert "playlist" not in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["stdin", "file", "gzip"])
+def test_a_jsonl_with_a_utf8_bom_is_read_like_a_csv_with_one(tmp_path, disc_clip, how):
+    import gzip
+    import os
+    import subprocess
+    import sys
+
+    shutil.copy(disc_clip, tmp_path / "disc.mp4")
+    text = b'{"src":"disc.mp4","mos":4.5}\n{"src":"disc.mp4","mos":3}\n'
+    args = ["--root", str(tmp_path), "--frame-samples", "1", "--no-cache", "--quiet"]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(text)
+    assert run_cli_inprocess("materialize", "--input", plain, "--output", tmp_path / "want.jsonl", *args).returncode == 0
+    bom = b"\xef\xbb\xbf" + text
+    if how == "stdin":  # through a real pipe: stdin is a process boundary
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        proc = subprocess.run([sys.executable, "-m", "salmat", "materialize", "--input", "-", "--output",
+                               str(tmp_path / "got.jsonl"), *args], input=bom, capture_output=True, timeout=300,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr.decode()
+    else:
+        source = tmp_path / ("bom.jsonl.gz" if how == "gzip" else "bom.jsonl")
+        source.write_bytes(gzip.compress(bom) if how == "gzip" else bom)
+        proc = run_cli_inprocess("materialize", "--input", source, "--output", tmp_path / "got.jsonl", *args)
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "got.jsonl").read_bytes() == (tmp_path / "want.jsonl").read_bytes()  # "src", not "\ufeffsrc"
