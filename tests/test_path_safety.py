@@ -158,3 +158,16 @@ def test_model_path_is_never_an_output(tmp_path, project):
                              "--root", project / "clips", "--model-path", model, "--audit-json", model)
     refused(proc, "--audit-json", "--model-path")
     assert digest(model) == before
+
+
+def test_audit_json_naming_the_clip_of_a_skipped_row_is_refused(project, disc_clip):
+    """A row that already has values is skipped, so its clip is never read: still the user's file."""
+    victim = project / "clips" / "victim.mp4"
+    shutil.copy(disc_clip, victim)
+    write_jsonl(project / "a.jsonl", [{"clip_id": "a1", "src": "victim.mp4", "saliency_mean": 0.5, "saliency_var": 0.1},
+                                      {"clip_id": "a2", "src": "disc.mp4"}])
+    before = digest(victim)
+    proc = run_cli_inprocess("materialize", "--input", project / "a.jsonl", "--output", project / "o.jsonl",
+                             "--root", project / "clips", "--audit-json", victim, "--frame-samples", "1")
+    refused(proc, "--audit-json", "the clip of a row left as it was")
+    assert digest(victim) == before and not (project / "o.jsonl").exists()

@@ -155,7 +155,7 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     planned = _plan(reader, sources, opts, provenance)
     notes += planned.notes
     # The clips are known now: an output naming one would replace it; refused before any is decoded.
-    preflight(written_paths(opts), _clip_paths(planned.plan.sources), check_only=True)
+    preflight(written_paths(opts), _clip_paths(planned.plan.sources) + planned.untouched, check_only=True)
     timings["plan"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -200,8 +200,8 @@ def kept_paths(opts: MaterializeOptions) -> list[tuple[str, str | None]]:
     return kept
 
 
-def _clip_paths(sources: Sequence[ClipSpec | SourceFailure]) -> list[tuple[str, str]]:
-    return [("the source clip", s.path) for s in sources if isinstance(s, ClipSpec)]
+def _clip_paths(sources: Sequence[ClipSpec | SourceFailure], label: str = "the source clip") -> list[tuple[str, str]]:
+    return [(label, s.path) for s in sources if isinstance(s, ClipSpec)]
 
 
 @dataclass
@@ -213,6 +213,7 @@ class _Planned:
     row_frame: np.ndarray | None = None
     frames: FramePairs | None = None
     notes: list[str] = field(default_factory=list)
+    untouched: list[tuple[str, str]] = field(default_factory=list)  # skipped rows' clips: never outputs either
 
     def source_rows(self) -> np.ndarray:
         """How many rows take each source's values."""
@@ -235,12 +236,22 @@ def _plan(reader: TableReader, sources: SourceOptions, opts: MaterializeOptions,
     skipped = existing_values_mask(keys, (columns["mean"], columns["var"])) & (not opts.overwrite)
     notes = _say([skipped_other_configurations(keys, skipped, opts, provenance)])
     if not (opts.per_frame and opts.frame_column):
-        return _Planned(skipped, plan_rows(keys, sources, ~skipped), notes=notes)
+        return _Planned(skipped, plan_rows(keys, sources, ~skipped), notes=notes,
+                        untouched=_untouched(keys, sources, skipped))
     row_frame = frame_index_cells(keys.column(opts.frame_column))
     wanted = ~skipped & (row_frame >= 0)
     plan = plan_rows(keys, sources, wanted)
     frames = FramePairs.build(plan.row_source, row_frame, wanted)
-    return _Planned(skipped, with_wanted_frames(plan, frames.pairs), row_frame, frames, notes)
+    return _Planned(skipped, with_wanted_frames(plan, frames.pairs), row_frame, frames, notes,
+                    _untouched(keys, sources, ~wanted))
+
+
+def _untouched(keys: pa.Table, sources: SourceOptions, rows: np.ndarray) -> list[tuple[str, str]]:
+    """The clips of rows the run leaves alone (skipped): not read, but the user's files all the
+    same, so no output may replace one either."""
+    if not rows.any():
+        return []
+    return _clip_paths(plan_rows(keys, sources, rows).sources, "the clip of a row left as it was")
 
 
 def _key_columns(opts: MaterializeOptions, schema: pa.Schema) -> list[str]:
