@@ -171,3 +171,18 @@ def test_audit_json_naming_the_clip_of_a_skipped_row_is_refused(project, disc_cl
                              "--root", project / "clips", "--audit-json", victim, "--frame-samples", "1")
     refused(proc, "--audit-json", "the clip of a row left as it was")
     assert digest(victim) == before and not (project / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("writer", ["audit_json", "report"])
+def test_batch_output_naming_another_tables_clip_is_refused_before_any_table_runs(project, writer):
+    victim = project / "clips" / "victim.mp4"
+    shutil.copy(project / "clips" / "disc.mp4", victim)
+    write_jsonl(project / "b.jsonl", [{"clip_id": "b1", "src": "victim.mp4"}])
+    a = {"id": "a", "input": "a.jsonl", "output": "out/a.jsonl"}
+    if writer == "audit_json":
+        a["audit_json"] = "clips/victim.mp4"
+    m = manifest(project, [a, {"id": "b", "input": "b.jsonl", "output": "out/b.jsonl"}])  # a runs first
+    before = digest(victim)
+    extra = ["--report-json", str(victim)] if writer == "report" else []
+    refused(run_cli_inprocess("batch", "--manifest", m, *extra), "the source clip of table 'b'")
+    assert digest(victim) == before and not (project / "out").exists()

@@ -353,8 +353,9 @@ def _check_paths(manifest: Manifest, report_json: str | None, report_md: str | N
     or keeps (the manifest, every table's input, model and cache), nor another it writes: checked
     across all tables before any runs, as a table that ran first would already have replaced it.
 
-    Each table's source clips are checked against its own outputs when that table is planned."""
-    from .pipeline import kept_paths, written_paths
+    Every clip a table names is resolved here too (its path column read once more), so no table's
+    output or audit, nor a report, replaces another table's clip."""
+    from .pipeline import kept_paths, named_clips, written_paths
 
     reports = {"--report-json": report_json, "--report-md": report_md}
     written: list[tuple[str, str | None]] = list(reports.items())
@@ -362,5 +363,6 @@ def _check_paths(manifest: Manifest, report_json: str | None, report_md: str | N
     for job in manifest.jobs:
         written += [(f"{flag} (table {job.id!r})", path) for flag, path in written_paths(job.options).items()]
         kept += [(f"{label} of table {job.id!r}", path) for label, path in kept_paths(job.options)]
+        kept += [(f"{label} of table {job.id!r}", path) for label, path in named_clips(job.options)]
     preflight(written, kept, check_only=True)
     preflight(reports, {"the manifest": manifest.path})

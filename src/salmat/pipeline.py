@@ -200,6 +200,23 @@ def kept_paths(opts: MaterializeOptions) -> list[tuple[str, str | None]]:
     return kept
 
 
+def named_clips(opts: MaterializeOptions) -> list[tuple[str, str]]:
+    """Every clip file the table of `opts` names, resolved as its run would (nothing decoded): what
+    `salmat batch` keeps safe from every other table's outputs before any table runs. A table that
+    can't be read names none here; its run says why."""
+    try:
+        opts = opts.effective()
+        reader = TableReader(opts.input)
+        if opts.path_column not in reader.schema.names:
+            return []
+        columns = [c for c in (opts.path_column, opts.width_column, opts.height_column) if c in reader.schema.names]
+        keys = reader.read_columns(list(dict.fromkeys(columns)))
+        plan = plan_rows(keys, _source_options(opts), np.ones(keys.num_rows, dtype=bool))
+    except SalmatError:
+        return []
+    return _clip_paths(plan.sources)
+
+
 def _clip_paths(sources: Sequence[ClipSpec | SourceFailure], label: str = "the source clip") -> list[tuple[str, str]]:
     return [(label, s.path) for s in sources if isinstance(s, ClipSpec)]
 
