@@ -126,3 +126,21 @@ def test_sigkill_of_a_ray_run_leaves_no_ray_process(tmp_path, disc_clip, tag):
         kill_all(carrying("SALMAT_TEST_TAG", tag))
         run.kill()
         run.communicate()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_finished_ray_run_leaves_no_ray_process(tmp_path, disc_clip, tag):
+    pytest.importorskip("ray")
+    (tmp_path / "c.mp4").write_bytes(disc_clip.read_bytes())
+    write_jsonl(tmp_path / "in.jsonl", [{"src": "c.mp4"}])
+    run = start(["-m", "salmat", "materialize", "--input", "in.jsonl", "--output", "out.jsonl", "--root", ".",
+                 "--engine", "ray", "--workers", "1", "--frame-samples", "1", "--no-cache", "--quiet"], tag, cwd=tmp_path)
+    try:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        left = wait_gone("SALMAT_TEST_TAG", tag, 20)
+        assert left == {}, f"still alive 20 s after the run ended: {left}"
+    finally:
+        kill_all(carrying("SALMAT_TEST_TAG", tag))
+        run.kill()

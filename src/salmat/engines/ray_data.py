@@ -328,6 +328,7 @@ def run_ray(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings) -
     finally:
         if started:
             ray.shutdown()
+            ray_reaper.stop()  # the agents outlive a shutdown too: the reaper ends them, then itself
 
 
 def stall_seconds(settings: EngineSettings) -> float:

@@ -44,6 +44,15 @@ def start() -> str | None:
     return name
 
 
+def stop() -> None:
+    """The cluster this process started is shut down: let its reapers end what is left, then go
+    (a long session starting many runs keeps no reaper per run)."""
+    while _KEEP:
+        reaper = _KEEP.pop()
+        if reaper.stdin is not None:
+            reaper.stdin.close()  # it reaps in the background; subprocess collects it once it exits
+
+
 def marked(name: str) -> list[int]:
     """Processes (of this user: others' environments can't be read) whose environment has MARK=name."""
     needle = f"{MARK}={name}".encode()
