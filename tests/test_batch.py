@@ -184,7 +184,7 @@ def test_an_internal_error_mid_batch_exits_3_and_says_the_earlier_tables_are_com
     """It exited 2 like a usage error and said "nothing was written" after table a was published."""
     import salmat.pipeline as pipeline
 
-    real, calls = pipeline.plan_rows, []
+    real, calls = pipeline._plan, []  # each table's run plans once (the batch's pre-checks don't)
 
     def second_table_breaks(*args, **kwargs):
         calls.append(1)
@@ -192,7 +192,7 @@ def test_an_internal_error_mid_batch_exits_3_and_says_the_earlier_tables_are_com
             raise RuntimeError("a bug")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "plan_rows", second_table_breaks)
+    monkeypatch.setattr(pipeline, "_plan", second_table_breaks)
     proc = run_cli_inprocess("batch", "--manifest", manifest(project, TABLES))
     assert proc.returncode == 3, proc.stderr
     assert "internal error (RuntimeError: a bug)" in proc.stderr and "nothing was written" not in proc.stderr

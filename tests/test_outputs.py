@@ -398,7 +398,7 @@ def test_batch_reports_write_atomically_and_never_over_an_input(tmp_path, failin
     before = digest(manifest)
     with pytest.raises(SalmatError, match="report_json .* is the manifest"):
         run_batch(manifest, report_json=str(manifest), log=None)
-    with pytest.raises(SalmatError, match="--report-md .* is table 'a''s output"):
+    with pytest.raises(SalmatError, match=r"output \(table 'a'\) .* is also report_md"):
         run_batch(manifest, report_md=str(tmp_path / "tables" / "a.jsonl"), log=None)
     assert digest(manifest) == before and not (tmp_path / "tables").exists()
     reports = tmp_path / "reports"

@@ -42,7 +42,7 @@ from typing import Any, TextIO
 from .errors import SalmatError
 from .option_spec import named, passing
 from .options import BatchOptions, MaterializeOptions, option_names
-from .outputs import preflight, same_file, write_text
+from .outputs import preflight, write_text
 
 SCHEMA = "salmat.batch/v1"
 PATH_KEYS = ("input", "output", "audit_json", "root", "model_path", "cache")
@@ -147,6 +147,12 @@ class BatchReport:
             lines += ["", "## Errors", ""]
             lines += [f"- `{_md(t.id)}`: {_md(t.error or '')}" for t in errors]
         return "\n".join(lines) + "\n"
+
+
+def _escaped(text: str) -> str:
+    """`text` on one line: a newline, tab or other control character in a table id (or a path in
+    an error) is shown escaped (`\\n`), so one table's progress line stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def _md(text: str) -> str:
@@ -264,8 +270,9 @@ def _options(where: str, table_id: str, settings: dict[str, Any]) -> Materialize
     except TypeError as exc:
         raise SalmatError(f"{where} ({table_id}): {_one_line(exc)}") from None
     try:
-        # Values are checked now; the root folder's existence is checked when the table runs.
-        replace(opts, root=None).effective()
+        # Values and types are checked now; the root folder's existence when the table runs
+        # (a root that is no text, `root = 5`, is refused here with the rest).
+        replace(opts, root=None if isinstance(opts.root, str) else opts.root).effective()
     except SalmatError as exc:
         raise SalmatError(f"{where} ({table_id}): {exc}") from None
     except TypeError as exc:
@@ -290,7 +297,7 @@ def run_batch(manifest: str | os.PathLike[str] | Manifest, *, log: TextIO | None
     log = sys.stderr if log is STDERR else log  # looked up now, so a redirected stderr is honoured
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
-    _check_report_paths(manifest, report_json, report_md)
+    _check_paths(manifest, report_json, report_md)
     if not manifest.jobs and log is not None:
         print(f"salmat: warning: manifest {manifest.path} lists no tables; nothing to do", file=log)
     results: list[TableResult] = []
@@ -305,9 +312,9 @@ def run_batch(manifest: str | os.PathLike[str] | Manifest, *, log: TextIO | None
         result = run_table(job.id, table_opts)
         results.append(result)
         if log is not None:
-            print(f"salmat: batch {job.id}: {result.status} total={result.total} ok={result.ok} "
+            print(f"salmat: batch {_escaped(job.id)}: {result.status} total={result.total} ok={result.ok} "
                   f"skipped={result.skipped} failed={result.failed}"
-                  + (f" error={result.error}" if result.error else ""), file=log)
+                  + (f" error={_escaped(result.error)}" if result.error else ""), file=log)
         if fail_fast and result.status != TABLE_OK:
             stopped = True
     report = BatchReport(manifest.path, results, time.perf_counter() - started,
@@ -343,15 +350,21 @@ def run_table(table_id: str, opts: MaterializeOptions) -> TableResult:
     return result
 
 
-def _check_report_paths(manifest: Manifest, report_json: str | None, report_md: str | None) -> None:
-    """A report that can't be written is a usage error before any table runs, not after all of them.
+def _check_paths(manifest: Manifest, report_json: str | None, report_md: str | None) -> None:
+    """No file the batch writes (reports, every table's output and audit) may be a file it reads
+    or keeps (the manifest, every table's input, model and cache), nor another it writes: checked
+    across all tables before any runs, as a table that ran first would already have replaced it.
 
-    Each table's own output and audit file are checked when that table runs (`pipeline.run`)."""
+    Every clip a table names is resolved here too (its path column read once more), so no table's
+    output or audit, nor a report, replaces another table's clip."""
+    from .pipeline import kept_paths, named_clips, written_paths
+
     reports = {"--report-json": report_json, "--report-md": report_md}
-    for flag, path in reports.items():
-        for job in manifest.jobs:
-            for what, written in (("output", job.options.output), ("audit_json", job.options.audit_json)):
-                if path and written and same_file(path, written):
-                    raise SalmatError(f"{flag} {path} is table {job.id!r}'s {what}: choose another {flag}")
-    inputs = {"the manifest": manifest.path} | {f"table {j.id!r}'s input": j.options.input for j in manifest.jobs}
-    preflight(reports, inputs)
+    written: list[tuple[str, str | None]] = list(reports.items())
+    kept: list[tuple[str, str | None]] = [("the manifest", manifest.path)]
+    for job in manifest.jobs:
+        written += [(f"{flag} (table {job.id!r})", path) for flag, path in written_paths(job.options).items()]
+        kept += [(f"{label} of table {job.id!r}", path) for label, path in kept_paths(job.options)]
+        kept += [(f"{label} of table {job.id!r}", path) for label, path in named_clips(job.options)]
+    preflight(written, kept, check_only=True)
+    preflight(reports, {"the manifest": manifest.path})

@@ -128,6 +128,15 @@ def default_cache_path() -> str:
     return os.path.join(folder, CACHE_FILE)
 
 
+def cache_files(path: str | None, enabled: bool = True) -> tuple[str, ...]:
+    """The files the cache at `path` (None: the default location) keeps: the database and the
+    journal, WAL and shared-memory files SQLite puts beside it; none when disabled."""
+    if not enabled:
+        return ()
+    db = path or default_cache_path()
+    return (db, *(db + suffix for suffix in ("-wal", "-shm", "-journal")))
+
+
 def _timestamp_tick_ns(st: os.stat_result) -> int:
     """How long a file timestamp can stay the same while the file changes again. Timestamps
     that look whole-millisecond come from a coarse filesystem (FAT, exFAT, HFS+, some network

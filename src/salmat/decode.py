@@ -234,6 +234,31 @@ _OPEN_OPTIONS = {
 _NOT_SINGLE_FILE = ("salmat reads single-file video containers and streams only, not playlists (.m3u8), "
                     "concat lists, image sequences or other formats that name further files")
 
+# What a file FFmpeg refused is, told by its first bytes, when it is plainly no video at all: then
+# the message says that, not the playlist reasons (a still image or a song is no playlist).
+_NOT_VIDEO_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a still image (PNG)"), (b"\xff\xd8\xff", "a still image (JPEG)"),
+    (b"BM", "a still image (BMP)"), (b"II*\x00", "a still image (TIFF)"), (b"MM\x00*", "a still image (TIFF)"),
+    (b"RIFF????WEBP", "a still image (WebP)"), (b"RIFF????WAVE", "an audio file (WAV)"),
+    (b"FORM????AIF", "an audio file (AIFF)"), (b"fLaC", "an audio file (FLAC)"), (b"ID3", "an audio file (MP3)"),
+    (b"#!AMR", "an audio file (AMR)"), (b".snd", "an audio file (AU)"), (b"caff", "an audio file (CAF)"),
+)
+
+
+def _not_video(handle: SourceFile) -> str | None:
+    """'a still image (PNG)' / 'an audio file (MP3)' from the file's first bytes, or None."""
+    try:
+        handle.seek(0)
+        head = handle.read(16)
+    except (OSError, ValueError):
+        return None
+    for magic, kind in _NOT_VIDEO_MAGIC:
+        if len(head) >= len(magic) and all(m == ord("?") or m == h for m, h in zip(magic, head, strict=False)):
+            return kind
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG audio / ADTS frame header
+        return "an audio file (MP3 or AAC)"
+    return None
+
 
 def _open_container(handle: SourceFile) -> av.container.InputContainer:
     name = os.path.basename(handle.name)
@@ -246,6 +271,11 @@ def _open_container(handle: SourceFile) -> av.container.InputContainer:
         return av.open(handle, "r", options=_PROBE_OPTIONS, container_options=_OPEN_OPTIONS,
                        io_open=refuse_other_files)
     except av.error.ArgumentError as exc:  # EINVAL: FFmpeg's answer to a format or protocol off its whitelist
+        kind = _not_video(handle)
+        if kind:
+            also = ", not pictures or image sequences" if kind.startswith("a still image") else ""
+            raise ClipError(DECODE_FAILED, f"{name}: {kind}, not a video: salmat reads single-file "
+                                             f"video clips only{also}") from exc
         raise ClipError(DECODE_FAILED, f"{name}: FFmpeg refused to open it ({exc.strerror}); "
                                          f"{_NOT_SINGLE_FILE}") from exc
 

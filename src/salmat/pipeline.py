@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import run_record
-from .cache import open_cache
+from .cache import cache_files, open_cache
 from .compute import ClipJob
 from .errors import SalmatError, warn
 from .model_choice import model_spec as choose_model
@@ -40,7 +40,7 @@ from .rows import (
 )
 from .run_clips import RunSettings, run_clips
 from .run_notes import CONFIGURATION_ROLES, failure_lines, first_errors, skipped_other_configurations, unused_settings
-from .sources import ClipSpec, RowPlan, SourceOptions, plan_rows, with_wanted_frames
+from .sources import ClipSpec, RowPlan, SourceFailure, SourceOptions, plan_rows, with_wanted_frames
 from .tables import (
     TableReader,
     TableWriter,
@@ -125,7 +125,7 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     reader = TableReader(opts.input)
     _check_columns(reader.schema, opts)
     detect_format(opts.output)  # a table suffix, checked before anything is created
-    preflight({"--output": opts.output, "--audit-json": opts.audit_json}, {"the input table": opts.input})
+    preflight(written_paths(opts), kept_paths(opts))
     sources = _source_options(opts)  # its own checks (--confine-to-root needs --root) run here
     spec = model_spec(opts)
     model = spec.load()
@@ -140,6 +140,8 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     t = time.perf_counter()
     planned = _plan(reader, sources, opts, provenance)
     notes += planned.notes
+    # The clips are known now: an output naming one would replace it; refused before any is decoded.
+    preflight(written_paths(opts), _clip_paths(planned.plan.sources) + planned.untouched, check_only=True)
     timings["plan"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -174,6 +176,39 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     return report
 
 
+def written_paths(opts: MaterializeOptions) -> dict[str, str | None]:
+    """The files a run writes, by the setting that names them."""
+    return {"--output": opts.output, "--audit-json": opts.audit_json}
+
+
+def kept_paths(opts: MaterializeOptions) -> list[tuple[str, str | None]]:
+    """The files a run reads or keeps before planning (the clips come after): no output may be one."""
+    kept: list[tuple[str, str | None]] = [("the input table", opts.input), (named("model_path"), opts.model_path)]
+    kept += [("the result cache file", f) for f in cache_files(opts.cache, not (opts.no_cache or opts.per_frame))]
+    return kept
+
+
+def named_clips(opts: MaterializeOptions) -> list[tuple[str, str]]:
+    """Every clip file the table of `opts` names, resolved as its run would (nothing decoded): what
+    `salmat batch` keeps safe from every other table's outputs before any table runs. A table that
+    can't be read names none here; its run says why."""
+    try:
+        opts = opts.effective()
+        reader = TableReader(opts.input)
+        if opts.path_column not in reader.schema.names:
+            return []
+        columns = [c for c in (opts.path_column, opts.width_column, opts.height_column) if c in reader.schema.names]
+        keys = reader.read_columns(list(dict.fromkeys(columns)))
+        plan = plan_rows(keys, _source_options(opts), np.ones(keys.num_rows, dtype=bool))
+    except SalmatError:
+        return []
+    return _clip_paths(plan.sources)
+
+
+def _clip_paths(sources: Sequence[ClipSpec | SourceFailure], label: str = "the source clip") -> list[tuple[str, str]]:
+    return [(label, s.path) for s in sources if isinstance(s, ClipSpec)]
+
+
 @dataclass
 class _Planned:
     """The planning pass's result: which rows are skipped, each row's source, and per-frame indices."""
@@ -183,6 +218,7 @@ class _Planned:
     row_frame: np.ndarray | None = None
     frames: FramePairs | None = None
     notes: list[str] = field(default_factory=list)
+    untouched: list[tuple[str, str]] = field(default_factory=list)  # skipped rows' clips: never outputs either
 
     def source_rows(self) -> np.ndarray:
         """How many rows take each source's values."""
@@ -205,12 +241,22 @@ def _plan(reader: TableReader, sources: SourceOptions, opts: MaterializeOptions,
     skipped = existing_values_mask(keys, (columns["mean"], columns["var"])) & (not opts.overwrite)
     notes = _say([skipped_other_configurations(keys, skipped, opts, provenance)])
     if not (opts.per_frame and opts.frame_column):
-        return _Planned(skipped, plan_rows(keys, sources, ~skipped), notes=notes)
+        return _Planned(skipped, plan_rows(keys, sources, ~skipped), notes=notes,
+                        untouched=_untouched(keys, sources, skipped))
     row_frame = frame_index_cells(keys.column(opts.frame_column))
     wanted = ~skipped & (row_frame >= 0)
     plan = plan_rows(keys, sources, wanted)
     frames = FramePairs.build(plan.row_source, row_frame, wanted)
-    return _Planned(skipped, with_wanted_frames(plan, frames.pairs), row_frame, frames, notes)
+    return _Planned(skipped, with_wanted_frames(plan, frames.pairs), row_frame, frames, notes,
+                    _untouched(keys, sources, ~wanted))
+
+
+def _untouched(keys: pa.Table, sources: SourceOptions, rows: np.ndarray) -> list[tuple[str, str]]:
+    """The clips of rows the run leaves alone (skipped): not read, but the user's files all the
+    same, so no output may replace one either."""
+    if not rows.any():
+        return []
+    return _clip_paths(plan_rows(keys, sources, rows).sources, "the clip of a row left as it was")
 
 
 def _key_columns(opts: MaterializeOptions, schema: pa.Schema) -> list[str]:

@@ -67,7 +67,17 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return _pearson(rankdata(x), rankdata(y))
 
 
+def unit_scale(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """`values` divided by their largest finite magnitude, and that magnitude (1.0 when there is
+    none): sums and squares of numbers near float64's limit (a target of 1e308) then stay finite,
+    and every statistic here is unchanged by the scale (or is multiplied back by it)."""
+    finite = np.abs(values[np.isfinite(values)])
+    scale = float(finite.max()) if finite.size else 0.0
+    return (values / scale, scale) if scale > 0 else (values, 1.0)
+
+
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = unit_scale(x)[0], unit_scale(y)[0]  # r doesn't change with scale; the sums of squares stay finite
     dx = x - x.mean()
     dy = y - y.mean()
     den = math.sqrt(float(dx @ dx) * float(dy @ dy))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
+from av.error import FFmpegError
 
 from .cache import open_cache
 from .clip_maps import ClipMaps
@@ -199,20 +200,35 @@ def _run(spec: ClipSpec, job: ClipJob, opts: PreviewOptions) -> tuple[ClipResult
             cache.close()
     result, record = run.results[0], run.maps[0]
     if result.status != OK or record is None:
-        raise SalmatError(f"{spec.path}: {result.error} ({result.status})")
+        raise _clip_error(spec, result.error or "no maps came back", result.status)
     return result, record
 
 
 def _sample(spec: ClipSpec, maps: np.ndarray | WorkingMaps, sampling: SamplingOptions) -> _Sample:
     """The frames `materialize` samples (decoded again to be drawn), their maps, and their indices."""
     try:
-        indices = sampled_indices(spec, sampling)
         frames = decode_sampled(spec, sampling)
     except ClipError as exc:
-        raise SalmatError(f"{spec.path}: {exc.message} ({exc.status})") from None
+        raise _clip_error(spec, exc.message, exc.status) from None
+    indices = _indices(spec, sampling)
     # The count read from the packets disagrees with what decoded (a damaged stream): show no indices
     # rather than wrong ones.
-    return _Sample(frames, maps, indices if len(indices) == len(frames) else None)
+    return _Sample(frames, maps, indices if indices is not None and len(indices) == len(frames) else None)
+
+
+def _clip_error(spec: ClipSpec, message: str, status: str) -> SalmatError:
+    """The clip's failure in one line; decode's messages name the file already, so it is said once."""
+    shown = message if spec.path in message else f"{spec.path}: {message}"
+    return SalmatError(f"{shown} ({status})")
+
+
+def _indices(spec: ClipSpec, sampling: SamplingOptions) -> list[int] | None:
+    """The sampled frames' indices from the packets, or None when they can't be read (the frames
+    decoded, so the sheet is drawn, labelled by sample number)."""
+    try:
+        return sampled_indices(spec, sampling)
+    except (ClipError, OSError, ValueError, FFmpegError):
+        return None
 
 
 def _draw(plt: ModuleType, layout: SheetLayout, sample: _Sample, reduced: dict[str, np.ndarray],

@@ -185,6 +185,9 @@ def resolve_source(
     unusable = unrepresentable(raw_path)
     if unusable:
         return SourceFailure(MISSING_SOURCE, f"{_shown(raw_path)}: {unusable}")
+    if raw_path.endswith(("/", "/.")):  # pathlib drops it, and would read `disc.mp4/` as disc.mp4
+        return SourceFailure(MISSING_SOURCE, f"{_shown(raw_path)}: ends with '{raw_path[raw_path.rindex('/'):]}', "
+                                               "so it names a folder, not a clip file: remove it")
     path = Path(raw_path)
     if not path.is_absolute() and options.root:
         path = Path(options.root) / path

@@ -39,6 +39,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ..compute import ClipJob, ClipRunner
@@ -46,6 +47,7 @@ from ..errors import SalmatError
 from ..option_spec import named, passing
 from ..sources import ClipSpec
 from ..values import DECODE_FAILED, OK, REDUCERS, WORKER_LOST, ClipResult
+from . import ray_reaper
 from .base import EngineSettings, Results, available_cores
 from .pool import WorkerPool
 
@@ -207,7 +209,8 @@ def ensure_ray(address: str | None) -> bool:
     try:
         # "local": a new cluster even when this machine runs one already (`ray start`, whose address
         # Ray would otherwise join, and then refuse num_cpus); `--ray-address auto` joins that one.
-        ray.init(address=address or ("local" if local else None), **kwargs)
+        with _reaped(local):
+            ray.init(address=address or ("local" if local else None), **kwargs)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError from a bad address
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         raise SalmatError(f"cannot start or join {where}: {' '.join(str(exc).split()) or type(exc).__name__}; "
@@ -218,6 +221,22 @@ def ensure_ray(address: str | None) -> bool:
     if not (address or os.environ.get("RAY_ADDRESS") or "").startswith("ray://"):
         _spend_actor_restart_notice(ray)
     return True
+
+
+@contextmanager
+def _reaped(local: bool) -> Iterator[None]:
+    """A new local cluster's processes are started carrying the name of a reaper that kills them
+    when this process ends, however it ends (`ray_reaper`): Ray's agents outlived a SIGKILL by a
+    minute or more. Only while the cluster starts: later children of this process don't carry it."""
+    name = ray_reaper.start() if local else None
+    if name is None:
+        yield
+        return
+    os.environ[ray_reaper.MARK] = name
+    try:
+        yield
+    finally:
+        os.environ.pop(ray_reaper.MARK, None)
 
 
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -313,6 +332,7 @@ def run_ray(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings) -
     finally:
         if started:
             ray.shutdown()
+            ray_reaper.stop()  # the agents outlive a shutdown too: the reaper ends them, then itself
 
 
 def stall_seconds(settings: EngineSettings) -> float:

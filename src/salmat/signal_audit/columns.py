@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from ..errors import SalmatError
 from ..option_spec import named, passing
+from ..plots import unit_scale
 from ..values import OUTPUT_COLUMNS, VALUE_COLUMNS
 
 TARGET_CANDIDATES = ("vmaf", "vmaf_score", "mos_raw_0_100", "mos", "dmos", "score")
@@ -182,9 +183,10 @@ def group_mean(data: dict[str, np.ndarray], key_col: pa.ChunkedArray, key: str) 
     out: dict[str, np.ndarray] = {}
     for c, v in data.items():
         fin = keep & np.isfinite(v)
-        sums = np.bincount(codes[fin], weights=v[fin], minlength=groups)
+        scaled, scale = unit_scale(v)  # a sum of values near float64's limit would overflow
+        sums = np.bincount(codes[fin], weights=scaled[fin], minlength=groups)
         counts = np.bincount(codes[fin], minlength=groups)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[c] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+            out[c] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan) * scale
     return out
 

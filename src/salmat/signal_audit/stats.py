@@ -10,7 +10,7 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-from ..plots import clean, fmt, pearson, spearman
+from ..plots import clean, fmt, pearson, spearman, unit_scale
 
 REDUNDANT_R = 0.95
 COMPLEMENT_R = 0.70
@@ -55,15 +55,16 @@ def feature_stats(features: list[str], x: dict[str, np.ndarray], y: np.ndarray,
     for c in features:
         v = x[c]
         fin = np.isfinite(v)
-        vf = v[fin]
+        vf, scale = unit_scale(v[fin])  # spreads of values near float64's limit, computed without overflow
         q75, q25 = (np.percentile(vf, [75, 25]) if vf.size else (math.nan, math.nan))
         feats.append({
             "column": c,
             "saliency": family[c] == "saliency",
             "family": family[c],
             "finite_ratio": clean(fin.mean() if y.size else 0.0),
-            "std": clean(vf.std(ddof=1) if vf.size > 1 else math.nan),
-            "iqr": clean(q75 - q25),
+            # Python floats: a spread beyond float64 becomes inf (reported as null), with no warning.
+            "std": clean(float(vf.std(ddof=1)) * scale if vf.size > 1 else math.nan),
+            "iqr": clean((float(q75) - float(q25)) * scale),
             "pearson": clean(pearson(v, y)),
             "spearman": clean(spearman(v, y)),
             "n": int(fin.sum()),
@@ -210,10 +211,20 @@ def _cv_predict(x: dict[str, np.ndarray], y: np.ndarray, cols: list[str], fold_o
 
 
 def _ridge_fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alpha: float) -> np.ndarray:
-    """Ridge on standardised features (train statistics; NaN imputed by the train mean), closed form."""
+    """Ridge on standardised features (train statistics; NaN imputed by the train mean), closed form.
+
+    Fitted on the target divided by its largest magnitude, the prediction scaled back: the same
+    prediction, without sums of squares overflowing for a target near float64's limit."""
+    y_train, y_scale = unit_scale(y_train)
+    return _ridge_scaled(x_train, y_train, x_test, alpha) * y_scale
+
+
+def _ridge_scaled(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alpha: float) -> np.ndarray:
     y_mean = float(y_train.mean())
     if x_train.shape[1] == 0:
         return np.full(x_test.shape[0], y_mean)
+    scale = np.array([unit_scale(column)[1] for column in x_train.T])  # standardising ignores it
+    x_train, x_test = x_train / scale, x_test / scale
     mu = np.nanmean(x_train, axis=0)
     mu = np.where(np.isfinite(mu), mu, 0.0)
     xt = np.where(np.isfinite(x_train), x_train, mu)

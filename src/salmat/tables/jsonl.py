@@ -18,6 +18,9 @@ from salmat.errors import SalmatError
 from .formats import _DATA_ERRORS, _JSON_SPACE, _Layout, _malformed, _MiB, _open_bytes, _unreadable
 
 _JSONL_SCAN_CHUNK = 8 * _MiB  # bytes parsed at once while inferring the JSONL schema
+# A UTF-8 byte order mark at the very start (Windows editors write one) is no part of the first
+# line, as CSV's reader already takes it; every pass over the file drops it (`_line_chunks`).
+_BOM = b"\xef\xbb\xbf"
 
 # JSONL: deeper nesting is refused before pyarrow (which crashes on it) or Python recursion sees it.
 _MAX_NESTING = 64
@@ -336,8 +339,11 @@ def _line_chunks(file: io.BufferedIOBase, size: int) -> Iterator[tuple[int, byte
     """Yield (number of first line, bytes) pieces of about `size` bytes cut at line ends."""
     line_number = 1
     rest = b""
+    first = True
     while block := file.read(size):
         data = rest + block
+        if first:
+            data, first = data.removeprefix(_BOM), False
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             rest = data
@@ -469,6 +475,8 @@ def _diagnose_jsonl(path: Path) -> str | None:
 
     with _open_bytes(path) as file:
         for line_number, raw in enumerate(file, start=1):
+            if line_number == 1:
+                raw = raw.removeprefix(_BOM)
             if not raw.strip(_JSON_SPACE):
                 continue
             try:

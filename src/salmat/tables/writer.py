@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from salmat.errors import SalmatError
+from salmat.errors import SalmatError, warn
 from salmat.option_spec import named
 from salmat.outputs import STDIO, AtomicFile, preflight
 
@@ -103,6 +103,13 @@ class TableWriter:
             raise
         self._done = True
         self._out.commit()  # on failure it removes the temp file itself
+        if isinstance(self._sink, _JsonlSink) and (note := self._sink.nulled_note(self.path)):
+            warn(note)
+
+    @property
+    def nulled(self) -> dict[str, dict[str, int]]:
+        """JSONL only: the non-finite numbers written as null, by column and kind ("NaN", "Infinity", …)."""
+        return dict(self._sink.nulled) if isinstance(self._sink, _JsonlSink) else {}
 
     def abort(self) -> None:
         """Drop everything written; the output path is left as it was."""
@@ -228,14 +235,19 @@ def _base64(value: bytes | None) -> str | None:
 
 
 class _JsonlSink:
-    """One JSON object per row, built column-wise from one batch at a time."""
+    """One JSON object per row, built column-wise from one batch at a time.
+
+    JSON has no NaN or infinity: such a number is written as null and counted (`nulled`), so the
+    writer can say how many values the format could not hold (Parquet and CSV keep them)."""
 
     def __init__(self, file: Any) -> None:
         self._file = file
+        self.nulled: dict[str, dict[str, int]] = {}
 
     def write(self, batch: pa.RecordBatch) -> None:
         names = batch.schema.names
-        columns = [_json_values(column) for column in batch.columns]
+        columns = [_json_values(column, self.nulled.setdefault(name, {})) for name, column in zip(
+            names, batch.columns, strict=True)]
         encode = _JSON_ENCODER.encode
         lines = [encode(dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
         if lines:
@@ -243,6 +255,18 @@ class _JsonlSink:
 
     def close(self) -> None:
         pass  # the TableWriter owns the file
+
+    def nulled_note(self, path: Path) -> str | None:
+        """One line saying which numbers JSON could not hold, or None when there were none."""
+        counts = {name: kinds for name, kinds in self.nulled.items() if kinds}
+        if not counts:
+            return None
+        total = sum(sum(kinds.values()) for kinds in counts.values())
+        where = "; ".join(f"column {name!r}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+                          for name, kinds in counts.items())
+        shown = "stdout" if os.fspath(path) == STDIO else str(path)
+        return (f"{shown}: JSON has no NaN or Infinity, so {total} such value(s) were written as null ({where}); "
+                "write .parquet or .csv to keep them")
 
 
 # One encoder for all rows: json.dumps with options builds a new encoder per call.
@@ -252,14 +276,17 @@ _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators
 _DURATION_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
 
-def _json_values(column: pa.Array) -> list[Any]:
-    """Python values of one column, already JSON-safe (see the module rules)."""
+def _json_values(column: pa.Array, nulled: dict[str, int]) -> list[Any]:
+    """Python values of one column, already JSON-safe (see the module rules); each NaN or
+    infinity made null is counted in `nulled` by its JSON spelling."""
     data_type = column.type
     if pa.types.is_dictionary(data_type):
-        return _json_values(column.dictionary_decode())
+        return _json_values(column.dictionary_decode(), nulled)
     if pa.types.is_floating(data_type) and not pa.types.is_float16(data_type):
-        finite = pc.if_else(pc.is_finite(column), column, pa.scalar(None, data_type))
-        return cast("list[Any]", finite.to_pylist())
+        finite = pc.is_finite(column)
+        if not pc.all(pc.or_kleene(finite, pc.is_null(column))).as_py():
+            _count_non_finite(column.filter(pc.invert(finite)).to_pylist(), nulled)
+        return cast("list[Any]", pc.if_else(finite, column, pa.scalar(None, data_type)).to_pylist())
     if pa.types.is_timestamp(data_type):
         # pyarrow's text keeps nanoseconds and the zone offset; ISO-8601 wants a "T".
         text = pc.replace_substring(pc.cast(column, pa.string()), " ", "T", max_replacements=1)
@@ -273,17 +300,26 @@ def _json_values(column: pa.Array) -> list[Any]:
         return cast("list[Any]", column.to_pylist())
     if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
         return cast("list[Any]", column.to_pylist())
-    return [_jsonable(v) for v in column.to_pylist()]
+    return [_jsonable(v, nulled) for v in column.to_pylist()]
 
 
-def _jsonable(value: Any) -> Any:
+def _count_non_finite(values: list[float], nulled: dict[str, int]) -> None:
+    for value in values:
+        kind = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+        nulled[kind] = nulled.get(kind, 0) + 1
+
+
+def _jsonable(value: Any, nulled: dict[str, int]) -> Any:
     """Same conversions as `_json_values`, for values nested in lists, structs and maps."""
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
+        if value == value and value not in (float("inf"), float("-inf")):
+            return value
+        _count_non_finite([value], nulled)
+        return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: _jsonable(v, nulled) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, nulled) for v in value]
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
