@@ -63,12 +63,12 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar, cast
 
 from .errors import ClipError, SalmatError
 from .sources import ClipSpec, open_source
-from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions, file_stamp
+from .values import OK, QUALITY_COLUMNS, REDUCERS, ClipResult, ReduceOptions, RoiOptions, SamplingOptions, file_stamp
 
 CACHE_ENV = "SALMAT_CACHE_DIR"
 CACHE_FILE = "results.sqlite"
@@ -102,6 +102,15 @@ CREATE TABLE IF NOT EXISTS results (
     frames INTEGER NOT NULL,
     seconds REAL NOT NULL,
     created REAL NOT NULL,
+    PRIMARY KEY (clip, model, sampling, reduce)
+);
+CREATE TABLE IF NOT EXISTS quality (
+    clip TEXT NOT NULL,
+    model TEXT NOT NULL,
+    sampling TEXT NOT NULL,
+    reduce TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    row_sha256 TEXT NOT NULL,
     PRIMARY KEY (clip, model, sampling, reduce)
 );
 """
@@ -289,6 +298,31 @@ def _decode_row(key: CacheKey, stats_text: object, frames: object, check: object
                       frames=cast(int, frames), seconds=0.0)
 
 
+# ---- the full-reference (ROI family) values ---------------------------------------------------
+#
+# A clip with a reference is keyed by its own content *and* the reference's, and by the ROI
+# settings: `reference_key` extends the `reduce` part of its key with both, so such a result
+# never shares a row with the clip's plain result or with another fraction's, weighting's or
+# pooling's. Its values live in the `quality` table under that key, checksummed like a result.
+
+
+def _quality_problem(values: object) -> str | None:
+    """Why `values` (decoded JSON) is not one finite-or-null number per ROI-family column."""
+    if not isinstance(values, dict) or set(values) != set(QUALITY_COLUMNS):
+        return f"quality holds {sorted(map(str, values)) if isinstance(values, dict) else values!r}"
+    for name, value in values.items():
+        if value is not None and not _number(value):
+            return f"quality[{name!r}] is {value!r}, not a finite number or null"
+        if value is not None and not (-1 - _SLACK <= value <= 72 + _SLACK):
+            return f"quality[{name!r}] = {value!r} is outside [-1, 72]"
+    return None
+
+
+def _quality_digest(key: CacheKey, text: str) -> str:
+    payload = json.dumps([key.clip, key.model, key.sampling, key.reduce, "quality", text])
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class ResultCache:
     """One connection to a cache file; use as a context manager or call `close()`.
 
@@ -464,6 +498,61 @@ class ResultCache:
         clip = digest if not spec.raw else f"{digest}/raw/{spec.width}x{spec.height}/{spec.bit_depth}bit"
         return CacheKey(clip, model_fingerprint, sampling_key(sampling), reduce_key(reduce),
                         path=spec.path, signature=signature)
+
+    def reference_key(self, key: CacheKey | None, reference: ClipSpec, roi: RoiOptions,
+                      hash_timeout: float | None = None) -> CacheKey | None:
+        """`key` extended with the reference's content and the ROI settings (None: uncacheable)."""
+        if key is None:
+            return None
+        timeout = self.hash_timeout if hash_timeout is None else hash_timeout
+        found = self._content(reference.path, time.monotonic() + timeout)
+        if found is None or not self._is_the_checked_file(reference, found[1]):
+            self.stats.uncacheable += 1
+            return None
+        digest = found[0] if not reference.raw else (f"{found[0]}/raw/{reference.width}x{reference.height}/"
+                                                     f"{reference.bit_depth}bit")
+        extra = json.dumps({"reference": digest, "roi": _settings(roi)}, sort_keys=True)
+        return replace(key, reduce=f"{key.reduce}+{extra}")
+
+    def get_with_quality(self, key: CacheKey | None) -> ClipResult | None:
+        """`get`, plus the ROI-family values stored under the same key; without them, a miss."""
+        found = self.get(key)
+        if found is None or key is None:
+            return found
+        row = self._query("SELECT quality, row_sha256 FROM quality WHERE clip = ? AND model = ? AND sampling = ? "
+                          "AND reduce = ?", (key.clip, key.model, key.sampling, key.reduce))
+        problem = self._quality_row_problem(key, *row) if row is not None else "none stored"
+        if row is None or problem:
+            if row is not None and problem:
+                self._damaged(problem)
+            self.stats.hits -= 1
+            self.stats.misses += 1
+            return None
+        found.quality = {k: float("nan") if v is None else float(v) for k, v in json.loads(row[0]).items()}
+        return found
+
+    @staticmethod
+    def _quality_row_problem(key: CacheKey, text: object, check: object) -> str | None:
+        if not isinstance(text, str) or check != _quality_digest(key, text):
+            return "its full-reference values' checksum does not match"
+        try:
+            return _quality_problem(json.loads(text, parse_constant=_reject_constant))
+        except (ValueError, RecursionError) as exc:
+            return f"its full-reference values are not JSON ({exc})"
+
+    def put_with_quality(self, key: CacheKey | None, result: ClipResult) -> None:
+        """`put`, plus the result's ROI-family values (stored first: a result without them is a miss)."""
+        if key is None or result.status != OK or self.stats.disabled:
+            return
+        values = {name: result.quality.get(name) for name in QUALITY_COLUMNS}
+        values = {k: (v if v is not None and math.isfinite(v) else None) for k, v in values.items()}
+        if _quality_problem(values):
+            return
+        text = json.dumps(values, sort_keys=True, allow_nan=False)
+        if self._execute("INSERT OR REPLACE INTO quality (clip, model, sampling, reduce, quality, row_sha256) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (key.clip, key.model, key.sampling, key.reduce, text, _quality_digest(key, text))):
+            self.put(key, result)
 
     @staticmethod
     def _is_the_checked_file(spec: ClipSpec, signature: tuple[int, ...]) -> bool:

@@ -32,11 +32,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-# The columns of the ROI family, in the order a result carries them (docs/contract.md §2).
-QUALITY_KEYS = ("psnr_y", "ssim_y", "sw_psnr_y", "sw_ssim_y", "roi_psnr_y", "roi_ssim_y",
-                "bg_psnr_y", "bg_ssim_y", "saliency_shift_cc")
-POOLINGS = ("mean", "harmonic", "min")
-WEIGHT_SOURCES = ("ref", "dis")
+from .values import QUALITY_COLUMNS as QUALITY_KEYS
+from .values import QUALITY_POOLINGS as POOLINGS
 
 _K1, _K2, _SIGMA, _WINDOW = 0.01, 0.03, 1.5, 11
 _BORDER = _WINDOW // 2
