@@ -46,7 +46,8 @@ def reference_iter(reference: ClipSpec, indices: Sequence[int], sampling: Sampli
     reader = FramesAt(reference, indices, sampling)
     count = 0
     try:
-        for count, item in enumerate(reader, start=1):
+        for item in reader:
+            count += 1
             yield item
     except ClipError as exc:
         raise as_reference_error(exc) from None
