@@ -5,6 +5,8 @@ The Python API (docs/usage.md, "Python API"):
 - `materialize(input, output=None, **settings)`: a table file, a Parquet folder or `-`
   (stdin) to `output` (a file or `-`, stdout) → `RunReport`; a pandas DataFrame or pyarrow
   Table without `output` → `(the same kind of table with the saliency columns, RunReport)`.
+- `frame_table(dis, ref=None, out=None, **settings)`: the `frames` command (one row per frame;
+  `salmat.frames` is the frame type's module, so the function has its own name).
 - `compare_models`, `audit_table`, `contact_sheet`, `run_batch`: the `compare`, `audit`,
   `preview` and `batch` commands.
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from .api import materialize
     from .batch import run_batch
     from .compare import compare as compare_models
+    from .frame_table import frame_table
     from .pipeline import RunReport
     from .preview import preview as contact_sheet
     from .signal_audit import audit_table
@@ -34,6 +37,7 @@ __version__ = "0.1.0"
 # Public name → (module, attribute). Named so they never shadow their modules.
 _LAZY = {
     "materialize": ("api", "materialize"),
+    "frame_table": ("frame_table", "frame_table"),
     "RunReport": ("pipeline", "RunReport"),
     "run_batch": ("batch", "run_batch"),
     "compare_models": ("compare", "compare"),
@@ -41,7 +45,7 @@ _LAZY = {
     "audit_table": ("signal_audit", "audit_table"),
 }
 
-__all__ = ["materialize", "RunReport", "SalmatError", "ClipError", "__version__",
+__all__ = ["materialize", "frame_table", "RunReport", "SalmatError", "ClipError", "__version__",
            "run_batch", "compare_models", "audit_table", "contact_sheet"]
 
 

@@ -14,7 +14,7 @@ from typing import Any, NoReturn, cast
 
 from .errors import SalmatError
 from .option_spec import Options, add_settings, cli_spelling, from_namespace
-from .options import AuditOptions, BatchOptions, CompareOptions, MaterializeOptions, PreviewOptions
+from .options import AuditOptions, BatchOptions, CompareOptions, FramesOptions, MaterializeOptions, PreviewOptions
 from .outputs import begin_run, install_sigterm_cleanup, stop_requested, stopped_message
 
 EXIT_USAGE = 2
@@ -67,6 +67,22 @@ def _run_materialize(args: argparse.Namespace, argv: Sequence[str]) -> int:
     report = run(MaterializeOptions.build(**from_namespace(args, MaterializeOptions)), argv=list(argv))
     print_summary(report)
     return report.exit_code
+
+
+def _frames_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    _command(sub, "frames", FramesOptions, _run_frames, help="one row per frame of a clip (with a reference: "
+             "every full-reference column)",
+             description="Clip in, frames out: one row per frame of DIS (index, pts time, saliency statistics; with "
+                         "REF, psnr_y, ssim_y and the saliency-weighted columns), through materialize --per-frame.")
+
+
+def _run_frames(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .frame_table import frame_table
+    from .pipeline import print_summary
+
+    report = frame_table(**from_namespace(args, FramesOptions))
+    print_summary(report)
+    return cast(int, report.exit_code)
 
 
 def _models_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -170,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"salmat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _materialize_parser(sub)
+    _frames_parser(sub)
     _models_parser(sub)
     _batch_parser(sub)
     _compare_parser(sub)

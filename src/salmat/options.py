@@ -42,6 +42,7 @@ from .option_spec import (
     path,
     seconds,
     setting,
+    settings,
     text,
     unit_interval,
     whole,
@@ -311,6 +312,55 @@ def option_names() -> list[str]:
 def build_options(input: str, output: str, **settings: Any) -> MaterializeOptions:
     """Options from keyword settings; an unknown name is a one-line `SalmatError`."""
     return MaterializeOptions.build(input=input, output=output, **settings)
+
+
+FRAME_TABLE_FORMATS = ("jsonl", "csv")
+
+
+def materialize_setting(name: str) -> Setting:
+    """`materialize`'s declaration of a setting, for a command that runs through it and takes it as is."""
+    found: Setting = next(s for f, s in settings(MaterializeOptions) if f.name == name)
+    return found
+
+
+@dataclass(frozen=True)
+class FramesOptions(Options):
+    """`salmat frames DIS [REF]` / `salmat.frame_table(dis, ref, out, **settings)`: one row per frame of
+    DIS, through `materialize --per-frame` (same engine and statuses; per-frame results are never cached)."""
+
+    command: ClassVar[str] = "frames"
+
+    dis: str = setting(help="the (distorted) clip: a video file, or raw .yuv named with its size", positional=True,
+                       convert=path)
+    ref: str | None = setting(None, "its reference clip: adds every full-reference column", positional=True,
+                              convert=path)
+    # The API may leave `out` unset: the table then comes back as a pandas DataFrame.
+    out: str | None = setting(None, "the frame table, format from the suffix (.jsonl, .csv, .parquet; - is stdout, "
+                              "see --format)", required=True, convert=path)
+    format: str | None = setting(None, "format of --out - (stdout): jsonl or csv (default: jsonl)",
+                                 choices=FRAME_TABLE_FORMATS)
+    model: str | None = materialize_setting("model").field()
+    model_path: str | None = materialize_setting("model_path").field()
+    model_dir: str | None = MODEL_DIR.field()
+    preprocess: str | None = PREPROCESS.field()
+    device: str = DEVICE.field()
+    inference_size: str = INFERENCE_SIZE.field()
+    max_pixels: int | None = MAX_PIXELS.field()
+    roi_fraction: float = materialize_setting("roi_fraction").field()
+    weights_from: str = materialize_setting("weights_from").field()
+    maps_out: str | None = materialize_setting("maps_out").field()
+    clip_timeout: float | None = materialize_setting("clip_timeout").field()
+    quiet: bool = QUIET.field()
+
+    def cross_check(self) -> None:
+        if self.format is not None and self.out != "-":
+            raise SalmatError(f"{named('format')} sets the format of {named('out')} - (stdout) only; a file's "
+                              "format comes from its suffix (.jsonl, .csv, .parquet)")
+        if self.ref is None:
+            given = [name for name in ("roi_fraction", "weights_from") if name in self.non_default()]
+            if given:
+                raise SalmatError(f"{named(given[0])} only applies with a reference clip (REF); add it, or drop "
+                                  f"{named(given[0])}")
 
 
 @dataclass(frozen=True)
