@@ -138,21 +138,34 @@ def frame_quality(dis: np.ndarray, ref: np.ndarray, bit_depth: int, weights_map:
     `ref_map`: both maps, for `saliency_shift_cc` (any one size)."""
     err = squared_error_map(dis, ref)
     ssim = ssim_map(dis, ref, bit_depth)
-    weights = normalised_weights(weights_map)
-    valid_weights = normalised_weights(valid_area(weights_map))
+    mse, mean_ssim = float(err.mean()), float(ssim.mean())
     roi = roi_mask(weights_map, fraction)
     valid_roi = valid_area(roi)
+    if _constant(weights_map):  # uniform weights: the plain values, exactly (no round-off of the weighted sums)
+        weighted_mse, weighted_ssim = mse, mean_ssim
+    else:
+        weighted_mse = float(np.sum(normalised_weights(weights_map) * err))
+        weighted_ssim = float(np.sum(normalised_weights(valid_area(weights_map)) * ssim))
     return {
-        "psnr_y": psnr_from_mse(float(err.mean()), bit_depth),
-        "ssim_y": float(ssim.mean()),
-        "sw_psnr_y": psnr_from_mse(float(np.sum(weights * err)), bit_depth),
-        "sw_ssim_y": float(np.sum(valid_weights * ssim)),
+        "psnr_y": psnr_from_mse(mse, bit_depth),
+        "ssim_y": mean_ssim,
+        "sw_psnr_y": psnr_from_mse(weighted_mse, bit_depth),
+        "sw_ssim_y": weighted_ssim,
         "roi_psnr_y": psnr_from_mse(_masked_mean(err, roi), bit_depth),
         "roi_ssim_y": _masked_mean(ssim, valid_roi),
         "bg_psnr_y": psnr_from_mse(_masked_mean(err, ~roi), bit_depth),
         "bg_ssim_y": _masked_mean(ssim, ~valid_roi),
         "saliency_shift_cc": pearson_cc(dis_map, ref_map),
     }
+
+
+def _constant(saliency: np.ndarray) -> bool:
+    """A map that weights every pixel alike: constant, or with no usable mass (`normalised_weights`' fallback)."""
+    values = np.asarray(saliency)
+    positive = np.isfinite(values) & (values > 0)
+    if not positive.any():
+        return True
+    return bool(positive.all() and values.min() == values.max())
 
 
 def pool(values: Sequence[float], method: str) -> float:
