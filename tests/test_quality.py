@@ -132,6 +132,16 @@ def test_roi_and_background_partition_the_frame(carphone):
     assert (k * mse_roi + (n - k) * mse_bg) / n == pytest.approx(frame_mse, rel=1e-9)
 
 
+def test_roi_is_the_head_of_a_stable_argsort():
+    rng = np.random.default_rng(5)
+    saliency = rng.integers(0, 6, (37, 53)).astype(np.float32)  # many ties
+    for fraction in (0.01, 0.2, 0.5, 0.93):
+        k = int(np.floor(fraction * saliency.size + 0.5))
+        expected = np.zeros(saliency.size, dtype=bool)
+        expected[np.argsort(-saliency.ravel(), kind="stable")[:k]] = True
+        assert (roi_mask(saliency, fraction).ravel() == expected).all()
+
+
 def test_roi_ties_are_broken_by_pixel_order():
     flat = np.zeros((4, 5))
     mask = roi_mask(flat, 0.3)  # round(6.0) pixels, all tied: the first six in row-major order
