@@ -123,7 +123,8 @@ def roi_mask(saliency: np.ndarray, fraction: float) -> np.ndarray:
     mask = flat > threshold
     ties = np.flatnonzero(flat == threshold)[: k - int(mask.sum())]
     mask[ties] = True
-    return mask.reshape(np.shape(saliency))
+    result: np.ndarray = mask.reshape(np.shape(saliency))
+    return result
 
 
 def pearson_cc(a: np.ndarray, b: np.ndarray) -> float:
