@@ -157,7 +157,7 @@ def test_weights_normalise_and_fall_back():
 def test_pearson_cc_matches_numpy():
     rng = np.random.default_rng(2)
     a, b = rng.random((20, 30)), rng.random((20, 30))
-    assert pearson_cc(a, b) == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1], abs=1e-12)
+    assert pearson_cc(a, b) == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1], abs=1e-6)  # float32 maps
     assert pearson_cc(a, a) == pytest.approx(1.0)
 
 

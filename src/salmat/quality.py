@@ -98,7 +98,9 @@ def valid_area(plane: np.ndarray) -> np.ndarray:
 
 def normalised_weights(saliency: np.ndarray) -> np.ndarray:
     """`saliency` as float64 weights summing to 1; an all-zero (or unusable) map gives uniform weights."""
-    weights = np.nan_to_num(np.asarray(saliency, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    weights = np.array(saliency, dtype=np.float64)
+    if not np.isfinite(weights.sum()):  # models' maps are checked finite; this is for direct callers
+        weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
     np.maximum(weights, 0.0, out=weights)
     total = weights.sum()
     if not total > 0.0 or not math.isfinite(total):
@@ -129,17 +131,20 @@ def roi_mask(saliency: np.ndarray, fraction: float) -> np.ndarray:
 
 def pearson_cc(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two maps (the saliency-benchmark CC); NaN when either is constant."""
-    x = np.asarray(a, dtype=np.float64).ravel()
-    y = np.asarray(b, dtype=np.float64).ravel()
-    x = x - x.mean()
-    y = y - y.mean()
-    den = math.sqrt(float(x @ x) * float(y @ y))
-    return float(x @ y) / den if den > 0.0 else math.nan
+    x = np.ascontiguousarray(a, dtype=np.float32)
+    y = np.ascontiguousarray(b, dtype=np.float32)
+    # OpenCV accumulates in float64; maps live in [0, 1], so the moments don't cancel badly.
+    (mx,), (sx,) = (v[:1, 0] for v in cv2.meanStdDev(x))
+    (my,), (sy,) = (v[:1, 0] for v in cv2.meanStdDev(y))
+    if not (sx > 0.0 and sy > 0.0):
+        return math.nan
+    cov = float(cv2.mean(cv2.multiply(x, y))[0]) - float(mx) * float(my)
+    return max(-1.0, min(1.0, cov / (float(sx) * float(sy))))
 
 
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
-    count = int(mask.sum())
-    return float(values[mask].mean()) if count else math.nan
+    count = int(np.count_nonzero(mask))
+    return float(np.sum(values, where=mask, dtype=np.float64)) / count if count else math.nan
 
 
 def frame_quality(dis: np.ndarray, ref: np.ndarray, bit_depth: int, weights_map: np.ndarray,
