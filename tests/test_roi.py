@@ -253,3 +253,17 @@ def test_columns_are_renamed_and_omitted_like_the_others(fr_corpus):
     table, _ = _run(_table(fr_corpus[:1]), column_prefix="v1_", saliency_shift_cc_column="", roi_config_column="cfg")
     assert "v1_psnr_y" in table and "v1_cfg" in table and "v1_saliency_shift_cc" not in table
     assert "saliency_shift_cc" not in table and "psnr_y" not in table
+
+
+@pytest.mark.ray
+def test_the_ray_engine_carries_the_values(fr_corpus):
+    """Specs (with their reference) and results (with the ROI values) cross Ray as table cells."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[test,ray]')")
+    import ray_helpers
+
+    ray_helpers.start_ray()
+    table = _table(fr_corpus[:2])
+    inline, _ = _run(table)
+    rayed, report = _run(table, engine="ray")
+    assert report.ok == 2
+    pd.testing.assert_frame_equal(rayed, inline)
