@@ -79,13 +79,13 @@ def ssim_map(dis: np.ndarray, ref: np.ndarray, bit_depth: int) -> np.ndarray:
     x, y = dis.astype(np.float32) - centre, ref.astype(np.float32) - centre
     c1, c2 = np.float32((_K1 * peak(bit_depth)) ** 2), np.float32((_K2 * peak(bit_depth)) ** 2)
     mx, my = _blur(x), _blur(y)
-    vx = _blur(x * x) - mx * mx
-    vy = _blur(y * y) - my * my
+    # Only σx² + σy² enters the formula: one blur of x² + y² instead of two.
+    variances = _blur(x * x + y * y) - mx * mx - my * my
     cxy = _blur(x * y) - mx * my
     mx += centre
     my += centre
     num = (2.0 * mx * my + c1) * (2.0 * cxy + c2)
-    den = (mx * mx + my * my + c1) * (vx + vy + c2)
+    den = (mx * mx + my * my + c1) * (variances + c2)
     inner = (slice(_BORDER, -_BORDER), slice(_BORDER, -_BORDER))
     result: np.ndarray = num[inner] / den[inner]
     return result
@@ -119,7 +119,9 @@ def roi_mask(saliency: np.ndarray, fraction: float) -> np.ndarray:
 
     The same set as the first k of a stable argsort by decreasing value, found in linear time:
     the k-th largest value by partition, every pixel above it, then the earliest pixels equal to it."""
-    flat = np.nan_to_num(np.asarray(saliency, dtype=np.float64).ravel(), nan=-np.inf)
+    flat = np.asarray(saliency).ravel()
+    if not np.isfinite(flat.sum(dtype=np.float64)):  # models' maps are checked finite; this is for direct callers
+        flat = np.nan_to_num(flat.astype(np.float64), nan=-np.inf)
     k = roi_size(flat.size, fraction)
     threshold = np.partition(flat, flat.size - k)[flat.size - k]
     mask = flat > threshold
