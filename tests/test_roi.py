@@ -267,3 +267,26 @@ def test_the_ray_engine_carries_the_values(fr_corpus):
     rayed, report = _run(table, engine="ray")
     assert report.ok == 2
     pd.testing.assert_frame_equal(rayed, inline)
+
+
+def test_ten_bit_raw_pairs_use_peak_1023(tmp_path):
+    """10-bit raw .yuv: PSNR with peak 1023 and the 72 dB cap, per frame, against NumPy here."""
+    from salmat.synthetic import write_raw_yuv
+
+    ref = write_raw_yuv(tmp_path / "ref_96x64_10bit.yuv", 96, 64, frames=3, bit_depth=10)
+    samples = np.fromfile(ref, dtype="<u2").copy()
+    frame = 96 * 64 * 3 // 2
+    luma = np.zeros(samples.size, dtype=bool)
+    for i in range(3):
+        luma[i * frame: i * frame + 96 * 64] = True
+    rng = np.random.default_rng(7)
+    noisy = samples.astype(np.int64) + np.where(luma, rng.integers(-20, 21, samples.size), 0)
+    dis = tmp_path / "dis_96x64_10bit.yuv"
+    np.clip(noisy, 0, 1023).astype("<u2").tofile(dis)
+    rows = pd.DataFrame({"dis": [str(dis), str(ref)], "ref": [str(ref), str(ref)], "f": [1, 1]})
+    table, report = _run(rows, per_frame=True, frame_column="f", frame_samples=8)
+    assert report.ok == 2
+    d = np.fromfile(dis, dtype="<u2")[frame: frame + 96 * 64].astype(np.float64)
+    r = samples[frame: frame + 96 * 64].astype(np.float64)
+    assert table["psnr_y"][0] == pytest.approx(10 * math.log10(1023**2 / np.mean((d - r) ** 2)), abs=1e-9)
+    assert table["psnr_y"][1] == 72.0 and table["ssim_y"][1] == 1.0
