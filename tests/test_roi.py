@@ -290,3 +290,16 @@ def test_ten_bit_raw_pairs_use_peak_1023(tmp_path):
     r = samples[frame: frame + 96 * 64].astype(np.float64)
     assert table["psnr_y"][0] == pytest.approx(10 * math.log10(1023**2 / np.mean((d - r) ** 2)), abs=1e-9)
     assert table["psnr_y"][1] == 72.0 and table["ssim_y"][1] == 1.0
+
+
+def test_frames_command_writes_stdout_and_says_what_to_do(fr_corpus, tmp_path):
+    from conftest import run_cli
+
+    pair = fr_corpus[2]
+    done = run_cli("frames", pair.dis, pair.ref, "--out", "-", "--format", "csv", "--roi-fraction", "0.1")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1 + _frames(pair.dis) and "psnr_y" in lines[0] and "fraction=0.1" in lines[1]
+    refused = run_cli("frames", pair.dis, "--out", "-", "--roi-fraction", "0.1")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--roi-fraction only applies with a reference clip" in refused.stderr
