@@ -74,7 +74,7 @@ def corpus_run(fr_corpus):
 def test_every_pair_is_ok_and_quality_falls_with_crf(corpus_run):
     pairs, table, report = corpus_run
     assert len(pairs) >= 10 and report.ok == len(pairs), table["saliency_error"].tolist()
-    assert table["roi_config"].eq("weights=ref,fraction=0.2,pooling=mean").all()
+    assert table["roi_config"].eq("weights=ref;fraction=0.2;pooling=mean").all()
     for column in QUALITY_COLUMNS:
         assert table[column].notna().all(), column
     encoded = table[table["crf"] > 0].copy()
@@ -194,7 +194,7 @@ def test_another_roi_fraction_is_never_served_from_the_cache(fr_corpus, tmp_path
     again, three = _run(table, cache=cache)
     assert one.audit["cache"]["stored"] == 3 and two.audit["cache"]["hits"] == 0
     assert three.audit["cache"]["hits"] == 3
-    assert other["roi_config"].eq("weights=ref,fraction=0.05,pooling=mean").all()
+    assert other["roi_config"].eq("weights=ref;fraction=0.05;pooling=mean").all()
     for column in ROI:
         assert (other[column] != first[column]).all(), column
     for column in PLAIN + ["saliency_mean", "sw_psnr_y"]:
@@ -206,7 +206,7 @@ def test_pooling_and_weights_change_provenance(fr_corpus):
     table = _table(fr_corpus[:2])
     base, _ = _run(table)
     harmonic, _ = _run(table, quality_pooling="min", weights_from="dis")
-    assert harmonic["roi_config"].eq("weights=dis,fraction=0.2,pooling=min").all()
+    assert harmonic["roi_config"].eq("weights=dis;fraction=0.2;pooling=min").all()
     assert (harmonic["psnr_y"] <= base["psnr_y"] + 1e-12).all()
     assert (harmonic["sw_psnr_y"] != base["sw_psnr_y"]).all()
 

@@ -88,7 +88,7 @@ class RoiOptions:
     pooling: str = "mean"
 
     def config(self) -> str:
-        return f"weights={self.weights_from},fraction={self.fraction:g},pooling={self.pooling}"
+        return f"weights={self.weights_from};fraction={self.fraction:g};pooling={self.pooling}"
 
 
 @dataclass
