@@ -41,7 +41,7 @@ from .outputs import preflight, write_json, write_text
 from .plots import clean, fmt, pearson, spearman
 from .rows import configuration_counts
 from .tables import TableReader
-from .values import OUTPUT_COLUMNS, VALUE_COLUMNS
+from .values import OUTPUT_COLUMNS, QUALITY_COLUMNS, VALUE_COLUMNS
 
 SCHEMA = "salmat.signal-audit/v1"
 TARGET_CANDIDATES = ("vmaf", "vmaf_score", "mos_raw_0_100", "mos", "dmos", "score")
@@ -59,7 +59,7 @@ ID_NAMES = frozenset({"id", "uid", "uuid", "idx", "index", "key", "row", "rowid"
 ID_LAST_TOKENS = ("id", "uid", "uuid", "idx")
 ID_PREFIXES = ("__index_level_", "unnamed:")   # a DataFrame index saved by pandas (Parquet, CSV)
 # The provenance columns `materialize` writes (any --column-prefix): a record of the run, not signal.
-PROVENANCE_COLUMNS = tuple(name for name in OUTPUT_COLUMNS.values() if name not in VALUE_COLUMNS)
+PROVENANCE_COLUMNS = tuple(name for name in OUTPUT_COLUMNS.values() if name not in VALUE_COLUMNS + QUALITY_COLUMNS)
 # Why a column is not a feature, as the report says it.
 LEFT_OUT = {
     "target": "the target",
