@@ -20,7 +20,7 @@ from salmat.batch import run_batch
 from salmat.cli import build_parser
 from salmat.compare import compare
 from salmat.errors import SalmatError
-from salmat.frame_table import frame_table
+from salmat.frames_command import frame_table
 from salmat.option_spec import cli_spelling, from_namespace, settings
 from salmat.options import AuditOptions, BatchOptions, CompareOptions, FramesOptions, MaterializeOptions, PreviewOptions
 from salmat.preview import preview

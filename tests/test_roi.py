@@ -303,3 +303,11 @@ def test_frames_command_writes_stdout_and_says_what_to_do(fr_corpus, tmp_path):
     refused = run_cli("frames", pair.dis, "--out", "-", "--roi-fraction", "0.1")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--roi-fraction only applies with a reference clip" in refused.stderr
+
+
+def test_frame_table_is_never_shadowed_by_its_module():
+    import importlib
+
+    importlib.import_module("salmat.frames_command")
+    importlib.import_module("salmat.frames")
+    assert callable(salmat.frame_table)

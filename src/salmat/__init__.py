@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .api import materialize
     from .batch import run_batch
     from .compare import compare as compare_models
-    from .frame_table import frame_table
+    from .frames_command import frame_table
     from .pipeline import RunReport
     from .preview import preview as contact_sheet
     from .signal_audit import audit_table
@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 # Public name → (module, attribute). Named so they never shadow their modules.
 _LAZY = {
     "materialize": ("api", "materialize"),
-    "frame_table": ("frame_table", "frame_table"),
+    "frame_table": ("frames_command", "frame_table"),
     "RunReport": ("pipeline", "RunReport"),
     "run_batch": ("batch", "run_batch"),
     "compare_models": ("compare", "compare"),

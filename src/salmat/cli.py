@@ -77,7 +77,7 @@ def _frames_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _run_frames(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .frame_table import frame_table
+    from .frames_command import frame_table
     from .pipeline import print_summary
 
     report = frame_table(**from_namespace(args, FramesOptions))
