@@ -301,7 +301,7 @@ def _decode_row(key: CacheKey, stats_text: object, frames: object, check: object
 # ---- the full-reference (ROI family) values ---------------------------------------------------
 #
 # A clip with a reference is keyed by its own content *and* the reference's, and by the ROI
-# settings: `reference_key` extends the `reduce` part of its key with both, so such a result
+# settings: `ResultCache.key` extends the `reduce` part of its key with both, so such a result
 # never shares a row with the clip's plain result or with another fraction's, weighting's or
 # pooling's. Its values live in the `quality` table under that key, checksummed like a result.
 
@@ -481,11 +481,12 @@ class ResultCache:
         return digest, signature
 
     def key(self, spec: ClipSpec, model_fingerprint: str, sampling: SamplingOptions,
-            reduce: ReduceOptions, hash_timeout: float | None = None) -> CacheKey | None:
+            reduce: ReduceOptions, hash_timeout: float | None = None, roi: RoiOptions | None = None) -> CacheKey | None:
         """The cache key of one clip; None when it can't be cached this run (counted as uncacheable).
 
         `hash_timeout` overrides the cache's for this call (seconds). A per-frame spec (`frames`
-        set) is never cached: its result is not the clip's sampled one this key stands for."""
+        set) is never cached: its result is not the clip's sampled one this key stands for. A spec
+        with a reference is keyed on the reference's content and `roi` too (`_with_reference`)."""
         if spec.frames is not None:
             self.stats.uncacheable += 1
             return None
@@ -496,22 +497,20 @@ class ResultCache:
             return None
         digest, signature = found
         clip = digest if not spec.raw else f"{digest}/raw/{spec.width}x{spec.height}/{spec.bit_depth}bit"
-        return CacheKey(clip, model_fingerprint, sampling_key(sampling), reduce_key(reduce),
-                        path=spec.path, signature=signature)
+        key = CacheKey(clip, model_fingerprint, sampling_key(sampling), reduce_key(reduce),
+                       path=spec.path, signature=signature)
+        return key if spec.reference is None else self._with_reference(key, spec.reference, roi, timeout)
 
-    def reference_key(self, key: CacheKey | None, reference: ClipSpec, roi: RoiOptions,
-                      hash_timeout: float | None = None) -> CacheKey | None:
+    def _with_reference(self, key: CacheKey, reference: ClipSpec, roi: RoiOptions | None,
+                        timeout: float) -> CacheKey | None:
         """`key` extended with the reference's content and the ROI settings (None: uncacheable)."""
-        if key is None:
-            return None
-        timeout = self.hash_timeout if hash_timeout is None else hash_timeout
         found = self._content(reference.path, time.monotonic() + timeout)
         if found is None or not self._is_the_checked_file(reference, found[1]):
             self.stats.uncacheable += 1
             return None
         digest = found[0] if not reference.raw else (f"{found[0]}/raw/{reference.width}x{reference.height}/"
                                                      f"{reference.bit_depth}bit")
-        extra = json.dumps({"reference": digest, "roi": _settings(roi)}, sort_keys=True)
+        extra = json.dumps({"reference": digest, "roi": _settings(roi) if roi is not None else None}, sort_keys=True)
         return replace(key, reduce=f"{key.reduce}+{extra}")
 
     def get_with_quality(self, key: CacheKey | None) -> ClipResult | None:

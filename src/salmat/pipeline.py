@@ -337,9 +337,7 @@ def _compute_sources(sources: list[ClipSpec | SourceFailure], job: ClipJob, opts
     with ClipProgress(len(todo), rows, quiet=opts.quiet) as progress:
         if cache is not None:
             for i, spec in list(todo.items()):
-                keys[i] = cache.key(spec, job.model.fingerprint or "", job.sampling, job.reduce)
-                if spec.reference is not None and job.roi is not None:
-                    keys[i] = cache.reference_key(keys[i], spec.reference, job.roi)
+                keys[i] = cache.key(spec, job.model.fingerprint or "", job.sampling, job.reduce, roi=job.roi)
                 hit = cache.get_with_quality(keys[i]) if job.roi is not None else cache.get(keys[i])
                 if hit is not None:
                     results[i] = hit
