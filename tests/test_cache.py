@@ -44,6 +44,24 @@ def test_second_run_hits_every_clip_with_identical_output(tmp_path, clip_folder)
     assert _audit(tmp_path / "b.json")["cache"]["hits"] == 5
     assert _audit(tmp_path / "b.json")["cache"]["misses"] == 0
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    # the summary line and the audit say how many clips came from the cache
+    assert " clips=5 cached=0 " in first.stderr.splitlines()[-1]
+    assert " clips=5 cached=5 " in second.stderr.splitlines()[-1]
+    assert _audit(tmp_path / "a.json")["summary"]["clips_cached"] == 0
+    assert _audit(tmp_path / "b.json")["summary"]["clips_cached"] == 5
+
+
+def test_throughput_figures_share_one_named_time_base(tmp_path, clip_folder):
+    table, cache = _table(tmp_path), tmp_path / "cache.sqlite"
+    first = salmat.materialize(table, tmp_path / "a.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=2)
+    again = salmat.materialize(table, tmp_path / "b.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=2)
+    for report in (first, again):
+        rate, seconds = report.audit["throughput"], report.audit["timings_s"]
+        assert rate["time_base"] == "timings_s.total"
+        assert abs(rate["clips_per_s"] - report.clips / seconds["total"]) <= 1e-3 * max(1.0, rate["clips_per_s"])
+        assert abs(rate["rows_per_s"] - report.total / seconds["total"]) <= 0.1 + 1e-3 * rate["rows_per_s"]
+    assert first.audit["throughput"]["computed_clips_per_compute_s"] > 0
+    assert (again.cached, again.audit["throughput"]["computed_clips_per_compute_s"]) == (5, None)  # nothing ran
 
 
 def test_switching_reducer_reruns_no_inference(tmp_path, clip_folder):

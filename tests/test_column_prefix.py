@@ -9,9 +9,10 @@ from conftest import read_jsonl, run_cli, run_cli_inprocess, write_jsonl
 from salmat import materialize
 from salmat.errors import SalmatError
 from salmat.rows import Provenance
+from salmat.values import SamplingOptions
 
 NAMES = ["saliency_mean", "saliency_var", "saliency_status", "saliency_model_id", "saliency_aggregator",
-         "saliency_ema_alpha", "saliency_error"]
+         "saliency_ema_alpha", "saliency_error", "saliency_frames"]
 FAST = {"workers": 1, "clip_timeout": None, "quiet": True}
 
 
@@ -75,7 +76,7 @@ def test_the_prefix_applies_to_explicit_names_and_empty_still_omits(tmp_path, di
     assert result.returncode == 0, result.stderr
     (row,) = read_jsonl(out)
     assert list(row) == ["src", "ref_saliency_mean", "ref_saliency_var", "ref_state", "ref_saliency_aggregator",
-                         "ref_saliency_ema_alpha", "ref_saliency_error"]
+                         "ref_saliency_ema_alpha", "ref_saliency_error", "ref_saliency_frames"]
 
 
 @pytest.mark.parametrize("args, says", [
@@ -133,3 +134,42 @@ def test_api_prefix_is_checked_like_the_flag(tmp_path, disc_clip):
     with pytest.raises(SalmatError, match="control character"):
         materialize(write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}]), tmp_path / "o.jsonl",
                     column_prefix="a\r")
+
+
+# ---- saliency_frames: how the values were sampled -------------------------------------------------
+
+
+def test_rows_record_their_sampling(tmp_path, disc_clip):
+    rows = [{"src": str(disc_clip)}, {"src": str(tmp_path / "gone.mp4")}]
+    table = write_jsonl(tmp_path / "t.jsonl", rows)
+    for settings, label in [({"frame_samples": 4}, "clip:4"), ({"frame_samples": 8}, "clip:8"),
+                            ({"sampling": "head", "frame_samples": 4, "max_frames": 6}, "head:4/6")]:
+        out = tmp_path / f"{label.replace(':', '_').replace('/', '_')}.jsonl"
+        materialize(table, out, **settings, **FAST)
+        ok, failed = read_jsonl(out)
+        assert (ok["saliency_status"], ok["saliency_frames"]) == ("ok", label)
+        assert failed["saliency_frames"] is None  # only ok rows carry provenance
+    per_frame = write_jsonl(tmp_path / "pf.jsonl", [{"src": str(disc_clip), "f": 1}])
+    materialize(per_frame, tmp_path / "pf_out.jsonl", per_frame=True, frame_column="f", **FAST)
+    assert read_jsonl(tmp_path / "pf_out.jsonl")[0]["saliency_frames"] == "frame"
+
+
+def test_the_sampling_column_is_absent_under_historical_and_can_be_omitted(tmp_path, disc_clip):
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}])
+    materialize(table, tmp_path / "h.jsonl", compat="historical", **FAST)
+    assert "saliency_frames" not in read_jsonl(tmp_path / "h.jsonl")[0]
+    materialize(table, tmp_path / "o.jsonl", frames_column="", frame_samples=2, **FAST)
+    assert "saliency_frames" not in read_jsonl(tmp_path / "o.jsonl")[0]
+    materialize(table, tmp_path / "r.jsonl", frames_column="sampled", column_prefix="ref_", frame_samples=2, **FAST)
+    assert read_jsonl(tmp_path / "r.jsonl")[0]["ref_sampled"] == "clip:2"
+    proc = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "x.jsonl", "--compat",
+                             "historical", "--frames-column", "sampled")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--frames-column" in proc.stderr
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_provenance_is_the_one_home_of_the_sampling_label():
+    assert Provenance.for_run("m", "mean", 0.6, sampling=SamplingOptions("clip", 8)).frames == "clip:8"
+    assert Provenance.for_run("m", "ema", 0.6, sampling=SamplingOptions("head", 8, 8)).frames == "head:8/8"
+    assert Provenance.for_run("m", "frame", 0.6, sampling=SamplingOptions("clip", 8)).frames == "frame"
+    assert Provenance.for_run("m", "mean", 0.6, historical=True, sampling=SamplingOptions("head", 8, 8)).frames is None

@@ -21,7 +21,7 @@ from salmat.sources import ClipSpec
 from salmat.synthetic import disc_mask, write_raw_yuv
 
 STATUS_COLUMNS = ["saliency_mean", "saliency_var", "saliency_status", "saliency_model_id",
-                  "saliency_aggregator", "saliency_ema_alpha", "saliency_error"]
+                  "saliency_aggregator", "saliency_ema_alpha", "saliency_error", "saliency_frames"]
 
 
 @pytest.fixture()
@@ -118,7 +118,7 @@ def test_metadata_columns_can_be_renamed_or_omitted(tmp_path, disc_clip):
     out = tmp_path / "o.jsonl"
     result = run_cli_inprocess("materialize", "--input", table, "--output", out, "--frame-samples", "2",
                                "--status-column", "", "--model-id-column", "sal_model", "--aggregator-column", "",
-                               "--ema-alpha-column", "", "--error-column", "")
+                               "--ema-alpha-column", "", "--error-column", "", "--frames-column", "")
     assert result.returncode == 0, result.stderr
     (row,) = read_jsonl(out)
     assert list(row) == ["src", "saliency_mean", "saliency_var", "sal_model"]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import pickle
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from salmat.compare import compare, load_models
 from salmat.errors import SalmatError
 from salmat.frames import YuvFrame
 from salmat.models import load_model
-from salmat.models.registry import KNOWN_MODELS, distinct_ids
+from salmat.models.registry import KNOWN_MODELS, SOURCES_HEADER, distinct_ids
 from salmat.models.spec import ModelSpec
 from salmat.synthetic import write_disc_clip
 
@@ -332,7 +333,8 @@ def test_a_bad_model_card_is_one_line_naming_the_file(tmp_path, card, needle):
 def test_salmat_models_lists_every_id_and_where_it_was_found(stand_ins, tmp_path, no_env):
     proc = run_cli_inprocess("models", "--model-dir", f"{stand_ins}:{tmp_path / 'gone'}")
     assert proc.returncode == 0, proc.stderr
-    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("  ")}
+    listing = proc.stdout.split(SOURCES_HEADER, 1)[0]  # where the files were found, before where they come from
+    lines = {line.split()[0]: line for line in listing.splitlines() if line.startswith("  ")}
     assert set(lines) == {"image_signature_v1", "spectral_residual_v1", "pqft_v1", *KNOWN_MODELS}
     v1 = lines["saliency_student_v1"]
     assert str(stand_ins / "saliency_student_v1.onnx") in v1 and "MISMATCH" in v1
@@ -356,7 +358,7 @@ def test_salmat_models_with_the_real_students(monkeypatch):
     proc = run_cli("models")
     assert proc.returncode == 0, proc.stderr
     for name in ("saliency_student_v1", "saliency_student_v2"):
-        (line,) = [x for x in proc.stdout.splitlines() if x.startswith(f"  {name} ")]
+        (line,) = [x for x in proc.stdout.split(SOURCES_HEADER, 1)[0].splitlines() if x.startswith(f"  {name} ")]
         assert str(SHARED / f"{name}.onnx") in line and "sha256 ok" in line and "runs as" not in line
         assert sha256(SHARED / f"{name}.onnx") == KNOWN_MODELS[name].sha256
 
@@ -378,3 +380,52 @@ def test_a_manifest_model_dir_is_relative_to_the_manifest(tmp_path, clip, stand_
 def test_a_file_given_as_a_folder_is_named_as_such(stand_ins):
     with pytest.raises(SalmatError, match=r"saliency_student_v1\.onnx \(not a folder\)"):
         load_model("saliency_student_v1", model_dir=str(stand_ins / "saliency_student_v1.onnx"))
+
+
+# ---- a named model is the model that runs -------------------------------------------------------
+
+
+@pytest.fixture()
+def registered(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """Two small graphs registered as the students' published checksums (v1, v2), in their own folder."""
+    d = tmp_path / "published"
+    d.mkdir()
+    v1 = graphs.save(graphs.conv_sigmoid(), d / "saliency_student_v1.onnx")
+    v2 = graphs.save(graphs.conv_sigmoid(weights=graphs.CONV_WEIGHTS * 0.25), d / "saliency_student_v2.onnx")
+    for name, path in (("saliency_student_v1", v1), ("saliency_student_v2", v2)):
+        monkeypatch.setitem(KNOWN_MODELS, name, replace(KNOWN_MODELS[name], sha256=sha256(path)))
+    return v1, v2
+
+
+def test_a_file_under_a_known_name_that_is_another_known_model_is_refused(tmp_path, clip, registered, no_env):
+    v1, v2 = registered
+    assert load_model("saliency_student_v1", model_dir=str(v1.parent)).id == "saliency_student_v1"
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    shutil.copy(v2, swapped / "saliency_student_v1.onnx")
+    with pytest.raises(SalmatError) as exc:
+        load_model("saliency_student_v1", model_dir=str(swapped))
+    assert "its sha256 is saliency_student_v2's" in one_line(exc)
+    table = one_row_table(tmp_path, clip)
+    proc = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "o.jsonl",
+                             "--model", "saliency_student_v1", "--model-dir", swapped, "--frame-samples", "1")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "saliency_student_v2's" in proc.stderr and not (tmp_path / "o.jsonl").exists()
+    listed = run_cli_inprocess("models", "--model-dir", swapped)
+    assert "this is saliency_student_v2's file: refused under this name" in listed.stdout
+    # by path, the file is what its checksum says (no name was asked for)
+    assert load_model(model_path=swapped / "saliency_student_v1.onnx").id == "saliency_student_v2"
+
+
+def test_a_file_matching_no_known_checksum_still_runs_as_sha8(tmp_path, registered, no_env):
+    other = tmp_path / "other"
+    other.mkdir()
+    path = graphs.save(graphs.conv_sigmoid(weights=graphs.CONV_WEIGHTS * 2.0), other / "saliency_student_v1.onnx")
+    assert load_model("saliency_student_v1", model_dir=str(other)).id == f"saliency_student_v1@{sha8(path)}"
+
+
+@needs_shared
+def test_the_real_v2_under_v1s_name_is_refused(tmp_path, no_env):
+    (tmp_path / "saliency_student_v1.onnx").symlink_to(SHARED / "saliency_student_v2.onnx")
+    with pytest.raises(SalmatError, match="its sha256 is saliency_student_v2's"):
+        load_model("saliency_student_v1", model_dir=str(tmp_path))

@@ -158,6 +158,23 @@ def test_colour_bar_and_frame_labels_are_drawn(disc_clip, tmp_path):
         assert not is_background(img[y1 + 4:y1 + lay.label_height - 4, x0:x1])
 
 
+def test_colour_bar_ticks_stand_clear_of_their_labels_and_its_name(disc_clip, tmp_path):
+    """The bar's name stood rotated beside it, running into the middle tick label; tick marks touched
+    their labels (a "0.5" read as "-0.5")."""
+    result = preview(str(disc_clip), str(tmp_path / "s.png"), frame_samples=4, colors=0)
+    lay = result.layout
+    img = read_png(tmp_path / "s.png")
+    x0, y0, x1, y1 = lay.colorbar_box()
+    assert not is_background(img[y0 - 20:y0 - 6, x0 - 12:lay.width])     # the name, above the bar
+    assert is_background(img[y0 + 8:y1 - 8, x1 + 26:lay.width])          # nothing beyond the tick labels
+    middle = img[(y0 + y1) // 2 - 6:(y0 + y1) // 2 + 6, x1:lay.width]    # the 0.5 tick and its label
+    inked = [not is_background(middle[:, x]) for x in range(middle.shape[1])]
+    mark = inked.index(True)
+    gap = inked.index(False, mark)
+    label = inked.index(True, gap)
+    assert mark <= 1 and label - gap >= 2                                 # a clear gap between mark and label
+
+
 def test_eight_frames_fit_the_default_sheet(disc_clip, tmp_path):
     result = preview(str(disc_clip), str(tmp_path / "s.png"))
     assert result.layout.frames == 8 and result.layout.columns == 8

@@ -244,3 +244,17 @@ def test_a_per_frame_run_names_the_first_missing_frame(tmp_path, clip_folder):
     assert proc.returncode == 1
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("salmat: missing-frame:")]
     assert line.startswith("salmat: missing-frame: 2 row(s); first: disc.mp4: frame 10000 is past the end"), line
+
+
+def test_rows_sampled_otherwise_are_another_configuration(tmp_path, clip_folder):
+    """`--frame-samples 4` and `8` give other values: the skip note tells them apart by saliency_frames."""
+    rows = [{"src": str(clip_folder / "disc.mp4")}, {"src": str(clip_folder / "odd.mp4")}]
+    salmat.materialize(write_jsonl(tmp_path / "t.jsonl", rows), tmp_path / "o.jsonl", workers=1, frame_samples=2,
+                       quiet=True)
+    grown = write_jsonl(tmp_path / "grown.jsonl", [*read_jsonl(tmp_path / "o.jsonl"), rows[0]])
+    same = salmat.materialize(grown, tmp_path / "same.jsonl", workers=1, frame_samples=2, quiet=True)
+    assert same.notes == []
+    other = salmat.materialize(grown, tmp_path / "other.jsonl", workers=1, frame_samples=3, quiet=True)
+    assert len(other.notes) == 1
+    assert "image_signature_v1/mean frames=clip:2 (2)" in other.notes[0]
+    assert "this run asked for image_signature_v1/mean frames=clip:3" in other.notes[0]

@@ -3,6 +3,7 @@
 import numpy as np
 import pyarrow as pa
 
+from conftest import run_cli_inprocess, write_jsonl
 from salmat.sources import ClipSpec, SourceFailure, SourceOptions, geometry_from_name, plan_rows
 
 
@@ -56,3 +57,26 @@ def test_confine_to_root_and_unwanted_rows(tmp_path):
     plan = plan_rows(table, SourceOptions(root=str(root), confine_to_root=True), np.array([True, False]))
     assert plan.sources[plan.row_source[0]].status == "outside-root"
     assert plan.row_source[1] == -1
+
+
+def test_a_missing_file_names_the_folder_it_was_looked_for_in_and_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    table = pa.table({"src": ["bikes.mp4", str(tmp_path / "abs.mp4")]})
+    bare = plan_rows(table, SourceOptions(), np.ones(2, dtype=bool)).sources
+    assert bare[0] == SourceFailure("missing-source", f"bikes.mp4: no such file in the current folder {tmp_path}, "
+                                                      "where relative paths are read from without root; pass "
+                                                      "root=FOLDER to name the clips' folder")  # Python's spelling
+    assert bare[1] == SourceFailure("missing-source", f"{tmp_path / 'abs.mp4'}: no such file")
+    rooted = plan_rows(table, SourceOptions(root="clips"), np.ones(2, dtype=bool)).sources
+    assert rooted[0] == SourceFailure("missing-source", f"bikes.mp4: no such file in root {clips}")
+
+
+def test_the_missing_file_message_reaches_the_cli_user(tmp_path):
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": "bikes.mp4"}])
+    proc = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "o.jsonl", "--workers", "1",
+                             cwd=tmp_path)
+    assert proc.returncode == 1
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("salmat: missing-source:")]
+    assert f"no such file in the current folder {tmp_path}" in line and "--root FOLDER" in line

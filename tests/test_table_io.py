@@ -50,11 +50,26 @@ def test_compressed_and_tab_separated_tables_round_trip(tmp_path, name, fmt):
     assert detect_format(path) == fmt
     assert _read(path).equals(TABLE)
     raw = gzip.decompress(path.read_bytes()) if name.lower().endswith(".gz") else path.read_bytes()
-    header = raw.split(b"\n", 1)[0]
-    if ".tsv" in name:
-        assert header == b'"src"\t"n"\t"x"\t"ok"'  # tabs, and the comma inside a path stays a value
+    lines = raw.split(b"\n")
+    if ".tsv" in name:  # tabs, and the comma inside a path is a plain value
+        assert lines[:3] == [b"src\tn\tx\tok", b"a.mp4\t1\t0.5\ttrue", b"b, c.mp4\t-2\t1.0\tfalse"]
     elif fmt == "csv":
-        assert header == b'"src","n","x","ok"'
+        assert lines[:3] == [b"src,n,x,ok", b"a.mp4,1,0.5,true", b'"b, c.mp4",-2,1.0,false']
+
+
+def test_csv_numbers_are_bare_and_strings_quoted_only_where_needed(tmp_path):
+    table = pa.table({"s": ["plain", "", None, 'say "hi"', "two\nlines", "0.25", "a\tb"],
+                      "x": [0.2704, 1.0, None, float("nan"), -3e-9, 1e300, 2.5],
+                      "n": pa.array([1, None, 3, 4, 5, 6, 7], pa.int64())})
+    csv, tsv = _written(tmp_path / "t.csv", table), _written(tmp_path / "t.tsv", table)
+    assert csv.read_bytes().split(b"\n")[:4] == [b"s,x,n", b"plain,0.2704,1", b'"",1.0,', b",,3"]
+    assert b'"say ""hi""",nan,4\n"two\nlines",-3e-9,5\n0.25,1e+300,6\na\tb,2.5,7\n' in csv.read_bytes()
+    assert tsv.read_bytes().endswith(b'\n"a\tb"\t2.5\t7\n')  # the delimiter is what needs quotes
+    for path in (csv, tsv):  # "" and null stay apart; 1.0 stays a float; "0.25" comes back as the text it was
+        back = _read(path)
+        assert back.column("s").to_pylist()[:5] == ["plain", "", None, 'say "hi"', "two\nlines"]
+        assert back.schema.field("x").type == pa.float64() and back.column("x").to_pylist()[:2] == [0.2704, 1.0]
+        assert back.column("n").to_pylist() == [1, None, 3, 4, 5, 6, 7]
 
 
 def test_gzip_output_is_the_same_bytes_every_time(tmp_path):
@@ -228,7 +243,7 @@ def test_stdout_gets_the_table_only_when_it_is_whole(capfdbinary):
     with TableWriter("-", TABLE.schema, "csv") as writer:
         writer.write_batch(TABLE)
         assert capfdbinary.readouterr().out == b""  # nothing before the writer closes
-    assert capfdbinary.readouterr().out.startswith(b'"src","n","x","ok"\n"a.mp4",1,"0.5",true\n')
+    assert capfdbinary.readouterr().out.startswith(b'src,n,x,ok\na.mp4,1,0.5,true\n')  # numbers bare
     with pytest.raises(RuntimeError), TableWriter("-", TABLE.schema) as writer:
         writer.write_batch(TABLE)
         raise RuntimeError("the run failed midway")

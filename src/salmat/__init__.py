@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .batch import run_batch
     from .compare import compare as compare_models
     from .frames_command import frame_table
+    from .model_files import pull_model
     from .pipeline import RunReport
     from .preview import preview as contact_sheet
     from .signal_audit import audit_table
@@ -43,10 +44,11 @@ _LAZY = {
     "compare_models": ("compare", "compare"),
     "contact_sheet": ("preview", "preview"),
     "audit_table": ("signal_audit", "audit_table"),
+    "pull_model": ("model_files", "pull_model"),
 }
 
 __all__ = ["materialize", "frame_table", "RunReport", "SalmatError", "ClipError", "__version__",
-           "run_batch", "compare_models", "audit_table", "contact_sheet"]
+           "run_batch", "compare_models", "audit_table", "contact_sheet", "pull_model"]
 
 
 def __getattr__(name: str) -> Any:

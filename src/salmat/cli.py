@@ -14,7 +14,15 @@ from typing import Any, NoReturn, cast
 
 from .errors import SalmatError
 from .option_spec import Options, add_settings, cli_spelling, from_namespace
-from .options import AuditOptions, BatchOptions, CompareOptions, FramesOptions, MaterializeOptions, PreviewOptions
+from .options import (
+    AuditOptions,
+    BatchOptions,
+    CompareOptions,
+    FramesOptions,
+    MaterializeOptions,
+    ModelsPullOptions,
+    PreviewOptions,
+)
 from .outputs import begin_run, install_sigterm_cleanup, stop_requested, stopped_message
 
 EXIT_USAGE = 2
@@ -93,6 +101,12 @@ def _models_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--model-path", default=None,
                    help="an ONNX file to describe (the id it runs as, sha256, model card, inputs/outputs)")
     p.set_defaults(handler=_run_models)
+    actions = p.add_subparsers(dest="models_action", parser_class=_Parser, metavar="{pull}",
+                               help="pull NAME: download a known model's file and check its sha256")
+    _command(actions, "pull", ModelsPullOptions, _run_models_pull,
+             help="download a known model's file, check its sha256 and install it",
+             description="Download a known learned model (see `salmat models`), check its published sha256, and "
+                         "install it atomically in --model-dir (a mismatch is refused and nothing is left behind).")
 
 
 def _run_models(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -104,6 +118,14 @@ def _run_models(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .models.registry import format_known_models
 
     print(format_known_models(args.model_dir))
+    return 0
+
+
+def _run_models_pull(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .model_files import pull_model
+
+    installed = pull_model(**from_namespace(args, ModelsPullOptions))
+    print(f"salmat: models pull {args.name} installed={installed}", file=sys.stderr)
     return 0
 
 
@@ -141,23 +163,18 @@ def _run_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _audit_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     _command(sub, "audit", AuditOptions, _run_audit,
-             help="signal audit: do the saliency columns help predict quality?",
-             description="Per-feature spread and correlation with the target, redundant and "
-                         "complementary pairs, and the cross-validated incremental value of the "
-                         "saliency columns.")
+             help="signal audit: do the saliency and ROI columns help predict quality?",
+             description="Per-feature spread and correlation with the target, the feature families "
+                         "(baseline, plain full-reference, ROI-weighted, saliency), redundant and "
+                         "complementary pairs, and the cross-validated value of the saliency columns and "
+                         "of ROI weighting over plain PSNR/SSIM, per saliency set (model).")
 
 
 def _run_audit(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .signal_audit import audit_table
+    from .signal_audit import audit_table, summary_line
 
     result = audit_table(**from_namespace(args, AuditOptions))
-    rep = result.report
-    inc = rep["incremental"]
-    delta = inc.get("delta", {}).get("srocc") if inc["status"] == "done" else None
-    cols = rep["columns"]
-    print(f"salmat: audit target={rep['target']} n={rep['rows']} features={len(cols['features'])} "
-          f"left_out={len(cols['left_out'])} saliency={rep['saliency']['status']} delta_srocc={delta} "
-          f"out={args.out}", file=sys.stderr)
+    print(summary_line(result.report, args.out), file=sys.stderr)
     return 0
 
 

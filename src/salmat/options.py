@@ -152,6 +152,8 @@ class MaterializeOptions(Options):
     aggregator_column: str = setting(OUTPUT_COLUMNS["aggregator"], "reducer column ('' omits it)", group=COLUMNS)
     ema_alpha_column: str = setting(OUTPUT_COLUMNS["ema_alpha"], "EMA alpha column ('' omits it)", group=COLUMNS)
     error_column: str = setting(OUTPUT_COLUMNS["error"], "error message column ('' omits it)", group=COLUMNS)
+    frames_column: str = setting(OUTPUT_COLUMNS["frames"], "sampling column: clip:8, head:8/8 or frame ('' omits "
+                                 "it; absent under --compat historical)", group=COLUMNS)
     reference_column: str | None = setting(None, "column holding each row's reference clip: adds the full-reference "
                                            "columns psnr_y, ssim_y, sw_*, roi_*, bg_*, saliency_shift_cc and "
                                            "roi_config (docs/quality.md)", group=REFERENCE, example="ref")
@@ -232,6 +234,10 @@ class MaterializeOptions(Options):
                 raise SalmatError(f"{named(one)} needs {named(other)} too (a raw .yuv frame size has both sides)")
         if self.historical:
             given = self.non_default()
+            if "frames_column" in given and self.frames_column:
+                raise SalmatError(f"{named('frames_column')} can't be combined with {passing('compat', 'historical')}"
+                                  ", which writes the earlier tool's columns exactly (no sampling column); drop one "
+                                  "of them")
             for name, value in HISTORICAL_SAMPLING.items():
                 if name in given and getattr(self, name) != value:
                     raise SalmatError(f"{named(name)} can't be combined with {passing('compat', 'historical')}, which "
@@ -295,6 +301,7 @@ class MaterializeOptions(Options):
             "aggregator": self.aggregator_column,
             "ema_alpha": self.ema_alpha_column,
             "error": self.error_column,
+            "frames": "" if self.historical else self.frames_column,  # the earlier tool had no such column
         }
 
 
@@ -462,8 +469,13 @@ class AuditOptions(Options):
     target: str = setting("auto", "target column, or auto: the one of vmaf, vmaf_score, mos_raw_0_100, mos, dmos, "
                           "score present (two present: name one)", check=non_empty)
     group_by: str | None = setting(None, "average rows per value of this column first")
-    saliency_columns: tuple[str, ...] | None = setting(None, "comma-separated (unset: saliency_mean,saliency_var)",
+    saliency_columns: tuple[str, ...] | None = setting(None, "comma-separated saliency columns (unset: each set's "
+                                                       "saliency_mean, saliency_var; see --saliency-prefixes)",
                                                        convert=comma_list, check=item_list, metavar="C,C")
+    saliency_prefixes: tuple[str, ...] | None = setting(
+        None, "comma-separated prefixes of the saliency column sets to audit, each on its own (v1_,v2_; none: the "
+        "unprefixed set; unset: every <prefix>saliency_mean/var or ROI column's prefix)", convert=comma_list,
+        check=item_list, metavar="P,P")
     features: tuple[str, ...] | None = setting(None, "comma-separated columns audited beside the saliency columns "
                                                "(unset: every numeric column not named like a target, an id or "
                                                "provenance)", convert=comma_list, check=item_list, metavar="C,C")
@@ -484,3 +496,25 @@ class AuditOptions(Options):
                                   "keep one")
         if self.target in excluded:
             raise SalmatError(f"{self.target!r} is the target; leave it out of {named('exclude')}")
+        if self.saliency_columns and self.saliency_prefixes:
+            raise SalmatError(f"{named('saliency_columns')} and {named('saliency_prefixes')} both choose the saliency "
+                              "columns; keep one")
+
+
+def http_url(value: Any) -> str | None:
+    """An address `salmat models pull` can download from."""
+    ok = isinstance(value, str) and value.split("://", 1)[0].lower() in ("http", "https") and "://" in value
+    return None if ok else "an http:// or https:// address"
+
+
+@dataclass(frozen=True)
+class ModelsPullOptions(Options):
+    """`salmat models pull NAME` / `salmat.pull_model(name, **settings)`."""
+
+    command: ClassVar[str] = "models pull"
+
+    name: str = setting(help="the known learned model to download (see `salmat models`)", positional=True)
+    model_dir: str | None = setting(None, "folder the file is installed in (default: the first folder of "
+                                    "$SALMAT_MODEL_DIR)", convert=path, metavar="DIR")
+    url: str | None = setting(None, "download from here instead of the model's published address (its sha256 is "
+                              "checked all the same)", check=http_url, metavar="URL")

@@ -41,7 +41,7 @@ from .rows import (
     frame_index_cells,
     with_float_cells,
 )
-from .run_notes import failure_lines, first_errors, skipped_other_configurations, unused_settings
+from .run_notes import CONFIGURATION_ROLES, failure_lines, first_errors, skipped_other_configurations, unused_settings
 from .sources import ClipSpec, RowPlan, SourceFailure, SourceOptions, plan_rows, with_wanted_frames
 from .tables import (
     TableReader,
@@ -73,6 +73,7 @@ class RunReport:
     audit: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # the warnings the run printed (`salmat.run_notes`)
     first_errors: dict[str, str] = field(default_factory=dict)  # failing status → its first error
+    cached: int = 0  # clips whose values came from the result cache (no decode, no model)
 
     @property
     def total(self) -> int:
@@ -96,7 +97,7 @@ class RunReport:
 
     def summary_line(self) -> str:
         return (f"salmat: total={self.total} ok={self.ok} skipped={self.skipped} failed={self.failed} "
-                f"clips={self.clips} seconds={self.seconds:.2f} output={self.output}")
+                f"clips={self.clips} cached={self.cached} seconds={self.seconds:.2f} output={self.output}")
 
 
 # ---- settings → the values each stage takes ----------------------------------
@@ -165,7 +166,7 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     _make_maps_folder(opts.maps_out)
     job = ClipJob(spec.pinned(model.fingerprint), sampling_options(opts), reduce_options(opts), roi, opts.maps_out)
     aggregator = FRAME_AGGREGATOR if opts.per_frame else opts.temporal_aggregator
-    provenance = Provenance.for_run(model.id, aggregator, opts.ema_alpha, opts.historical)
+    provenance = Provenance.for_run(model.id, aggregator, opts.ema_alpha, opts.historical, sampling_options(opts))
     provenance.roi_config = roi.config() if roi is not None else None
     # Per-frame results are not cached: their key would be the clip's frame set, rarely asked twice.
     # With --maps-out every clip is computed, so that each has its maps written.
@@ -196,7 +197,8 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
 
     clips = sum(isinstance(s, ClipSpec) for s in planned.plan.sources)
     report = RunReport(opts.output, outcomes.counts(), clips, time.perf_counter() - started, notes=notes,
-                       first_errors=first_errors(outcomes, planned.plan.row_source, planned.plan.sources))
+                       first_errors=first_errors(outcomes, planned.plan.row_source, planned.plan.sources),
+                       cached=cache.stats.hits if cache is not None else 0)
     timings["total"] = report.seconds
     report.audit = audit_mod.build_audit(opts, model, report, timings, results, argv)
     report.audit["cache"] = cache.describe() if cache is not None else None
@@ -256,7 +258,7 @@ def _key_columns(opts: MaterializeOptions, schema: pa.Schema) -> list[str]:
     provenance of existing values (to say what skipped rows hold)."""
     columns = opts.output_columns()
     frame = opts.frame_column if opts.per_frame else None
-    provenance = [columns[role] for role in ("model_id", "aggregator", "ema_alpha") if columns[role] in schema.names]
+    provenance = [columns[role] for role in CONFIGURATION_ROLES if columns[role] in schema.names]
     wanted = [opts.path_column, opts.width_column, opts.height_column, columns["mean"], columns["var"], frame,
               *provenance, opts.reference_column, columns.get("psnr_y")]
     return list(dict.fromkeys(c for c in wanted if c))

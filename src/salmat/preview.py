@@ -248,8 +248,10 @@ def _colorbar(fig: Figure, cax: Axes, cmap: Colormap) -> None:
 
     bar = fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), cax=cax, ticks=[0.0, 0.5, 1.0])
     bar.outline.set_visible(False)
-    bar.ax.tick_params(labelsize=6, length=2, pad=1)
-    bar.set_label("saliency", fontsize=6, labelpad=1)
+    # Tick marks clear of their labels (a mark touching "0.5" read as "-0.5"), and the name above the
+    # bar, where nothing else is drawn: beside it, rotated, it ran into the middle tick label.
+    bar.ax.tick_params(labelsize=6.5, length=3, width=0.6, pad=3)
+    bar.ax.set_title("saliency", fontsize=6.5, pad=8)
 
 
 def _colormap(name: str) -> Colormap:

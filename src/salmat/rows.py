@@ -24,12 +24,13 @@ from .values import (
     STATUSES,
     VALUE_COLUMNS,
     ClipResult,
+    SamplingOptions,
 )
 
 _CODE = {status: code for code, status in enumerate(STATUSES)}
 # The type of each column salmat writes, by role (docs/contract.md §2).
 OUTPUT_TYPES = {"mean": pa.float64(), "var": pa.float64(), "status": pa.string(), "model_id": pa.string(),
-                "aggregator": pa.string(), "ema_alpha": pa.float64(), "error": pa.string(),
+                "aggregator": pa.string(), "ema_alpha": pa.float64(), "error": pa.string(), "frames": pa.string(),
                 **{role: pa.float64() for role in QUALITY_COLUMNS}, "roi_config": pa.string()}
 
 
@@ -40,15 +41,20 @@ class Provenance:
     model_id: str
     aggregator: str
     ema_alpha: float | None
+    frames: str | None = None  # the sampling (`clip:8`, `head:8/8`, `frame`); None: not recorded
     roi_config: str | None = None  # `RoiOptions.config()` with --reference-column
 
     @classmethod
-    def for_run(cls, model_id: str, aggregator: str, ema_alpha: float, historical: bool = False) -> Provenance:
+    def for_run(cls, model_id: str, aggregator: str, ema_alpha: float, historical: bool = False,
+                sampling: SamplingOptions | None = None) -> Provenance:
         """The alpha rule (CONTRACT §2): recorded where it played a part, i.e. under the `ema`
         reducer; under `--compat historical` on every `ok` row, as the earlier tool wrote it, so
-        merged tables group one configuration as one. A per-frame row reduces nothing: no alpha."""
+        merged tables group one configuration as one. A per-frame row reduces nothing: no alpha.
+        The sampling: `frame` on per-frame rows, else `sampling.label`; never under historical
+        (the earlier tool's columns stay exact)."""
         recorded = aggregator != FRAME_AGGREGATOR and (aggregator == "ema" or historical)
-        return cls(model_id, aggregator, ema_alpha if recorded else None)
+        frames = FRAME_AGGREGATOR if aggregator == FRAME_AGGREGATOR else sampling.label if sampling else None
+        return cls(model_id, aggregator, ema_alpha if recorded else None, None if historical else frames)
 
 
 @dataclass
@@ -354,6 +360,8 @@ class ColumnBuilder:
         if names["ema_alpha"]:
             alpha_mask = ~ok if p.ema_alpha is not None else np.ones(n, dtype=bool)
             values[names["ema_alpha"]] = pa.array(np.full(n, p.ema_alpha or 0.0), mask=alpha_mask)
+        if names.get("frames"):
+            values[names["frames"]] = _constant_where(ok, p.frames, pa.string())
         if names["error"]:
             errors = o.source_error.take(pa.array(src.astype(np.int64))) if have_src else pa.nulls(n, pa.string())
             values[names["error"]] = pc.if_else(pa.array(failed), errors, pa.nulls(n, pa.string()))

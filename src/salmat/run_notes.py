@@ -58,9 +58,13 @@ def unused_settings(opts: MaterializeOptions, onnx_model: bool) -> list[str]:
 # ---- rows skipped because they hold another configuration's values --------------------
 
 
+# The provenance columns (by role) that tell one configuration's values from another's.
+CONFIGURATION_ROLES = ("model_id", "aggregator", "ema_alpha", "frames")
+
+
 def skipped_other_configurations(keys: pa.Table, skipped: np.ndarray, opts: MaterializeOptions,
                                  provenance: Provenance) -> str | None:
-    """A sentence when skipped rows hold values from another (model, reducer, alpha) than this run's,
+    """A sentence when skipped rows hold values from another (model, reducer, alpha, sampling) than this run's,
     or when every row is skipped (nothing computed).
 
     `keys` holds the existing provenance columns (those present); rows with values but no
@@ -68,17 +72,17 @@ def skipped_other_configurations(keys: pa.Table, skipped: np.ndarray, opts: Mate
     if not skipped.any():
         return None
     columns = opts.metadata_columns()
-    configs = configuration_counts(keys, skipped, [columns["model_id"], columns["aggregator"], columns["ema_alpha"]])
-    model, aggregator, alpha = provenance.model_id, provenance.aggregator, provenance.ema_alpha
+    configs = configuration_counts(keys, skipped, [columns[role] for role in CONFIGURATION_ROLES])
+    asked = (provenance.model_id, provenance.aggregator, provenance.ema_alpha, provenance.frames)
     # Rows whose values carry no model id can't be said to come from another configuration.
-    other = {c: n for c, n in configs.items() if c[0] is not None and not _same(c, (model, aggregator, alpha))}
+    other = {c: n for c, n in configs.items() if c[0] is not None and not _same(c, asked)}
     if not other:
         return nothing_to_compute(len(skipped), opts) if skipped.all() else None
     total = sum(other.values())
     shown = ", ".join(f"{_describe(c)} ({n})" for c, n in sorted(other.items(), key=lambda kv: -kv[1])[:4])
     more = f" and {len(other) - 4} more" if len(other) > 4 else ""
     return (f"{total} row(s) were left as they were because they already hold values from another configuration: "
-            f"{shown}{more}; this run asked for {_describe((model, aggregator, alpha))}. "
+            f"{shown}{more}; this run asked for {_describe(asked)}. "
             f"Pass {switched_on('overwrite')} to recompute them")
 
 
@@ -91,10 +95,12 @@ def nothing_to_compute(rows: int, opts: MaterializeOptions) -> str:
             f"pass {passing('column_prefix', 'P')}, to recompute pass {switched_on('overwrite')}")
 
 
-def _same(found: tuple[Any, Any, Any], asked: tuple[str, str, float | None]) -> bool:
-    model, aggregator, alpha = found
+def _same(found: tuple[Any, ...], asked: tuple[str, str, float | None, str | None]) -> bool:
+    model, aggregator, alpha, frames = found
     if model != asked[0] or aggregator != asked[1]:
         return False
+    if frames is not None and asked[3] is not None and frames != asked[3]:
+        return False  # rows or a run that record no sampling don't tell configurations apart by it
     if asked[2] is None:
         return True  # a run that records no alpha doesn't tell configurations apart by it
     try:
@@ -103,10 +109,11 @@ def _same(found: tuple[Any, Any, Any], asked: tuple[str, str, float | None]) -> 
         return False
 
 
-def _describe(config: tuple[Any, Any, Any]) -> str:
-    model, aggregator, alpha = config
+def _describe(config: tuple[Any, ...]) -> str:
+    model, aggregator, alpha, frames = config
     text = f"{model}/{aggregator or 'an unrecorded reducer'}"
-    return f"{text} alpha={alpha}" if alpha is not None and aggregator == "ema" else text
+    text = f"{text} alpha={alpha}" if alpha is not None and aggregator == "ema" else text
+    return f"{text} frames={frames}" if frames is not None else text
 
 
 # ---- a failed run ------------------------------------------------------------------

@@ -219,7 +219,7 @@ def resolve_source(
         confine = os.path.realpath(options.root)
         if not _inside(path, confine):
             return SourceFailure("outside-root", f"{raw_path} resolves outside --root {options.root}")
-    failure = _readable_file_failure(path)
+    failure = _readable_file_failure(path, raw_path, options.root)
     if failure:
         return failure
     if path.suffix.lower() not in RAW_SUFFIXES:
@@ -260,13 +260,23 @@ def file_kind(mode: int) -> str:
     return f"file of type {stat.S_IFMT(mode):#o}"
 
 
-def _readable_file_failure(path: Path) -> SourceFailure | None:
+def _not_found(raw_path: str, path: Path, root: str | None) -> str:
+    """A missing file, with the folder a relative path was looked for in and how to name another."""
+    if Path(raw_path).is_absolute():
+        return f"{path}: no such file"
+    if root:
+        return f"{raw_path}: no such file in {named('root')} {os.path.abspath(root)}"
+    return (f"{raw_path}: no such file in the current folder {os.getcwd()}, where relative paths are read from "
+            f"without {named('root')}; pass {passing('root', 'FOLDER')} to name the clips' folder")
+
+
+def _readable_file_failure(path: Path, raw_path: str, root: str | None) -> SourceFailure | None:
     """Only regular files are sources: a FIFO, device, socket or folder is refused here, from
     its `stat`, without opening it (opening one can block forever or act on a device)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return SourceFailure("missing-source", f"{path}: no such file")
+        return SourceFailure("missing-source", _not_found(raw_path, path, root))
     except (OSError, ValueError) as exc:  # symlink loops, over-long names, a folder on the way that is a file
         return SourceFailure("missing-source", f"{path}: {getattr(exc, 'strerror', None) or exc}")
     if not stat.S_ISREG(mode):

@@ -33,7 +33,7 @@ STATUSES = (OK, SKIPPED, MISSING_SOURCE, MISSING_GEOMETRY, DECODE_FAILED, MODEL_
 OUTPUT_COLUMNS = {
     "mean": "saliency_mean", "var": "saliency_var", "status": "saliency_status",
     "model_id": "saliency_model_id", "aggregator": "saliency_aggregator", "ema_alpha": "saliency_ema_alpha",
-    "error": "saliency_error",
+    "error": "saliency_error", "frames": "saliency_frames",
 }
 VALUE_COLUMNS = (OUTPUT_COLUMNS["mean"], OUTPUT_COLUMNS["var"])
 
@@ -68,6 +68,13 @@ class SamplingOptions:
     frame_samples: int = 8
     max_frames: int = 8
     max_pixels: int | None = None
+
+    @property
+    def label(self) -> str:
+        """What `saliency_frames` says: `clip:8` (8 frames over the clip), `head:8/8` (8 among the first 8)."""
+        if self.sampling == "head":
+            return f"head:{self.frame_samples}/{self.max_frames}"
+        return f"{self.sampling}:{self.frame_samples}"
 
 
 @dataclass(frozen=True)

@@ -46,16 +46,34 @@ class KnownModel:
     filename: str
     preset: str             # the preprocessing preset it was trained with
     sha256: str | None      # None: no published checksum, so its file can't be checked
+    repository: str | None = None  # the GitHub repository that publishes the file ("owner/name")
+    repo_path: str | None = None   # the file's path in that repository
+
+    @property
+    def url(self) -> str | None:
+        """Where `salmat models pull` downloads the file by default (its sha256 is checked either way)."""
+        if self.repository is None or self.repo_path is None:
+            return None
+        return f"https://raw.githubusercontent.com/{self.repository}/{PUBLISHED_BRANCH}/{self.repo_path}"
 
 
+# The students are published by VMAFx/vmafx in model/tiny/ (their model cards, and that folder's
+# registry.json, give these same sha256s), under the BSD-2-Clause-Patent licence.
+PUBLISHED_BRANCH = "master"
 KNOWN_MODELS: dict[str, KnownModel] = {m.id: m for m in (
     KnownModel("saliency_student_v1", "saliency_student_v1.onnx", "vmaf-student",
-               "1edc64772498ab73ebdb17e21f49679ce5ded82534d47f557cd15fd36e1b46e7"),
+               "1edc64772498ab73ebdb17e21f49679ce5ded82534d47f557cd15fd36e1b46e7",
+               "VMAFx/vmafx", "model/tiny/saliency_student_v1.onnx"),
     KnownModel("saliency_student_v2", "saliency_student_v2.onnx", "vmaf-student",
-               "8cdaa6c10ab44d9b03a6a207603bd0b61f5c75a6beafdc82da57215f0a2ab2ed"),
+               "8cdaa6c10ab44d9b03a6a207603bd0b61f5c75a6beafdc82da57215f0a2ab2ed",
+               "VMAFx/vmafx", "model/tiny/saliency_student_v2.onnx"),
     KnownModel("u2netp_mirror_v1", "u2netp_mirror_v1.onnx", "u2net", None),
 )}
-_BY_SHA256 = {m.sha256: m for m in KNOWN_MODELS.values() if m.sha256}
+
+
+def known_by_sha256(sha256: str) -> KnownModel | None:
+    """The known model whose published checksum is `sha256` (read from `KNOWN_MODELS` each time)."""
+    return next((m for m in KNOWN_MODELS.values() if m.sha256 == sha256), None)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -96,6 +114,15 @@ def find_all(known: KnownModel, dirs: Sequence[Path]) -> list[Path]:
     return [Path(os.path.abspath(d / known.filename)) for d in dirs if (d / known.filename).is_file()]
 
 
+def check_is_named_model(known: KnownModel, path: Path) -> None:
+    """A file found under `known`'s name must not be, by checksum, another known model: the model
+    asked for is the model that runs (a file matching no known checksum runs as `stem@sha8`)."""
+    other = known_by_sha256(file_sha256(path))
+    if other is not None and other.id != known.id:
+        raise SalmatError(f"{path} is not {known.id}: its sha256 is {other.id}'s; put {known.id}'s own file "
+                          f"there, or ask for {named('model')} {other.id}")
+
+
 def _folder_state(folder: Path) -> str:
     """A searched folder, with what is wrong with it (a typo in --model-dir shows here)."""
     if folder.is_dir():
@@ -110,6 +137,7 @@ def locate(name: str, model_dir: str | os.PathLike[str] | None = None) -> Path:
     dirs = search_dirs(model_dir)
     found = find_all(known, dirs)
     if found:
+        check_is_named_model(known, found[0])
         return found[0]
     fix = f"name its folder with {passing('model_dir', 'DIR')} or {ENV_VAR}=DIR"
     if not dirs:
@@ -138,7 +166,7 @@ def with_sha8(stem: str, sha256: str) -> str:
 
 def file_id(path: str | Path, sha256: str) -> str:
     """The id an ONNX file gets on its own (see the module docstring for the rules)."""
-    by_checksum = _BY_SHA256.get(sha256)
+    by_checksum = known_by_sha256(sha256)
     if by_checksum is not None:
         return by_checksum.id
     stem = Path(path).stem
@@ -226,7 +254,9 @@ def _where(lookup: Lookup) -> str:
     if lookup.path is None:
         return "not found"
     text = f"found  {lookup.path}  {lookup.checksum}"
-    if lookup.runs_as != lookup.known.id:
+    if lookup.runs_as in KNOWN_MODELS and lookup.runs_as != lookup.known.id:
+        text += f" (this is {lookup.runs_as}'s file: refused under this name)"
+    elif lookup.runs_as != lookup.known.id:
         text += f" (runs as {lookup.runs_as})"
     if lookup.shadowed:
         text += f"; also in {', '.join(str(p.parent) for p in lookup.shadowed)} (not used)"
@@ -250,4 +280,15 @@ def format_known_models(model_dir: str | os.PathLike[str] | None = None) -> str:
         lines.append(f"learned (ONNX files; no folder to search: pass --model-dir DIR or set {ENV_VAR}=DIR):")
     for lookup in lookup_all(model_dir):
         lines.append(f"  {lookup.known.id:<{width}}  preset {lookup.known.preset:<12}  {_where(lookup)}")
+    lines.append(SOURCES_HEADER)
+    lines += [f"  {known.id:<{width}}  {_source(known)}" for known in KNOWN_MODELS.values()]
     return "\n".join(lines)
+
+
+SOURCES_HEADER = "where the learned models come from (`salmat models pull NAME` downloads one and checks its sha256):"
+
+
+def _source(known: KnownModel) -> str:
+    if known.repository is None or known.sha256 is None:
+        return "no published source or checksum: bring its file yourself"
+    return f"github.com/{known.repository}  {known.repo_path}  sha256 {known.sha256}"

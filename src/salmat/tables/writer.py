@@ -8,13 +8,14 @@ import decimal
 import gzip
 import json
 import os
+import re
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from salmat.errors import SalmatError
@@ -151,27 +152,68 @@ def _make_sink(fmt: str, file: Any, schema: pa.Schema, delimiter: str) -> Any:
 
 
 class _CsvSink:
-    """pyarrow's CSVWriter, after making floats and binary read back with the same types."""
+    """CSV text built column-wise with Arrow compute: numbers, booleans and dates bare (pyarrow's
+    own writer quotes every text cell, and floats are text here so that 1.0 reads back as a float),
+    strings quoted only where a reader needs it."""
 
     def __init__(self, file: Any, schema: pa.Schema, delimiter: str) -> None:
-        csv_schema = pa.schema([pa.field(f.name, _csv_type(f.type)) for f in schema])
-        self._schema = csv_schema
-        self._writer = pcsv.CSVWriter(file, csv_schema, write_options=pcsv.WriteOptions(delimiter=delimiter))
+        self._file = file
+        self._delimiter = delimiter
+        header = [_quoted(pa.array([name], pa.large_string()), delimiter) for name in schema.names]
+        self._file.write(_csv_lines(header, delimiter))
 
     def write(self, batch: pa.RecordBatch) -> None:
-        arrays = [_csv_column(column) for column in batch.columns]
-        self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+        if batch.num_rows:
+            self._file.write(_csv_lines([_csv_cells(c, self._delimiter) for c in batch.columns], self._delimiter))
 
     def close(self) -> None:
-        self._writer.close()
+        pass
 
 
-def _csv_type(data_type: pa.DataType) -> pa.DataType:
-    if pa.types.is_dictionary(data_type):
-        data_type = data_type.value_type
-    if pa.types.is_floating(data_type) or _is_binary(data_type):
-        return pa.string()
-    return data_type
+def _csv_lines(cells: list[pa.Array], delimiter: str) -> memoryview:
+    """The rows of `cells` (text columns without nulls) as CSV lines, straight from Arrow's buffer."""
+    parts: list[Any] = []
+    for cell in cells:  # cell, delimiter, cell, …, newline: joined in one pass
+        parts += [cell, _text(delimiter)]
+    parts[-1] = _text("\n")
+    lines = pc.binary_join_element_wise(*parts, _text(""))
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
+    data = memoryview(lines.buffers()[2])
+    return data[offsets[lines.offset]:offsets[lines.offset + len(lines)]]
+
+
+def _csv_cells(column: pa.Array, delimiter: str) -> pa.Array:
+    """One column as CSV cells (large_string, a null as an empty cell)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pa.types.is_floating(column.type):
+        text = pc.cast(column, pa.string())
+        # pyarrow prints 1.0 as "1", which would read back as int64.
+        whole = pc.match_substring_regex(text, r"^-?[0-9]+$")
+        text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)  # both `string`
+    elif _is_binary(column.type):
+        text = pa.array([_base64(v) for v in column.to_pylist()], pa.string())
+    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        text = _quoted(column.cast(pa.large_string()), delimiter)
+    else:
+        text = pc.cast(column, pa.string())  # what pyarrow's CSV writer prints for ints, bools, dates
+    return pc.fill_null(text.cast(pa.large_string()), "")
+
+
+def _quoted(text: pa.Array, delimiter: str) -> pa.Array:
+    """Strings as CSV cells: quoted, quotes doubled, where they hold the delimiter, a quote or a line
+    break, or are empty (a bare empty cell reads back as null)."""
+    special = "\\t" if delimiter == "\t" else re.escape(delimiter)
+    needs = pc.or_(pc.equal(pc.binary_length(text), 0), pc.match_substring_regex(text, f'[{special}"\\r\\n]'))
+    if not pc.any(needs).as_py():
+        return text  # the usual case: paths, ids, statuses
+    quote = _text('"')
+    quoted = pc.binary_join_element_wise(quote, pc.replace_substring(text, '"', '""'), quote, _text(""))
+    return pc.if_else(needs, quoted, text)
+
+
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.large_string())  # the cells' type: Arrow joins text of one type only
 
 
 def _is_binary(data_type: pa.DataType) -> bool:
@@ -179,19 +221,6 @@ def _is_binary(data_type: pa.DataType) -> bool:
         pa.types.is_binary(data_type) or pa.types.is_large_binary(data_type) or pa.types.is_fixed_size_binary(data_type)
     )
     return binary
-
-
-def _csv_column(column: pa.Array) -> pa.Array:
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    if pa.types.is_floating(column.type):
-        text = pc.cast(column, pa.string())
-        # pyarrow prints 1.0 as "1", which would read back as int64.
-        whole = pc.match_substring_regex(text, r"^-?[0-9]+$")
-        return pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
-    if _is_binary(column.type):
-        return pa.array([_base64(v) for v in column.to_pylist()], pa.string())
-    return column
 
 
 def _base64(value: bytes | None) -> str | None:

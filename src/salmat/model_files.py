@@ -1,0 +1,96 @@
+"""`salmat models pull NAME` (`salmat.pull_model`): download a known model's file, check its sha256,
+install it atomically.
+
+The download and the checksum are pooch's (its HTTP downloader and `file_hash`); the file is
+written to a temporary file beside its destination (`outputs.AtomicFile`) and renamed into
+place only once its sha256 is the published one. A mismatch, a server error or an interrupted
+download leaves nothing behind, and an earlier file at the destination is never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import SalmatError
+from .models.registry import ENV_VAR, SHA_DIGITS, KnownModel, file_sha256, known_model, search_dirs
+from .option_spec import named, passing
+from .options import ModelsPullOptions
+from .outputs import AtomicFile
+
+DOWNLOAD_TIMEOUT_S = 60  # per connection attempt and between received bytes, not for the whole file
+
+
+def pull_model(name: str, **settings: Any) -> Path:
+    """Download the known model `name` into `model_dir` (else `$SALMAT_MODEL_DIR`'s first folder)
+    from `url` (else its published address); returns the installed file."""
+    opts = ModelsPullOptions.build(name=name, **settings)
+    opts.validate()
+    known = _checkable(known_model(opts.name))
+    dest = install_folder(opts.model_dir) / known.filename
+    if dest.exists():
+        return _already_there(known, dest)
+    url = opts.url or str(known.url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staged = AtomicFile(dest)
+    with staged as fh:  # renamed onto `dest` only when the block ends without an error
+        _download(url, fh, known)
+        fh.flush()
+        _check_sha256(staged.temp, known, url)
+    return dest
+
+
+def _checkable(known: KnownModel) -> KnownModel:
+    if known.sha256 is None or known.url is None:
+        raise SalmatError(f"{known.id} has no published source or checksum, so salmat can't download and check it; "
+                          f"put its file ({known.filename}) in a folder of {named('model_dir')} yourself")
+    return known
+
+
+def install_folder(model_dir: str | os.PathLike[str] | None) -> Path:
+    """Where a pulled file goes: `model_dir` (its first folder), else `$SALMAT_MODEL_DIR`'s first."""
+    dirs = search_dirs(model_dir)
+    if not dirs:
+        raise SalmatError(f"no folder to install the model in: pass {passing('model_dir', 'DIR')} or set "
+                          f"{ENV_VAR}=DIR")
+    if dirs[0].exists() and not dirs[0].is_dir():
+        raise SalmatError(f"{dirs[0]} is not a folder; pass {passing('model_dir', 'DIR')} naming a folder")
+    return Path(os.path.abspath(dirs[0]))
+
+
+def _already_there(known: KnownModel, dest: Path) -> Path:
+    sha256 = file_sha256(dest)
+    if sha256 == known.sha256:
+        return dest
+    raise SalmatError(f"{dest} already exists and is not {known.id} (its sha256 starts {sha256[:SHA_DIGITS]}, "
+                      f"{known.id}'s {str(known.sha256)[:SHA_DIGITS]}); nothing was downloaded: move that file "
+                      f"away, or pull into another {named('model_dir')}")
+
+
+def _download(url: str, fh: Any, known: KnownModel) -> None:
+    try:
+        import pooch
+        import requests
+    except ImportError:
+        raise SalmatError("salmat models pull needs pooch: pip install 'salmat[pull]'") from None
+
+    try:
+        pooch.HTTPDownloader(progressbar=False, timeout=DOWNLOAD_TIMEOUT_S)(url, fh, None)
+    except requests.exceptions.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "error"
+        raise SalmatError(f"downloading {known.id} from {url} failed: the server answered HTTP {status}; nothing "
+                          f"was installed; check the address ({named('url')}) and try again") from None
+    except requests.exceptions.RequestException as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise SalmatError(f"downloading {known.id} from {url} failed ({type(exc).__name__}: {reason}); nothing was "
+                          "installed; check the address and the network, and try again") from None
+
+
+def _check_sha256(path: str, known: KnownModel, url: str) -> None:
+    from pooch import file_hash
+
+    got = file_hash(path, alg="sha256")
+    if got != known.sha256:
+        raise SalmatError(f"refused: the file from {url} is not {known.id} (its sha256 starts {got[:SHA_DIGITS]}, "
+                          f"the published one {str(known.sha256)[:SHA_DIGITS]}); nothing was installed")

@@ -1,0 +1,209 @@
+"""`salmat models pull NAME`: download with pooch from a local HTTP server on 127.0.0.1 (never the
+internet), check the sha256, install atomically; and `salmat models` saying where each model comes from.
+
+Small graphs from `onnx_graphs` stand in for the students: the test registers their sha256 as the
+published one (`KNOWN_MODELS` is read each time), so a right file, a wrong file, a server error and
+a download cut short are all real HTTP transfers of real ONNX files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import pytest
+
+import onnx_graphs as graphs
+from conftest import run_cli_inprocess
+from salmat import pull_model
+from salmat.cli import build_parser
+from salmat.errors import SalmatError
+from salmat.models import load_model
+from salmat.models.registry import KNOWN_MODELS, SOURCES_HEADER
+from salmat.options import ModelsPullOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "models"
+NAME = "saliency_student_v1"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class Server:
+    """A local HTTP server: files from `folder`, `/error/*` answers 500, `/cut/*` sends half a file."""
+
+    folder: Path
+    port: int = 0
+    requests: list[str] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+
+@pytest.fixture()
+def server(tmp_path) -> Iterator[Server]:
+    state = Server(tmp_path / "served")
+    state.folder.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, directory=str(state.folder), **kwargs)
+
+        def do_GET(self) -> None:
+            state.requests.append(self.path)
+            if self.path.startswith("/error/"):
+                self.send_error(500, "broken on purpose")
+                return
+            if self.path.startswith("/cut/"):
+                body = (state.folder / self.path.removeprefix("/cut/")).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])  # then the connection closes
+                return
+            super().do_GET()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+@pytest.fixture()
+def published(server, monkeypatch) -> Path:
+    """A served graph whose sha256 is registered as the student v1's published one."""
+    path = graphs.save(graphs.conv_sigmoid(), server.folder / "student.onnx")
+    graphs.save(graphs.conv_sigmoid(weights=graphs.CONV_WEIGHTS * 0.5), server.folder / "other.onnx")
+    monkeypatch.setitem(KNOWN_MODELS, NAME, replace(KNOWN_MODELS[NAME], sha256=sha256(path)))
+    monkeypatch.delenv("SALMAT_MODEL_DIR", raising=False)
+    return path
+
+
+def one_line_exit_2(proc) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+def test_pull_downloads_checks_and_installs_the_file(tmp_path, server, published):
+    models = tmp_path / "models" / "new"  # created if missing
+    proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("student.onnx"))
+    assert proc.returncode == 0, proc.stderr
+    installed = models / f"{NAME}.onnx"
+    assert f"installed={installed}" in proc.stderr
+    assert installed.read_bytes() == published.read_bytes()
+    assert sorted(p.name for p in models.iterdir()) == [installed.name]  # no temp file left
+    assert load_model(NAME, model_dir=str(models)).id == NAME  # runs under its own id
+    again = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("student.onnx"))
+    assert again.returncode == 0 and server.requests == ["/student.onnx"]  # already there: no second download
+
+
+def test_the_environment_folder_is_the_default_destination(tmp_path, server, published, monkeypatch):
+    first, second = tmp_path / "a", tmp_path / "b"
+    monkeypatch.setenv("SALMAT_MODEL_DIR", f"{first}:{second}")
+    assert pull_model(NAME, url=server.url("student.onnx")) == first / f"{NAME}.onnx"
+    monkeypatch.delenv("SALMAT_MODEL_DIR")
+    with pytest.raises(SalmatError, match="no folder to install the model in: pass model_dir=DIR"):
+        pull_model(NAME, url=server.url("student.onnx"))
+
+
+@pytest.mark.parametrize("path, says", [
+    ("other.onnx", "refused: the file from"),             # another model's bytes: the sha256 differs
+    ("error/student.onnx", "the server answered HTTP 500"),
+    ("missing.onnx", "the server answered HTTP 404"),
+    ("cut/student.onnx", "failed (ChunkedEncodingError"),  # half the bytes, then the connection closed
+])
+def test_a_bad_download_is_refused_and_leaves_nothing(tmp_path, server, published, path, says):
+    models = tmp_path / "models"
+    models.mkdir()
+    proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url(path))
+    message = one_line_exit_2(proc)
+    assert says in message and "nothing was installed" in message, message
+    assert list(models.iterdir()) == []  # no partial file, no temp file
+
+
+def test_an_existing_other_file_is_never_overwritten(tmp_path, server, published):
+    models = tmp_path / "models"
+    models.mkdir()
+    mine = graphs.save(graphs.conv_sigmoid(weights=graphs.CONV_WEIGHTS * 3.0), models / f"{NAME}.onnx")
+    before = mine.read_bytes()
+    proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("student.onnx"))
+    assert "already exists and is not saliency_student_v1" in one_line_exit_2(proc)
+    assert mine.read_bytes() == before and server.requests == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["u2netp_mirror_v1"], "has no published source or checksum"),
+    (["saliency_student_v3"], "unknown model 'saliency_student_v3'"),
+    ([NAME, "--url", "ftp://127.0.0.1/x.onnx"], "--url must be an http:// or https:// address"),
+    ([NAME], "no folder to install the model in: pass --model-dir DIR or set SALMAT_MODEL_DIR=DIR"),
+])
+def test_what_cannot_be_pulled_is_one_line_before_any_download(tmp_path, server, published, args, says):
+    proc = run_cli_inprocess("models", "pull", *args)
+    assert says in one_line_exit_2(proc)
+    assert server.requests == []
+
+
+def test_a_server_that_is_not_there_is_one_line(tmp_path, published):
+    models = tmp_path / "models"
+    proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", "http://127.0.0.1:9/x.onnx")
+    assert "failed (ConnectionError" in one_line_exit_2(proc)
+    assert list(models.iterdir()) == []
+
+
+# ---- where the models come from ------------------------------------------------------------
+
+
+def test_salmat_models_says_where_each_learned_model_comes_from(monkeypatch):
+    monkeypatch.delenv("SALMAT_MODEL_DIR", raising=False)
+    proc = run_cli_inprocess("models")
+    assert proc.returncode == 0, proc.stderr
+    sources = proc.stdout.split(SOURCES_HEADER + "\n", 1)[1].splitlines()
+    by_id = {line.split()[0]: line for line in sources}
+    assert set(by_id) == set(KNOWN_MODELS)
+    for name in ("saliency_student_v1", "saliency_student_v2"):
+        known = KNOWN_MODELS[name]
+        assert f"github.com/VMAFx/vmafx  model/tiny/{name}.onnx  sha256 {known.sha256}" in by_id[name]
+        assert known.url == f"https://raw.githubusercontent.com/VMAFx/vmafx/master/model/tiny/{name}.onnx"
+    assert "no published source or checksum" in by_id["u2netp_mirror_v1"]
+
+
+@pytest.mark.skipif(not (SHARED / "README.md").is_file(), reason="../shared/models (the real students) is absent")
+def test_the_sources_are_the_model_cards_and_the_files_checksums():
+    card = (SHARED / "README.md").read_text(encoding="utf-8")
+    for name in ("saliency_student_v1", "saliency_student_v2"):
+        known = KNOWN_MODELS[name]
+        folder = str(known.repo_path).rsplit("/", 1)[0]
+        assert f"`{known.repository}`" in card and f"folder `{folder}/`" in card and known.filename in card
+        assert known.sha256 in card and sha256(SHARED / known.filename) == known.sha256
+
+
+def test_pull_flags_are_its_declared_settings_and_documented():
+    """`models pull` is built from `ModelsPullOptions` like every command: keywords = flags = docs."""
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return dict(action.choices)
+
+    pull = subcommands(subcommands(build_parser())["models"])["pull"]
+    flags = {a.dest: a.option_strings for a in pull._actions if not isinstance(a, argparse._HelpAction)}
+    assert set(flags) == {f.name for f in fields(ModelsPullOptions)}
+    usage = (ROOT / "docs" / "usage.md").read_text(encoding="utf-8")
+    assert "salmat models pull" in usage
+    assert all(flag in usage for option_strings in flags.values() for flag in option_strings)
