@@ -20,8 +20,9 @@ from salmat.batch import run_batch
 from salmat.cli import build_parser
 from salmat.compare import compare
 from salmat.errors import SalmatError
+from salmat.frames_command import frame_table
 from salmat.option_spec import cli_spelling, from_namespace, settings
-from salmat.options import AuditOptions, BatchOptions, CompareOptions, MaterializeOptions, PreviewOptions
+from salmat.options import AuditOptions, BatchOptions, CompareOptions, FramesOptions, MaterializeOptions, PreviewOptions
 from salmat.preview import preview
 from salmat.signal_audit import audit_arrow, audit_table
 
@@ -35,6 +36,7 @@ COMMANDS = {
     "preview": (PreviewOptions, preview, ["clip.mp4"], {"clip": "clip.mp4"}),
     "batch": (BatchOptions, run_batch, ["--manifest", "m.json"], {"manifest": "m.json"}),
     "audit": (AuditOptions, audit_table, ["--input", "t.jsonl", "--out", "o"], {"input": "t.jsonl", "out": "o"}),
+    "frames": (FramesOptions, frame_table, ["clip.mp4", "--out", "o.jsonl"], {"dis": "clip.mp4", "out": "o.jsonl"}),
 }
 API_ONLY = {"log"}   # run_batch's progress stream: a Python object, not a setting
 
@@ -214,6 +216,7 @@ def _members(hint) -> set:
     (MaterializeOptions, salmat.MaterializeSettings, {"input", "output"}),
     (CompareOptions, salmat.CompareSettings, {"input", "out"}),
     (PreviewOptions, salmat.PreviewSettings, {"clip", "out"}),
+    (FramesOptions, salmat.FramesSettings, {"dis", "ref", "out"}),
 ])
 def test_each_typed_dict_names_every_setting_and_accepts_its_type(cls, typed, positional):
     import typing

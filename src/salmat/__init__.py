@@ -5,6 +5,8 @@ The Python API (docs/usage.md, "Python API"):
 - `materialize(input, output=None, **settings)`: a table file, a Parquet folder or `-`
   (stdin) to `output` (a file or `-`, stdout) → `RunReport`; a pandas DataFrame or pyarrow
   Table without `output` → `(the same kind of table with the saliency columns, RunReport)`.
+- `frame_table(dis, ref=None, out=None, **settings)`: the `frames` command (one row per frame;
+  `salmat.frames` is the frame type's module, so the function has its own name).
 - `compare_models`, `audit_table`, `contact_sheet`, `run_batch`: the `compare`, `audit`,
   `preview` and `batch` commands.
 - `MaterializeOptions`, `CompareOptions`, `PreviewOptions`, `AuditOptions`, `BatchOptions`:
@@ -28,11 +30,12 @@ if TYPE_CHECKING:
     from .api import materialize
     from .batch import run_batch
     from .compare import compare as compare_models
+    from .frames_command import frame_table
     from .model_files import pull_model
     from .options import AuditOptions, BatchOptions, CompareOptions, MaterializeOptions, PreviewOptions
     from .pipeline import RunReport
     from .preview import preview as contact_sheet
-    from .settings_types import CompareSettings, MaterializeSettings, PreviewSettings
+    from .settings_types import CompareSettings, FramesSettings, MaterializeSettings, PreviewSettings
     from .signal_audit import audit_table
 
 __version__ = "0.1.0"
@@ -40,6 +43,7 @@ __version__ = "0.1.0"
 # Public name → (module, attribute). Named so they never shadow their modules.
 _LAZY = {
     "materialize": ("api", "materialize"),
+    "frame_table": ("frames_command", "frame_table"),
     "RunReport": ("pipeline", "RunReport"),
     "run_batch": ("batch", "run_batch"),
     "compare_models": ("compare", "compare"),
@@ -49,13 +53,14 @@ _LAZY = {
     # The settings' types: each command's options dataclass, and the API's keyword TypedDicts.
     **{name: ("options", name) for name in ("MaterializeOptions", "CompareOptions", "PreviewOptions",
                                              "AuditOptions", "BatchOptions")},
-    **{name: ("settings_types", name) for name in ("MaterializeSettings", "CompareSettings", "PreviewSettings")},
+    **{name: ("settings_types", name) for name in ("MaterializeSettings", "CompareSettings", "PreviewSettings",
+                                                                  "FramesSettings")},
 }
 
-__all__ = ["materialize", "RunReport", "SalmatError", "ClipError", "__version__",
+__all__ = ["materialize", "frame_table", "RunReport", "SalmatError", "ClipError", "__version__",
            "run_batch", "compare_models", "audit_table", "contact_sheet", "MaterializeOptions", "CompareOptions",
            "PreviewOptions", "AuditOptions", "BatchOptions", "MaterializeSettings", "CompareSettings",
-           "PreviewSettings", "pull_model"]
+           "PreviewSettings", "FramesSettings", "pull_model"]
 
 
 def __getattr__(name: str) -> Any:

@@ -56,16 +56,28 @@ neither reads nor writes.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sqlite3
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 from .cache_rows import RESULTS_VERSION as RESULTS_VERSION
-from .cache_rows import CacheKey, decode_row, encode_stats, maps_digest, row_digest
+from .cache_rows import (
+    CacheKey,
+    decode_row,
+    encode_stats,
+    maps_digest,
+    quality_digest,
+    quality_problem,
+    reject_constant,
+    row_digest,
+    settings_json,
+)
 from .cache_rows import reduce_key as reduce_key
 from .cache_rows import sampling_key as sampling_key
 from .clip_maps import MAPS_CAP_BYTES, ClipMaps, decode
@@ -74,7 +86,7 @@ from .file_hash import HashTimeout, NotHashable, file_sha256
 from .file_hash import signature as _signature
 from .option_spec import passing, switched_on
 from .sources import ClipSpec, open_source
-from .values import OK, ClipResult, ReduceOptions, SamplingOptions
+from .values import OK, QUALITY_COLUMNS, ClipResult, ReduceOptions, RoiOptions, SamplingOptions
 
 CACHE_ENV = "SALMAT_CACHE_DIR"
 CACHE_FILE = "results.sqlite"
@@ -110,6 +122,15 @@ CREATE TABLE IF NOT EXISTS results (
     frames INTEGER NOT NULL,
     seconds REAL NOT NULL,
     created REAL NOT NULL,
+    PRIMARY KEY (clip, model, sampling, reduce)
+);
+CREATE TABLE IF NOT EXISTS quality (
+    clip TEXT NOT NULL,
+    model TEXT NOT NULL,
+    sampling TEXT NOT NULL,
+    reduce TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    row_sha256 TEXT NOT NULL,
     PRIMARY KEY (clip, model, sampling, reduce)
 );
 """
@@ -318,11 +339,12 @@ class ResultCache:
         return digest, signature
 
     def key(self, spec: ClipSpec, model_fingerprint: str, sampling: SamplingOptions,
-            reduce: ReduceOptions, hash_timeout: float | None = None) -> CacheKey | None:
+            reduce: ReduceOptions, hash_timeout: float | None = None, roi: RoiOptions | None = None) -> CacheKey | None:
         """The cache key of one clip; None when it can't be cached this run (counted as uncacheable).
 
         `hash_timeout` overrides the cache's for this call (seconds). A per-frame spec (`frames`
-        set) is never cached: its result is not the clip's sampled one this key stands for."""
+        set) is never cached: its result is not the clip's sampled one this key stands for. A spec
+        with a reference is keyed on the reference's content and `roi` too (`_with_reference`)."""
         if spec.frames is not None:
             self.stats.uncacheable += 1
             return None
@@ -333,8 +355,62 @@ class ResultCache:
             return None
         digest, signature = found
         clip = digest if not spec.raw else f"{digest}/raw/{spec.width}x{spec.height}/{spec.bit_depth}bit"
-        return CacheKey(clip, model_fingerprint, sampling_key(sampling), reduce_key(reduce),
-                        path=spec.path, signature=signature)
+        key = CacheKey(clip, model_fingerprint, sampling_key(sampling), reduce_key(reduce),
+                       path=spec.path, signature=signature)
+        return key if spec.reference is None else self._with_reference(key, spec.reference, roi, timeout)
+
+    def _with_reference(self, key: CacheKey, reference: ClipSpec, roi: RoiOptions | None,
+                        timeout: float) -> CacheKey | None:
+        """`key` extended with the reference's content and the ROI settings (None: uncacheable)."""
+        found = self._content(reference.path, time.monotonic() + timeout)
+        if found is None or not self._is_the_checked_file(reference, found[1]):
+            self.stats.uncacheable += 1
+            return None
+        digest = found[0] if not reference.raw else (f"{found[0]}/raw/{reference.width}x{reference.height}/"
+                                                     f"{reference.bit_depth}bit")
+        extra = json.dumps({"reference": digest, "roi": settings_json(roi) if roi is not None else None},
+                           sort_keys=True)
+        return replace(key, reduce=f"{key.reduce}+{extra}")
+
+    def get_with_quality(self, key: CacheKey | None) -> ClipResult | None:
+        """`get`, plus the ROI-family values stored under the same key; without them, a miss."""
+        found = self.get(key)
+        if found is None or key is None:
+            return found
+        row = self._query("SELECT quality, row_sha256 FROM quality WHERE clip = ? AND model = ? AND sampling = ? "
+                          "AND reduce = ?", (key.clip, key.model, key.sampling, key.reduce))
+        problem = self._quality_row_problem(key, *row) if row is not None else "none stored"
+        if row is None or problem:
+            if row is not None and problem:
+                self._damaged(problem)
+            self.stats.hits -= 1
+            self.stats.misses += 1
+            return None
+        found.quality = {k: float("nan") if v is None else float(v) for k, v in json.loads(row[0]).items()}
+        return found
+
+    @staticmethod
+    def _quality_row_problem(key: CacheKey, text: object, check: object) -> str | None:
+        if not isinstance(text, str) or check != quality_digest(key, text):
+            return "its full-reference values' checksum does not match"
+        try:
+            return quality_problem(json.loads(text, parse_constant=reject_constant))
+        except (ValueError, RecursionError) as exc:
+            return f"its full-reference values are not JSON ({exc})"
+
+    def put_with_quality(self, key: CacheKey | None, result: ClipResult) -> None:
+        """`put`, plus the result's ROI-family values (stored first: a result without them is a miss)."""
+        if key is None or result.status != OK or self.stats.disabled:
+            return
+        values = {name: result.quality.get(name) for name in QUALITY_COLUMNS}
+        values = {k: (v if v is not None and math.isfinite(v) else None) for k, v in values.items()}
+        if quality_problem(values):
+            return
+        text = json.dumps(values, sort_keys=True, allow_nan=False)
+        if self._execute("INSERT OR REPLACE INTO quality (clip, model, sampling, reduce, quality, row_sha256) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (key.clip, key.model, key.sampling, key.reduce, text, quality_digest(key, text))):
+            self.put(key, result)
 
     @staticmethod
     def _is_the_checked_file(spec: ClipSpec, signature: tuple[int, ...]) -> bool:

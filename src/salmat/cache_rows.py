@@ -16,7 +16,7 @@ import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
-from .values import OK, REDUCERS, ClipResult, ReduceOptions, SamplingOptions
+from .values import OK, QUALITY_COLUMNS, REDUCERS, ClipResult, ReduceOptions, SamplingOptions
 
 # Bump when decoding, sampling or the reducers change in a way that changes results, or
 # when rows stored earlier can't be trusted (3: rows hashed through the mtime-only check;
@@ -39,7 +39,7 @@ class CacheKey:
     signature: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
-def _settings(options: Any) -> dict[str, Any]:
+def settings_json(options: Any) -> dict[str, Any]:
     """Every field of a settings dataclass, as JSON values (NumPy scalars included)."""
     values: dict[str, Any] = {}
     for f in fields(options):
@@ -53,11 +53,11 @@ def _settings(options: Any) -> dict[str, Any]:
 
 
 def sampling_key(sampling: SamplingOptions) -> str:
-    return json.dumps({"sampling": _settings(sampling), "results": RESULTS_VERSION}, sort_keys=True, default=repr)
+    return json.dumps({"sampling": settings_json(sampling), "results": RESULTS_VERSION}, sort_keys=True, default=repr)
 
 
 def reduce_key(reduce: ReduceOptions) -> str:
-    return json.dumps(_settings(reduce), sort_keys=True, default=repr)
+    return json.dumps(settings_json(reduce), sort_keys=True, default=repr)
 
 
 def row_digest(key: CacheKey, stats: object, frames: object) -> str:
@@ -72,7 +72,7 @@ def maps_digest(key: CacheKey, record: bytes) -> str:
     return hashlib.sha256(head + b"\0" + record).hexdigest()
 
 
-def _reject_constant(name: str) -> float:
+def reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
@@ -119,7 +119,7 @@ def decode_row(key: CacheKey, stats_text: object, frames: object, check: object)
     if check != row_digest(key, stats_text, frames):
         return "its checksum does not match its content"
     try:
-        stats = json.loads(stats_text, parse_constant=_reject_constant)
+        stats = json.loads(stats_text, parse_constant=reject_constant)
     except (ValueError, RecursionError) as exc:
         return f"stats is not JSON ({exc})"
     problem = _stats_problem(stats) or _frames_problem(frames)
@@ -127,3 +127,28 @@ def decode_row(key: CacheKey, stats_text: object, frames: object, check: object)
         return problem
     return ClipResult(OK, stats={name: (float(stats[name][0]), float(stats[name][1])) for name in REDUCERS},
                       frames=cast(int, frames), seconds=0.0)
+
+
+# ---- the full-reference (ROI family) values ---------------------------------------------------
+#
+# A clip with a reference is keyed by its own content *and* the reference's, and by the ROI
+# settings: `ResultCache.key` extends the `reduce` part of its key with both, so such a result
+# never shares a row with the clip's plain result or with another fraction's, weighting's or
+# pooling's. Its values live in the `quality` table under that key, checksummed like a result.
+
+
+def quality_problem(values: object) -> str | None:
+    """Why `values` (decoded JSON) is not one finite-or-null number per ROI-family column."""
+    if not isinstance(values, dict) or set(values) != set(QUALITY_COLUMNS):
+        return f"quality holds {sorted(map(str, values)) if isinstance(values, dict) else values!r}"
+    for name, value in values.items():
+        if value is not None and not _number(value):
+            return f"quality[{name!r}] is {value!r}, not a finite number or null"
+        if value is not None and not (-1 - _SLACK <= value <= 72 + _SLACK):
+            return f"quality[{name!r}] = {value!r} is outside [-1, 72]"
+    return None
+
+
+def quality_digest(key: CacheKey, text: str) -> str:
+    payload = json.dumps([key.clip, key.model, key.sampling, key.reduce, "quality", text])
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()

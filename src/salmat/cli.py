@@ -19,6 +19,7 @@ from .options import (
     AuditOptions,
     BatchOptions,
     CompareOptions,
+    FramesOptions,
     MaterializeOptions,
     ModelsOptions,
     ModelsPullOptions,
@@ -77,6 +78,22 @@ def _run_materialize(args: argparse.Namespace, argv: Sequence[str]) -> int:
     report = run(MaterializeOptions.build(**from_namespace(args, MaterializeOptions)), argv=list(argv))
     print_summary(report)
     return report.exit_code
+
+
+def _frames_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    _command(sub, "frames", FramesOptions, _run_frames, help="one row per frame of a clip (with a reference: "
+             "every full-reference column)",
+             description="Clip in, frames out: one row per frame of DIS (index, pts time, saliency statistics; with "
+                         "REF, psnr_y, ssim_y and the saliency-weighted columns), through materialize --per-frame.")
+
+
+def _run_frames(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .frames_command import frame_table
+    from .pipeline import print_summary
+
+    report = frame_table(**from_namespace(args, FramesOptions))
+    print_summary(report)
+    return cast(int, report.exit_code)
 
 
 def _models_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -186,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"salmat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _materialize_parser(sub)
+    _frames_parser(sub)
     _models_parser(sub)
     _batch_parser(sub)
     _compare_parser(sub)
@@ -197,15 +215,35 @@ def build_parser() -> argparse.ArgumentParser:
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """argparse, plus: an unknown flag is refused by its own subcommand (whose --help lists the
     flags) with the closest known flag (`--colum-prefix` → did you mean --column-prefix?)."""
+    command = _subcommands(parser).get(argv[0], parser) if argv else parser
+    # Checked before parsing: a command with actions of its own (`models pull`) would otherwise take
+    # the mistyped flag's value for an action's name.
+    _refuse_unknown_flags(command, [a for a in argv[1:] if a.startswith("--") and a != "--"])
     args, extras = parser.parse_known_args(argv)
-    if not extras:
-        return args
-    command = _subcommands(parser).get(getattr(args, "command", None) or "", parser)
-    known = [s for action in command._actions for s in action.option_strings]
-    hints = [m for e in extras if e.startswith("-")
+    if extras:
+        _refuse_unknown_flags(command, extras, everything=True)
+    return args
+
+
+def _refuse_unknown_flags(command: argparse.ArgumentParser, given: list[str], everything: bool = False) -> None:
+    """An unknown flag in `given` (all of `given` with `everything`) is refused by its command,
+    naming the closest known flag of the command or of its actions."""
+    known = _option_strings(command)
+    unknown = given if everything else [g for g in given if g.split("=", 1)[0] not in known]
+    if not unknown:
+        return
+    hints = [m for e in unknown if e.startswith("-")
              for m in difflib.get_close_matches(e.split("=", 1)[0].replace("_", "-"), known, n=1, cutoff=0.7)]
     guess = f" (did you mean {', '.join(dict.fromkeys(hints))}?)" if hints else ""
-    command.error(f"unrecognized arguments: {' '.join(extras)}{guess}")
+    command.error(f"unrecognized arguments: {' '.join(unknown)}{guess}")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """The flags `parser` and its actions' parsers know."""
+    known = [s for action in parser._actions for s in action.option_strings]
+    for sub in _subcommands(parser).values():
+        known += _option_strings(sub)
+    return list(dict.fromkeys(known))
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -21,15 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .clip_maps import ClipMaps, encode
-from .decode import FramesAt, decode_sampled
+from .decode import FramesAt, decode_sampled, sampled_indices
 from .errors import ClipError
 from .frames import YuvFrame, common_size
-from .maps import WorkingMaps
+from .maps import WorkingMaps, full_size
 from .models.base import SaliencyModel
 from .models.spec import ModelSpec
+from .quality import pool_frames
+from .roi import as_reference_error, pair_quality, reference_frames, reference_iter, write_maps
 from .sources import ClipSpec
 from .temporal import map_stats
-from .values import DECODE_FAILED, MODEL_FAILED, OK, ClipResult, ReduceOptions, SamplingOptions
+from .values import DECODE_FAILED, MODEL_FAILED, OK, ClipResult, ReduceOptions, RoiOptions, SamplingOptions
 
 PhaseFn = Callable[[str], None]
 
@@ -99,20 +101,25 @@ def reduced_result(frames: list[YuvFrame], maps: np.ndarray | WorkingMaps, reduc
 
 def compute_clip(
     spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, reduce: ReduceOptions,
-    on_phase: PhaseFn | None = None, keep_maps: int = 0,
+    on_phase: PhaseFn | None = None, keep_maps: int = 0, roi: RoiOptions | None = None,
+    maps_out: str | None = None,
 ) -> ClipResult:
     """One clip, start to finish; every failure is returned as a status, never raised.
 
     A spec with `frames` (--per-frame) gets those frames' own statistics (`compute_frames`).
     `keep_maps`: the result carries the clip's encoded `ClipMaps` when they are at most this
-    many bytes (0: never), for the cache and compare's map agreement."""
+    many bytes (0: never), for the cache and compare's map agreement.
+    With `spec.reference` and `roi`, the result also carries the full-reference values
+    (`add_reference_quality`); with `maps_out`, the sampled maps are written there."""
     if spec.frames is not None:
-        return compute_frames(spec, model, sampling, on_phase)
+        return compute_frames(spec, model, sampling, on_phase, roi, maps_out)
     start = time.perf_counter()
 
     def body() -> ClipResult:
         frames, maps = sampled_maps(spec, model, sampling, on_phase)
-        return reduced_result(frames, maps, reduce, keep_maps)
+        result = reduced_result(frames, maps, reduce, keep_maps)
+        add_reference_quality(result, spec, model, sampling, frames, maps, roi, maps_out)
+        return result
 
     return _as_result(spec, start, body)
 
@@ -131,12 +138,52 @@ def decoded_frames(spec: ClipSpec, sampling: SamplingOptions) -> tuple[list[YuvF
     return (frames if result.status == OK else []), result
 
 
-def compute_decoded(spec: ClipSpec, frames: list[YuvFrame], model: SaliencyModel, reduce: ReduceOptions,
-                    decode_seconds: float = 0.0, keep_maps: int = 0) -> ClipResult:
-    """The rest of `compute_clip` for frames `decoded_frames` gave: the model and the reducers;
-    the result's time includes `decode_seconds`. Never raises."""
+def compute_decoded(spec: ClipSpec, frames: list[YuvFrame], model: SaliencyModel, job: ClipJob,
+                    decode_seconds: float = 0.0) -> ClipResult:
+    """The rest of `compute_clip` for frames `decoded_frames` gave: the model, the reducers and
+    the reference; the result's time includes `decode_seconds`. Never raises."""
     start = time.perf_counter() - decode_seconds
-    return _as_result(spec, start, lambda: reduced_result(frames, predict_maps(model, frames), reduce, keep_maps))
+
+    def body() -> ClipResult:
+        maps = predict_maps(model, frames)
+        result = reduced_result(frames, maps, job.reduce, job.keep_maps)
+        add_reference_quality(result, spec, model, job.sampling, frames, maps, job.roi, job.maps_out)
+        return result
+
+    return _as_result(spec, start, body)
+
+
+def add_reference_quality(result: ClipResult, spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions,
+                          frames: list[YuvFrame], working: np.ndarray | WorkingMaps, roi: RoiOptions | None,
+                          maps_out: str | None) -> None:
+    """The sampled clip's reference at the same indices, its maps, and the pooled ROI-family values
+    into `result` (raises `ClipError`; the reference's problems name it); the maps to `maps_out`.
+    Nothing to do without a reference (or `roi`) and without `maps_out`."""
+    if not ((spec.reference is not None and roi is not None) or maps_out):
+        return
+    maps = full_size(working)
+    indices = sampled_indices(spec, sampling)
+    if len(indices) != len(frames):
+        raise ClipError(DECODE_FAILED, f"{os.path.basename(spec.path)}: decoded {len(frames)} sampled frames of "
+                                       f"the {len(indices)} its packets promise")
+    ref_maps = None
+    if spec.reference is not None and roi is not None:
+        refs = reference_frames(spec.reference, indices, sampling)
+        ref_maps = _reference_maps(model, refs)
+        per_frame = [pair_quality(d, r, dm, rm, roi) for d, r, dm, rm in zip(frames, refs, maps, ref_maps,
+                                                                              strict=True)]
+        result.quality = pool_frames(per_frame, roi.pooling)
+    if maps_out:
+        result.maps_file = write_maps(maps_out, spec, indices, maps, ref_maps)
+
+
+def _reference_maps(model: SaliencyModel, frames: list[YuvFrame]) -> np.ndarray:
+    """Full-size maps of reference frames; a failure names the reference."""
+    try:
+        common_size(frames)
+        return full_size(predict_maps(model, frames))
+    except ClipError as exc:
+        raise as_reference_error(exc) from None
 
 
 def _as_result(spec: ClipSpec, start: float, body: Callable[[], ClipResult]) -> ClipResult:
@@ -165,6 +212,7 @@ def single_frame_stats(maps: np.ndarray | WorkingMaps) -> tuple[float, float]:
 
 def compute_frames(
     spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, on_phase: PhaseFn | None = None,
+    roi: RoiOptions | None = None, maps_out: str | None = None,
 ) -> ClipResult:
     """--per-frame: each of `spec.frames` run through the model alone, in one decode pass.
 
@@ -178,14 +226,58 @@ def compute_frames(
 
     def body() -> ClipResult:
         values: dict[int, tuple[float, float]] = {}
+        pairs = _FramePairs(spec, model, sampling, roi, maps_out)
         report("decode")
         for index, frame in reader:
             report("model")
-            values[index] = single_frame_stats(predict_maps(model, [frame]))
+            maps = predict_maps(model, [frame])
+            values[index] = single_frame_stats(maps)
+            pairs.add(index, frame, maps)
             report("decode")
-        return ClipResult(OK, frames=len(values), frame_stats=values, frame_total=reader.total)
+        return pairs.finish(ClipResult(OK, frames=len(values), frame_stats=values, frame_total=reader.total))
 
     return _as_result(spec, start, body)
+
+
+class _FramePairs:
+    """--per-frame with a reference and/or --maps-out: each frame's reference frame (decoded in step,
+    one at a time), its ROI-family values, and the maps kept for the file."""
+
+    def __init__(self, spec: ClipSpec, model: SaliencyModel, sampling: SamplingOptions, roi: RoiOptions | None,
+                 maps_out: str | None) -> None:
+        self.spec, self.model, self.roi, self.maps_out = spec, model, roi, maps_out
+        wanted = spec.frames or ()
+        self.refs = (reference_iter(spec.reference, wanted, sampling, 0)
+                     if spec.reference is not None and roi is not None else None)
+        self.ref_name = os.path.basename(spec.reference.path) if spec.reference is not None else ""
+        self.quality: dict[int, dict[str, float]] = {}
+        self.kept: tuple[list[int], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+
+    def add(self, index: int, frame: YuvFrame, maps: np.ndarray | WorkingMaps) -> None:
+        if self.refs is None and not self.maps_out:
+            return
+        dis_map = full_size(maps)[0]
+        ref_map = None
+        if self.refs is not None and self.roi is not None:
+            ref_index, ref_frame = next(self.refs, (None, None))
+            if ref_index != index or ref_frame is None:
+                raise ClipError(DECODE_FAILED, f"reference: {self.ref_name} is too short: frame {index} of the "
+                                               "distorted clip has no counterpart")
+            ref_map = _reference_maps(self.model, [ref_frame])[0]
+            self.quality[index] = pair_quality(frame, ref_frame, dis_map, ref_map, self.roi)
+        if self.maps_out:
+            self.kept[0].append(index)
+            self.kept[1].append(dis_map.astype(np.float16))
+            if ref_map is not None:
+                self.kept[2].append(ref_map.astype(np.float16))
+
+    def finish(self, result: ClipResult) -> ClipResult:
+        result.frame_quality = self.quality
+        if self.maps_out and self.kept[0]:
+            indices, maps, ref_maps = self.kept
+            result.maps_file = write_maps(self.maps_out, self.spec, indices, np.stack(maps),
+                                          np.stack(ref_maps) if ref_maps else None)
+        return result
 
 
 @dataclass(frozen=True)
@@ -196,6 +288,9 @@ class ClipJob:
     sampling: SamplingOptions
     reduce: ReduceOptions
     keep_maps: int = 0  # bytes: results carry their clip's maps up to this size (`compute_clip`)
+    # --reference-column's settings (None: no reference is compared) and --maps-out's folder.
+    roi: RoiOptions | None = None
+    maps_out: str | None = None
 
     def start(self, threads: int | None = None) -> ClipRunner:
         """Load the model (may raise: a worker that can't start is the engine's to handle)."""
@@ -211,4 +306,5 @@ class ClipRunner:
 
     def compute(self, spec: ClipSpec, on_phase: PhaseFn | None = None) -> ClipResult:
         """Never raises."""
-        return compute_clip(spec, self.model, self.job.sampling, self.job.reduce, on_phase, self.job.keep_maps)
+        return compute_clip(spec, self.model, self.job.sampling, self.job.reduce, on_phase, self.job.keep_maps,
+                            self.job.roi, self.job.maps_out)

@@ -406,6 +406,15 @@ class FramesAt:
         self.total = decoded
 
 
+def presentation_times(spec: ClipSpec) -> list[float | None]:
+    """Each frame's presentation time in seconds, in the order frames are numbered from 0 (read
+    from the packets, no decoding; None where a packet has no pts). Raises like `decode_sampled`."""
+    with _decode_errors(spec), _open_stream(spec) as (container, stream):
+        base = Fraction(stream.time_base) if stream.time_base else None
+        index = packet_index(container, stream)
+    return [float(p * base) if base is not None and p >= 0 else None for p in index.pts]
+
+
 # Decoding cost of one seek (demuxer seek, decoder flush, frame-thread refill), in frames.
 SEEK_COST_FRAMES = 8  # measured 9–14 on 2 cores (benchmarks/bench.py clips)
 

@@ -43,11 +43,12 @@ from .option_spec import (
     path,
     seconds,
     setting,
+    settings,
     text,
     unit_interval,
     whole,
 )
-from .values import OUTPUT_COLUMNS, REDUCERS
+from .values import OUTPUT_COLUMNS, QUALITY_COLUMNS, QUALITY_POOLINGS, REDUCERS, WEIGHT_SOURCES
 
 SAMPLING_MODES = ("clip", "head")
 COMPAT_MODES = ("historical",)
@@ -59,6 +60,17 @@ STREAM_FORMATS = ("jsonl", "csv")
 
 # argparse groups of `salmat materialize --help` (other commands reuse them through the shared settings).
 SOURCES, FRAMES, MODEL, COLUMNS, RUN = "sources", "frames and temporal reducer", "model", "columns", "run"
+REFERENCE = "full reference (ROI family)"
+
+
+def open_unit_interval(value: Any) -> str | None:
+    """A number strictly between 0 and 1."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value < 1.0
+    return None if ok else "a number in (0, 1)"
+
+
+# The ROI family's settings other than the reference column itself: nothing without one.
+ROI_SETTINGS = ("roi_fraction", "weights_from", "quality_pooling")
 
 # ---- settings several commands share: declared here once, each command takes `.field()` of them ----
 
@@ -157,6 +169,29 @@ class MaterializeOptions(Options):
     error_column: str = setting(OUTPUT_COLUMNS["error"], "error message column ('' omits it)", group=COLUMNS)
     frames_column: str = setting(OUTPUT_COLUMNS["frames"], "sampling column: clip:8, head:8/8 or frame ('' omits "
                                  "it; absent under --compat historical)", group=COLUMNS)
+    reference_column: str | None = setting(None, "column holding each row's reference clip: adds the full-reference "
+                                           "columns psnr_y, ssim_y, sw_*, roi_*, bg_*, saliency_shift_cc and "
+                                           "roi_config (docs/quality.md)", group=REFERENCE, example="ref")
+    roi_fraction: float = setting(0.2, "share of each frame's pixels, most salient first, in the ROI (roi_*); the "
+                                  "rest is the background (bg_*)", check=open_unit_interval, group=REFERENCE)
+    weights_from: str = setting("ref", "whose saliency maps weight the quality maps: the reference's or the "
+                                "distorted clip's", choices=WEIGHT_SOURCES, group=REFERENCE)
+    quality_pooling: str = setting("mean", "how a clip row pools its sampled frames' full-reference values "
+                                   "(libvmaf's choices)", choices=QUALITY_POOLINGS, group=REFERENCE)
+    maps_out: str | None = setting(None, "write each computed clip's sampled saliency maps here (.npz per clip, "
+                                   "index.jsonl); clips are then computed, not read from the cache",
+                                   convert=path, group=REFERENCE, example="maps/")
+    psnr_y_column: str = setting("psnr_y", "luma PSNR column ('' omits it)", group=REFERENCE)
+    ssim_y_column: str = setting("ssim_y", "luma SSIM column ('' omits it)", group=REFERENCE)
+    sw_psnr_y_column: str = setting("sw_psnr_y", "saliency-weighted PSNR column ('' omits it)", group=REFERENCE)
+    sw_ssim_y_column: str = setting("sw_ssim_y", "saliency-weighted SSIM column ('' omits it)", group=REFERENCE)
+    roi_psnr_y_column: str = setting("roi_psnr_y", "ROI PSNR column ('' omits it)", group=REFERENCE)
+    roi_ssim_y_column: str = setting("roi_ssim_y", "ROI SSIM column ('' omits it)", group=REFERENCE)
+    bg_psnr_y_column: str = setting("bg_psnr_y", "background PSNR column ('' omits it)", group=REFERENCE)
+    bg_ssim_y_column: str = setting("bg_ssim_y", "background SSIM column ('' omits it)", group=REFERENCE)
+    saliency_shift_cc_column: str = setting("saliency_shift_cc", "CC of the distorted and reference maps column "
+                                            "('' omits it)", group=REFERENCE)
+    roi_config_column: str = setting("roi_config", "ROI settings provenance column ('' omits it)", group=REFERENCE)
     workers: int = WORKERS.field()
     clip_timeout: float | None = CLIP_TIMEOUT.field()
     cache: str | None = CACHE.field()
@@ -182,6 +217,7 @@ class MaterializeOptions(Options):
     def cross_check(self) -> None:
         self._check_together()
         self._check_per_frame()
+        self._check_reference()
         if self.format is not None and self.output != "-":
             raise SalmatError(f"{named('format')} sets the format of {named('output')} - (stdout) only; a file's "
                               f"format comes from its suffix (.jsonl, .csv, .tsv, .parquet, .gz): "
@@ -196,7 +232,7 @@ class MaterializeOptions(Options):
                               "the id is written on every row, so give it printable characters")
         if len(names) != len(set(names)):
             raise SalmatError(f"output column names collide: {names}; give each --*-column flag a distinct name")
-        for flag in ("path_column", "width_column", "height_column", "frame_column"):
+        for flag in ("path_column", "width_column", "height_column", "frame_column", "reference_column"):
             if getattr(self, flag) in names:
                 raise SalmatError(f"{named(flag)} {getattr(self, flag)!r} is also an output column; "
                                   "rename one of them")
@@ -234,18 +270,40 @@ class MaterializeOptions(Options):
             raise SalmatError(f"{named(given[0])} does not apply with {named('per_frame')} (each row gets its own "
                               "frame's map; no frames are sampled or reduced); drop it")
 
+    def _check_reference(self) -> None:
+        """The ROI settings do nothing without a reference column; per-frame rows pool nothing."""
+        if not self.reference_column:
+            given = [name for name in ROI_SETTINGS if name in self.non_default()]
+            if given:
+                raise SalmatError(f"{named(given[0])} only applies with {named('reference_column')} (the column of "
+                                  f"reference clips); add it, or drop {named(given[0])}")
+        elif self.reference_column == self.path_column:
+            raise SalmatError(f"{named('reference_column')} {self.reference_column!r} is the distorted clips' "
+                              f"column too ({named('path_column')}); name the column of reference clips")
+        elif self.per_frame and "quality_pooling" in self.non_default():
+            raise SalmatError(f"{named('quality_pooling')} does not apply with {named('per_frame')} (each row gets "
+                              f"its own frame's values; nothing is pooled); drop it")
+
     def output_columns(self) -> dict[str, str]:
         """Role → name of every column salmat writes, `--column-prefix` applied ('' = omitted).
 
         The one home of the output names: the writer, the skip rule and the collision checks
         all read them here. The prefix applies to explicit `--*-column` names too, so one flag
         renames the whole set."""
-        names = {"mean": OUTPUT_COLUMNS["mean"], "var": OUTPUT_COLUMNS["var"], **self._metadata_names()}
+        names = {"mean": OUTPUT_COLUMNS["mean"], "var": OUTPUT_COLUMNS["var"], **self._metadata_names(),
+                 **self._quality_names()}
         return {role: self.column_prefix + name if name else "" for role, name in names.items()}
+
+    def _quality_names(self) -> dict[str, str]:
+        """The ROI family's columns, written only with --reference-column."""
+        if not self.reference_column:
+            return {}
+        return {role: getattr(self, f"{role}_column") for role in (*QUALITY_COLUMNS, "roi_config")}
 
     def metadata_columns(self) -> dict[str, str]:
         """Role → metadata column name, prefixed ('' = omitted)."""
-        return {role: name for role, name in self.output_columns().items() if role not in ("mean", "var")}
+        return {role: name for role, name in self.output_columns().items()
+                if role not in ("mean", "var", *QUALITY_COLUMNS)}
 
     def _metadata_names(self) -> dict[str, str]:
         return {
@@ -272,6 +330,55 @@ def option_names() -> list[str]:
 def build_options(input: str, output: str, **settings: Any) -> MaterializeOptions:
     """Options from keyword settings; an unknown name is a one-line `SalmatError`."""
     return MaterializeOptions.build(input=input, output=output, **settings)
+
+
+FRAME_TABLE_FORMATS = ("jsonl", "csv")
+
+
+def materialize_setting(name: str) -> Setting:
+    """`materialize`'s declaration of a setting, for a command that runs through it and takes it as is."""
+    found: Setting = next(s for f, s in settings(MaterializeOptions) if f.name == name)
+    return found
+
+
+@dataclass(frozen=True)
+class FramesOptions(Options):
+    """`salmat frames DIS [REF]` / `salmat.frame_table(dis, ref, out, **settings)`: one row per frame of
+    DIS, through `materialize --per-frame` (same engine and statuses; per-frame results are never cached)."""
+
+    command: ClassVar[str] = "frames"
+
+    dis: str = setting(help="the (distorted) clip: a video file, or raw .yuv named with its size", positional=True,
+                       convert=path)
+    ref: str | None = setting(None, "its reference clip: adds every full-reference column", positional=True,
+                              convert=path)
+    # The API may leave `out` unset: the table then comes back as a pandas DataFrame.
+    out: str | None = setting(None, "the frame table, format from the suffix (.jsonl, .csv, .parquet; - is stdout, "
+                              "see --format)", required=True, convert=path)
+    format: str | None = setting(None, "format of --out - (stdout): jsonl or csv (default: jsonl)",
+                                 choices=FRAME_TABLE_FORMATS)
+    model: str | None = materialize_setting("model").field()
+    model_path: str | None = materialize_setting("model_path").field()
+    model_dir: str | None = MODEL_DIR.field()
+    preprocess: str | None = PREPROCESS.field()
+    device: str = DEVICE.field()
+    inference_size: str = INFERENCE_SIZE.field()
+    max_pixels: int | None = MAX_PIXELS.field()
+    roi_fraction: float = materialize_setting("roi_fraction").field()
+    weights_from: str = materialize_setting("weights_from").field()
+    maps_out: str | None = materialize_setting("maps_out").field()
+    clip_timeout: float | None = materialize_setting("clip_timeout").field()
+    quiet: bool = QUIET.field()
+
+    def cross_check(self) -> None:
+        if self.format is not None and self.out != "-":
+            raise SalmatError(f"{named('format')} sets the format of {named('out')} - (stdout) only; a file's "
+                              "format comes from its suffix (.jsonl, .csv, .parquet)")
+        if self.ref is None:
+            given = [name for name in ("roi_fraction", "weights_from") if name in self.non_default()]
+            if given:
+                raise SalmatError(f"{named(given[0])} only applies with a reference clip (REF); add it, or drop "
+                                  f"{named(given[0])}")
 
 
 @dataclass(frozen=True)

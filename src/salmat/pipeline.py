@@ -9,6 +9,7 @@ writes the output atomically.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from .models.knobs import Knobs, parse_inference_size
 from .models.spec import ModelSpec
 from .option_spec import named, passing
 from .options import MaterializeOptions
-from .outputs import STDIO, preflight, stdout_reserved
+from .outputs import STDIO, preflight, stdout_reserved, write_text
 from .rows import (
     OUTPUT_TYPES,
     ColumnBuilder,
@@ -48,7 +49,7 @@ from .tables import (
     detect_format,
     input_label,
 )
-from .values import FRAME_AGGREGATOR, OK, SKIPPED, ClipResult, ReduceOptions, SamplingOptions
+from .values import FRAME_AGGREGATOR, OK, SKIPPED, ClipResult, ReduceOptions, RoiOptions, SamplingOptions
 
 
 @dataclass
@@ -111,6 +112,13 @@ def reduce_options(opts: MaterializeOptions) -> ReduceOptions:
     return ReduceOptions(opts.ema_alpha, historical_motion=opts.historical)
 
 
+def roi_options(opts: MaterializeOptions) -> RoiOptions | None:
+    """The ROI family's settings, or None without --reference-column."""
+    if not opts.reference_column:
+        return None
+    return RoiOptions(opts.weights_from, opts.roi_fraction, opts.quality_pooling)
+
+
 def run(opts: MaterializeOptions, argv: list[str] | None = None) -> RunReport:
     """Validate everything, then compute and write; configuration errors raise before any work.
 
@@ -130,11 +138,17 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     spec = model_spec(opts)
     model = spec.load()
     notes = _say(unused_settings(opts, onnx_model=spec.model_path is not None))
-    job = ClipJob(spec.pinned(model.fingerprint), sampling_options(opts), reduce_options(opts))
+    roi = roi_options(opts)
+    _make_maps_folder(opts.maps_out)
+    job = ClipJob(spec.pinned(model.fingerprint), sampling_options(opts), reduce_options(opts), roi=roi,
+                  maps_out=opts.maps_out)
     aggregator = FRAME_AGGREGATOR if opts.per_frame else opts.temporal_aggregator
     provenance = Provenance.for_run(model.id, aggregator, opts.ema_alpha, opts.historical, sampling_options(opts))
+    provenance.roi_config = roi.config() if roi is not None else None
     # Per-frame results are not cached: their key would be the clip's frame set, rarely asked twice.
-    cache = open_cache(opts.cache, enabled=not (opts.no_cache or opts.per_frame), hash_timeout=opts.clip_timeout)
+    # With --maps-out every clip is computed, so that each has its maps written.
+    cache = open_cache(opts.cache, enabled=not (opts.no_cache or opts.per_frame or opts.maps_out),
+                       hash_timeout=opts.clip_timeout)
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -153,6 +167,8 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
         if cache is not None:
             cache.close()
     timings["compute"] = time.perf_counter() - t
+    if opts.maps_out:
+        write_maps_index(opts.maps_out, planned.plan.sources, results)
 
     outcomes = planned.outcomes(results, opts)
     t = time.perf_counter()
@@ -239,6 +255,8 @@ def _plan(reader: TableReader, sources: SourceOptions, opts: MaterializeOptions,
     keys = with_float_cells(keys, [c for c in (opts.width_column, opts.height_column) if c != opts.path_column])
     columns = opts.output_columns()
     skipped = existing_values_mask(keys, (columns["mean"], columns["var"])) & (not opts.overwrite)
+    if columns.get("psnr_y"):  # a full-reference run also recomputes rows that lack its values
+        skipped &= existing_values_mask(keys, (columns["psnr_y"], columns["psnr_y"]))
     notes = _say([skipped_other_configurations(keys, skipped, opts, provenance)])
     if not (opts.per_frame and opts.frame_column):
         return _Planned(skipped, plan_rows(keys, sources, ~skipped), notes=notes,
@@ -266,7 +284,7 @@ def _key_columns(opts: MaterializeOptions, schema: pa.Schema) -> list[str]:
     frame = opts.frame_column if opts.per_frame else None
     provenance = [columns[role] for role in CONFIGURATION_ROLES if columns[role] in schema.names]
     wanted = [opts.path_column, opts.width_column, opts.height_column, columns["mean"], columns["var"], frame,
-              *provenance]
+              *provenance, opts.reference_column, columns.get("psnr_y")]
     return list(dict.fromkeys(c for c in wanted if c))
 
 
@@ -280,7 +298,7 @@ def _say(notes: Sequence[str | None]) -> list[str]:
 
 def _source_options(opts: MaterializeOptions) -> SourceOptions:
     return SourceOptions(opts.path_column, opts.root, opts.width_column, opts.height_column,
-                         opts.default_width, opts.default_height, opts.confine_to_root)
+                         opts.default_width, opts.default_height, opts.confine_to_root, opts.reference_column)
 
 
 def _check_columns(schema: pa.Schema, opts: MaterializeOptions) -> None:
@@ -288,6 +306,9 @@ def _check_columns(schema: pa.Schema, opts: MaterializeOptions) -> None:
         shown = ", ".join(repr(n) for n in schema.names[:12]) + (", …" if len(schema.names) > 12 else "") or "none"
         raise SalmatError(f"{input_label(opts.input)} has no column {opts.path_column!r} (columns: {shown}); "
                           f"pass {passing('path_column', 'NAME')}")
+    if opts.reference_column and opts.reference_column not in schema.names:
+        raise SalmatError(f"{input_label(opts.input)} has no column {opts.reference_column!r} for "
+                          f"{named('reference_column')}; name the column holding each row's reference clip")
     if opts.per_frame and opts.frame_column not in schema.names:
         raise SalmatError(f"{input_label(opts.input)} has no column {opts.frame_column!r} for "
                           f"{named('frame_column')}; name the column holding each row's frame index")
@@ -326,6 +347,31 @@ def _pandas_index_columns(schema: pa.Schema) -> set[str]:
         return set()
     names = [level.get("name") if isinstance(level, dict) else level for level in levels]
     return {name for name in names if isinstance(name, str)}
+
+
+def _make_maps_folder(folder: str | None) -> None:
+    if not folder:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise SalmatError(f"cannot create {named('maps_out')} {folder}: {exc.strerror or exc}; choose a folder "
+                          "that exists or can be created") from None
+
+
+def write_maps_index(folder: str, sources: Sequence[ClipSpec | SourceFailure], results: list[ClipResult]) -> None:
+    """`folder/index.jsonl`: one line per clip whose maps were written (source, reference, frames, file),
+    written atomically; the frames are read back from each file."""
+    lines = []
+    for source, result in zip(sources, results, strict=True):
+        if not isinstance(source, ClipSpec) or not result.maps_file:
+            continue
+        with np.load(os.path.join(folder, result.maps_file)) as data:
+            frames = data["frames"].tolist()
+        reference = source.reference.path if source.reference is not None else None
+        lines.append(json.dumps({"source": source.path, "reference": reference, "frames": frames,
+                                 "file": result.maps_file}))
+    write_text(os.path.join(folder, "index.jsonl"), "".join(line + "\n" for line in lines))
 
 
 def _write_output(reader: TableReader, outcomes: RowOutcomes, provenance: Provenance,

@@ -19,6 +19,7 @@ from .values import (
     FRAME_AGGREGATOR,
     MISSING_FRAME,
     OK,
+    QUALITY_COLUMNS,
     SKIPPED,
     STATUSES,
     VALUE_COLUMNS,
@@ -29,7 +30,8 @@ from .values import (
 _CODE = {status: code for code, status in enumerate(STATUSES)}
 # The type of each column salmat writes, by role (docs/contract.md §2).
 OUTPUT_TYPES = {"mean": pa.float64(), "var": pa.float64(), "status": pa.string(), "model_id": pa.string(),
-                "aggregator": pa.string(), "ema_alpha": pa.float64(), "error": pa.string(), "frames": pa.string()}
+                "aggregator": pa.string(), "ema_alpha": pa.float64(), "error": pa.string(), "frames": pa.string(),
+                **{role: pa.float64() for role in QUALITY_COLUMNS}, "roi_config": pa.string()}
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Provenance:
     aggregator: str
     ema_alpha: float | None
     frames: str | None = None  # the sampling (`clip:8`, `head:8/8`, `frame`); None: not recorded
+    roi_config: str | None = None  # `RoiOptions.config()` with --reference-column
 
     @classmethod
     def for_run(cls, model_id: str, aggregator: str, ema_alpha: float, historical: bool = False,
@@ -62,6 +65,8 @@ class RowOutcomes:
     source_mean: np.ndarray    # float64 per source (NaN unless ok)
     source_var: np.ndarray
     source_error: pa.Array     # string per source (null unless failed)
+    # (sources, len(QUALITY_COLUMNS)) float64, NaN where a source has no such value
+    source_quality: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -71,7 +76,9 @@ class RowOutcomes:
         mean = np.array([r.stats[aggregator][0] if r.status == OK else np.nan for r in results], dtype=np.float64)
         var = np.array([r.stats[aggregator][1] if r.status == OK else np.nan for r in results], dtype=np.float64)
         errors = pa.array([r.error if r.status != OK else None for r in results], type=pa.string())
-        return cls(skipped, row_source, status, mean, var, errors)
+        quality = np.array([_quality_row(r.quality if r.status == OK else {}) for r in results],
+                           dtype=np.float64).reshape(len(results), len(QUALITY_COLUMNS))
+        return cls(skipped, row_source, status, mean, var, errors, quality)
 
     def status_codes(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         skipped = self.skipped[start:stop]
@@ -113,6 +120,7 @@ class RowOutcomes:
         n = 2 + len(pairs)
         status = np.full(n, _CODE[MISSING_FRAME], dtype=np.int8)
         mean, var = np.full(n, np.nan), np.full(n, np.nan)
+        quality = np.full((n, len(QUALITY_COLUMNS)), np.nan)
         errors: list[str | None] = [f"column {frame_column!r} is empty in this row; give each row its frame index "
                                     "(0 = first frame)",
                                     f"column {frame_column!r} holds no frame index here (a whole number "
@@ -128,11 +136,19 @@ class RowOutcomes:
                 errors[lo + 2:hi + 2] = [result.error] * (hi - lo)
                 continue
             _fill_frames(result, pairs[lo:hi, 1], slots, (status, mean, var, errors))
+            for frame, slot in zip(pairs[lo:hi, 1].tolist(), slots.tolist(), strict=True):
+                if frame in result.frame_quality:
+                    quality[slot] = _quality_row(result.frame_quality[frame])
         row_slot = np.full(len(skipped), -1, dtype=np.int64)
         row_slot[~skipped & (row_frame == -1)] = 0
         row_slot[~skipped & (row_frame < -1)] = 1
         row_slot[frames.rows] = frames.inverse + 2
-        return cls(skipped, row_slot, status, mean, var, pa.array(errors, type=pa.string()))
+        return cls(skipped, row_slot, status, mean, var, pa.array(errors, type=pa.string()), quality)
+
+
+def _quality_row(values: dict[str, float]) -> list[float]:
+    """One result's ROI-family values in `QUALITY_COLUMNS` order (NaN where absent)."""
+    return [float(values.get(role, np.nan)) for role in QUALITY_COLUMNS]
 
 
 @dataclass
@@ -349,6 +365,22 @@ class ColumnBuilder:
         if names["error"]:
             errors = o.source_error.take(pa.array(src.astype(np.int64))) if have_src else pa.nulls(n, pa.string())
             values[names["error"]] = pc.if_else(pa.array(failed), errors, pa.nulls(n, pa.string()))
+        values.update(self._quality_values(src, ok, have_src))
+        return values
+
+    def _quality_values(self, src: np.ndarray, ok: np.ndarray, have_src: bool) -> dict[str, pa.Array]:
+        """The ROI family's columns (those named): a value on ok rows where it is defined (a constant
+        map's CC is not: null), `roi_config` on every ok row."""
+        names, n = self.columns, len(ok)
+        values: dict[str, pa.Array] = {}
+        quality = self.outcomes.source_quality
+        for k, role in enumerate(QUALITY_COLUMNS):
+            if not names.get(role):
+                continue
+            column = quality[src, k] if have_src and quality is not None else np.full(n, np.nan)
+            values[names[role]] = pa.array(column, mask=~(ok & np.isfinite(column)))
+        if names.get("roi_config"):
+            values[names["roi_config"]] = _constant_where(ok, self.provenance.roi_config, pa.string())
         return values
 
 

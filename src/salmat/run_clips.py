@@ -104,8 +104,8 @@ def run_clips(sources: Sequence[ClipSpec | SourceFailure], job: ClipJob, setting
     with ClipProgress(len(todo), sum(per_source) if rows is None else rows, quiet=settings.quiet) as progress:
         if cache is not None:
             for i, spec in list(todo.items()):
-                keys[i] = cache.key(spec, job.model.fingerprint or "", job.sampling, job.reduce)
-                if _from_cache(run, i, cache, keys[i], job, need_maps):
+                keys[i] = cache.key(spec, job.model.fingerprint or "", job.sampling, job.reduce, roi=job.roi)
+                if _from_cache(run, i, cache, keys[i], job, need_maps, _full_reference(spec, job)):
                     progress.update(run.results[i], rows=per_source[i])
                     del todo[i]
         position = {spec: i for i, spec in todo.items()}
@@ -114,7 +114,7 @@ def run_clips(sources: Sequence[ClipSpec | SourceFailure], job: ClipJob, setting
             i = position[spec]
             run.results[i], run.computed = result, run.computed + 1
             if cache is not None:
-                cache.put(keys[i], result)
+                _store(cache, keys[i], result, _full_reference(spec, job))
             if need_maps and result.status == OK and result.maps is not None:
                 run.maps[i] = decode(result.maps)
             result.maps = None  # held once, decoded: the bytes are not needed past here
@@ -124,15 +124,28 @@ def run_clips(sources: Sequence[ClipSpec | SourceFailure], job: ClipJob, setting
     return run
 
 
+def _full_reference(spec: ClipSpec, job: ClipJob) -> bool:
+    """Whether the clip's result carries full-reference values (stored and read beside it)."""
+    return job.roi is not None and spec.reference is not None
+
+
+def _store(cache: ResultCache, key: CacheKey | None, result: ClipResult, full_reference: bool) -> None:
+    """A computed result into the cache, with its full-reference values when the clip has a reference."""
+    if full_reference:
+        cache.put_with_quality(key, result)
+    else:
+        cache.put(key, result)
+
+
 def _from_cache(run: ClipRun, i: int, cache: ResultCache, key: CacheKey | None, job: ClipJob,
-                need_maps: bool) -> bool:
+                need_maps: bool, full_reference: bool) -> bool:
     """Answer clip i from the cache (a stored result, else stored maps reduced again); False: a miss."""
-    hit = cache.get(key) if key is not None else None
+    hit = None if key is None else cache.get_with_quality(key) if full_reference else cache.get(key)
     record = cache.get_maps(key) if key is not None and (need_maps or hit is None) else None
     if hit is not None and (record is not None or not need_maps):
         run.results[i], run.maps[i], run.cached = hit, record, run.cached + 1
         return True
-    if record is None:
+    if record is None or full_reference:  # stored maps hold no full-reference values: computed again
         return False
     result = ClipResult(OK, stats=record.stats(job.reduce), frames=len(record.maps))
     cache.put(key, result)

@@ -49,6 +49,9 @@ def unused_settings(opts: MaterializeOptions, onnx_model: bool) -> list[str]:
     elif opts.per_frame and "cache" in given:
         notes.append(f"{named('cache')} has no effect with {switched_on('per_frame')} (per-frame results are "
                      "never cached)")
+    elif opts.maps_out and "cache" in given:
+        notes.append(f"{named('cache')} has no effect with {named('maps_out')} (each clip is computed so that its "
+                     "maps can be written)")
     return notes
 
 

@@ -52,6 +52,21 @@ class MaterializeSettings(TypedDict, total=False):
     ema_alpha_column: str
     error_column: str
     frames_column: str
+    reference_column: str | None
+    roi_fraction: float
+    weights_from: str
+    quality_pooling: str
+    maps_out: PathName | None
+    psnr_y_column: str
+    ssim_y_column: str
+    sw_psnr_y_column: str
+    sw_ssim_y_column: str
+    roi_psnr_y_column: str
+    roi_ssim_y_column: str
+    bg_psnr_y_column: str
+    bg_ssim_y_column: str
+    saliency_shift_cc_column: str
+    roi_config_column: str
     workers: int
     clip_timeout: float | None
     cache: PathName | None
@@ -116,3 +131,21 @@ class PreviewSettings(TypedDict, total=False):
     colors: int
     cache: PathName | None
     no_cache: bool
+
+
+class FramesSettings(TypedDict, total=False):
+    """`salmat.frame_table`'s keywords: `FramesOptions` without `dis`, `ref` and `out`."""
+
+    format: str | None
+    model: str | None
+    model_path: PathName | None
+    model_dir: str | None
+    preprocess: str | None
+    device: str
+    inference_size: str | int
+    max_pixels: int | None
+    roi_fraction: float
+    weights_from: str
+    maps_out: PathName | None
+    clip_timeout: float | None
+    quiet: bool

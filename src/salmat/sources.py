@@ -43,10 +43,15 @@ class ClipSpec:
     # --per-frame: the frame indices its rows want (sorted, distinct, from 0 in presentation order); None
     # samples the clip (CONTRACT §4). Part of the key: a clip and its frame set are one unit of work.
     frames: tuple[int, ...] | None = None
+    # --reference-column: the row's reference clip, decoded at the same frame indices (docs/quality.md).
+    # Part of the key: one distorted clip against two references is two units of work.
+    reference: ClipSpec | None = None
 
     def __post_init__(self) -> None:
         if self.frames is not None and not isinstance(self.frames, tuple):
             object.__setattr__(self, "frames", tuple(int(i) for i in self.frames))  # a list, back from JSON
+        if isinstance(self.reference, dict):  # back from JSON (the Ray engine carries specs as text)
+            object.__setattr__(self, "reference", ClipSpec(**self.reference))
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class SourceOptions:
     default_width: int | None = None
     default_height: int | None = None
     confine_to_root: bool = False
+    reference_column: str | None = None
 
     def __post_init__(self) -> None:
         check_source_options(self.root, self.confine_to_root)
@@ -137,18 +143,38 @@ def plan_rows(table: pa.Table, options: SourceOptions, wanted: np.ndarray) -> Ro
     codes, paths = _path_codes(table, options.path_column)
     widths = _int_column(table, options.width_column, n)
     heights = _int_column(table, options.height_column, n)
-    keys = np.stack([codes, widths, heights], axis=1)[wanted]
+    ref_codes, ref_paths = (_path_codes(table, options.reference_column) if options.reference_column
+                            else (np.full(n, _NO_REFERENCE, dtype=np.int64), []))
+    keys = np.stack([codes, widths, heights, ref_codes], axis=1)[wanted]
     row_source = np.full(n, -1, dtype=np.int64)
     if keys.shape[0] == 0:
         return RowPlan(row_source, [])
     distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
     resolved = [
-        resolve_source(paths[c] if c >= 0 else None, w if w > 0 else None, h if h > 0 else None, options)
-        for c, w, h in distinct.tolist()
+        with_reference(resolve_source(paths[c] if c >= 0 else None, w if w > 0 else None, h if h > 0 else None,
+                                      options), ref_paths, r, w if w > 0 else None, h if h > 0 else None, options)
+        for c, w, h, r in distinct.tolist()
     ]
     sources, remap = _merge_duplicates(resolved)
     row_source[wanted] = remap[inverse.reshape(-1)]
     return RowPlan(row_source, sources)
+
+
+_NO_REFERENCE = -2  # the reference code of every row when there is no --reference-column
+
+
+def with_reference(source: ClipSpec | SourceFailure, paths: list[str | None], code: int, width: int | None,
+                   height: int | None, options: SourceOptions) -> ClipSpec | SourceFailure:
+    """`source` with its row's reference resolved like a source (same root, confinement and raw
+    geometry); a reference that can't be one is the row's failure, its message naming the side."""
+    if code == _NO_REFERENCE or isinstance(source, SourceFailure):
+        return source
+    if code < 0:
+        return SourceFailure(MISSING_SOURCE, f"reference: column {options.reference_column!r} is empty")
+    reference = resolve_source(paths[code], width, height, options)
+    if isinstance(reference, SourceFailure):
+        return SourceFailure(reference.status, f"reference: {reference.message}")
+    return replace(source, reference=reference)
 
 
 def with_wanted_frames(plan: RowPlan, pairs: np.ndarray) -> RowPlan:

@@ -37,6 +37,15 @@ OUTPUT_COLUMNS = {
 }
 VALUE_COLUMNS = (OUTPUT_COLUMNS["mean"], OUTPUT_COLUMNS["var"])
 
+# The full-reference ROI family (--reference-column; docs/quality.md): its value columns, by role
+# (each role's name is the column's), and the provenance column of its settings.
+QUALITY_COLUMNS = ("psnr_y", "ssim_y", "sw_psnr_y", "sw_ssim_y", "roi_psnr_y", "roi_ssim_y",
+                   "bg_psnr_y", "bg_ssim_y", "saliency_shift_cc")
+OUTPUT_COLUMNS.update({role: role for role in QUALITY_COLUMNS})
+OUTPUT_COLUMNS["roi_config"] = "roi_config"
+QUALITY_POOLINGS = ("mean", "harmonic", "min")  # libvmaf's pooling choices
+WEIGHT_SOURCES = ("ref", "dis")
+
 # ---- temporal reducers (docs/contract.md §4) -----------------------------------
 
 REDUCERS = ("mean", "ema", "max", "motion-weighted")
@@ -79,6 +88,19 @@ class ReduceOptions:
     historical_motion: bool = False
 
 
+@dataclass(frozen=True)
+class RoiOptions:
+    """How the full-reference values are made: whose saliency weights them, the ROI's share of
+    the pixels, and how frames pool into a clip value. `config()` is the `roi_config` text."""
+
+    weights_from: str = "ref"
+    fraction: float = 0.2
+    pooling: str = "mean"
+
+    def config(self) -> str:
+        return f"weights={self.weights_from};fraction={self.fraction:g};pooling={self.pooling}"
+
+
 @dataclass
 class ClipResult:
     """One clip's outcome: `stats[reducer] = (mean, var)` when `status == "ok"`.
@@ -95,11 +117,22 @@ class ClipResult:
     frame_stats: dict[int, tuple[float, float]] = field(default_factory=dict)
     frame_total: int | None = None
     maps: bytes | None = None  # the clip's encoded `clip_maps.ClipMaps`, when the job keeps them
+    # With a reference (`ClipSpec.reference`): the clip's pooled values (`QUALITY_COLUMNS`; NaN where
+    # undefined), or per frame for a per-frame clip; `maps_file` is where --maps-out put its maps.
+    quality: dict[str, float] = field(default_factory=dict)
+    frame_quality: dict[int, dict[str, float]] = field(default_factory=dict)
+    maps_file: str | None = None
+
+    def has_payload(self) -> bool:
+        """Whether `frame_payload()` carries anything."""
+        return bool(self.frame_stats or self.frame_total or self.quality or self.frame_quality or self.maps_file)
 
     def frame_payload(self) -> str:
-        """`frame_stats` and `frame_total` as JSON text, for engines that carry results as table cells."""
+        """The per-frame and full-reference fields as JSON text, for engines that carry results as table cells."""
         return json.dumps({"stats": [[i, m, v] for i, (m, v) in self.frame_stats.items()],
-                           "total": self.frame_total})
+                           "total": self.frame_total, "quality": _json_floats(self.quality),
+                           "frame_quality": [[i, _json_floats(q)] for i, q in self.frame_quality.items()],
+                           "maps_file": self.maps_file})
 
     def with_frame_payload(self, payload: str | None) -> ClipResult:
         """This result with the per-frame fields read back from `frame_payload()` text (None: none)."""
@@ -107,4 +140,16 @@ class ClipResult:
             data = json.loads(payload)
             self.frame_stats = {int(i): (float(m), float(v)) for i, m, v in data["stats"]}
             self.frame_total = data["total"]
+            self.quality = _floats(data.get("quality") or {})
+            self.frame_quality = {int(i): _floats(q) for i, q in data.get("frame_quality") or []}
+            self.maps_file = data.get("maps_file")
         return self
+
+
+def _json_floats(values: dict[str, float]) -> dict[str, float | None]:
+    """NaN as null: JSON has no NaN."""
+    return {k: (v if v == v else None) for k, v in values.items()}
+
+
+def _floats(values: dict[str, float | None]) -> dict[str, float]:
+    return {k: float("nan") if v is None else float(v) for k, v in values.items()}

@@ -230,8 +230,7 @@ def _whole(runner: ClipRunner, spec: ClipSpec, report: PhaseFn) -> ClipResult:
 
 
 def _finish(runner: ClipRunner, spec: ClipSpec, decoded: DecodedClip, report: PhaseFn) -> ClipResult:
-    return compute_decoded(spec, decoded.yuv, runner.model, runner.job.reduce, decoded.seconds,
-                           runner.job.keep_maps)
+    return compute_decoded(spec, decoded.yuv, runner.model, runner.job, decoded.seconds)
 
 
 def _feed(sampled: list[ClipSpec], job: ClipJob, settings: EngineSettings, runner: ClipRunner,

@@ -135,7 +135,7 @@ class _ClipActor:
             columns["error"].append(result.error)
             columns["frames"].append(int(result.frames))
             columns["seconds"].append(float(result.seconds))
-            columns["per_frame"].append(result.frame_payload() if result.frame_stats or result.frame_total else None)
+            columns["per_frame"].append(result.frame_payload() if result.has_payload() else None)
             columns["maps"].append(result.maps)
             for reducer in REDUCERS:
                 mean, var = result.stats.get(reducer, (None, None))
