@@ -14,6 +14,7 @@ Run it from the folder `materialize` ran in: the index holds the clips' paths as
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -23,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize, PowerNorm  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from salmat.decode import FramesAt  # noqa: E402
 from salmat.frames import YuvFrame  # noqa: E402
@@ -89,8 +91,13 @@ def draw(data: dict[str, object], name: str, out: Path) -> None:
     fig.suptitle(f"{name}, frame {data['index']}  (error maps: one square-root scale, "
                  f"clipped at their 99.5th percentile, {top:.0f})", fontsize=12)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
+    # 256 colours, dithered (as `salmat preview` writes its sheets): a third of the bytes, no banding.
+    image = Image.open(buffer).convert("RGB")
+    palette = image.quantize(256)  # dithering needs a fixed palette: the image's own 256 colours
+    image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(out, optimize=True)
 
 
 def main() -> None:
