@@ -120,6 +120,52 @@ def test_a_damaged_map_record_is_a_miss_and_is_recomputed(setup, tmp_path):
     assert report.audit["cache"]["damaged"] == 2 and report.audit["cache"]["map_hits"] == 0 and report.ok == 2
 
 
+def _forged(record: bytes, **arrays) -> bytes:
+    """`record` with some arrays replaced: a well-formed archive a checksum can vouch for."""
+    import io
+
+    with np.load(io.BytesIO(record)) as data:
+        held = {name: data[name] for name in data.files}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{**held, **arrays})
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("change", [
+    {"maps": "times 1e30"},                       # finite, but outside [0, 1]: served, it gave saliency_mean 1.0
+    {"maps": "as float64"},
+    {"weights": "nan"}, {"weights": "negative"},   # motion-weighted would reduce with them
+    {"weights": "2-d"}, {"weights": "0-d"},        # crashed the run (TypeError, ValueError)
+    {"frame_size": "negative"},                    # crashed the run in OpenCV's resize
+])
+def test_a_map_record_of_the_wrong_form_is_a_miss_even_with_a_matching_checksum(setup, tmp_path, change):
+    from salmat.cache_rows import CacheKey, maps_digest
+
+    cache = tmp_path / "cache.sqlite"
+    common = dict(root=str(setup["clips"]), frame_samples=3, workers=1, clip_timeout=None, quiet=True,
+                  temporal_aggregator="motion-weighted")
+    salmat.materialize(setup["table"], tmp_path / "a.parquet", cache=str(cache), **common)
+    with sqlite3.connect(cache) as db:
+        rows = db.execute("SELECT clip, model, sampling, record FROM maps").fetchall()
+        for clip, model, sampling, record in rows:
+            held = decode(record)
+            maps = held.maps.maps if hasattr(held.maps, "maps") else held.maps
+            bad = {"times 1e30": maps * np.float32(1e30), "as float64": maps.astype(np.float64),
+                   "nan": held.weights * np.nan, "negative": -held.weights - 1.0, "2-d": np.stack([held.weights] * len(held.weights)),
+                   "0-d": np.float64(1.0)}
+            name, how = next(iter(change.items()))
+            forged = _forged(record, **{name: np.array([-5, 7]) if name == "frame_size" else bad[how]})
+            db.execute("UPDATE maps SET record = ?, row_sha256 = ?, created = created WHERE clip = ? AND model = ?",
+                       (forged, maps_digest(CacheKey(clip, model, sampling, ""), forged), clip, model))
+        db.execute("DELETE FROM results")  # only the maps can answer now
+    report = salmat.materialize(setup["table"], tmp_path / "b.parquet", cache=str(cache), **common)
+    fresh = salmat.materialize(setup["table"], tmp_path / "c.parquet", no_cache=True, **common)
+    assert report.audit["cache"]["map_hits"] == 0 and report.audit["cache"]["damaged"] == 2
+    got, want = pq.read_table(tmp_path / "b.parquet").to_pylist(), pq.read_table(tmp_path / "c.parquet").to_pylist()
+    assert [(r["saliency_mean"], r["saliency_var"]) for r in got] == [(r["saliency_mean"], r["saliency_var"]) for r in want]
+    assert report.ok == fresh.ok == 2
+
+
 def test_maps_are_never_served_for_another_model_or_sampling(setup, tmp_path):
     cache = tmp_path / "cache.sqlite"
     common = dict(root=str(setup["clips"]), cache=str(cache), workers=1, clip_timeout=None, quiet=True)
