@@ -15,7 +15,7 @@ import pytest
 import onnx_graphs as graphs
 import salmat
 import salmat.compute
-from conftest import write_jsonl
+from conftest import run_cli_inprocess, write_jsonl
 from salmat.cache import open_cache
 from salmat.clip_maps import ClipMaps, decode, encode
 from salmat.compare import compare
@@ -219,6 +219,20 @@ def test_compare_takes_knob_suffixes_like_materialize(setup, tmp_path):
     want = [r["saliency_mean"] for r in pq.read_table(tmp_path / "m.parquet").to_pylist()]
     got = [r["mean"] for r in result.long.to_pylist() if r["model_id"] == "conv_student@64"]
     assert got == want
+
+
+@pytest.mark.parametrize("command", ["compare", "materialize", "preview"])
+@pytest.mark.parametrize("name", ["image_signature_v1@int8", "pqft_v1@540"])
+def test_a_knob_suffix_on_a_built_in_is_refused_in_the_users_spelling(setup, tmp_path, command, name):
+    flag = {"compare": "--models", "materialize": "--model", "preview": "--model"}[command]
+    where = {"compare": ["--input", setup["table"], "--out", tmp_path / "o", "--root", setup["clips"]],
+             "materialize": ["--input", setup["table"], "--output", tmp_path / "o.parquet", "--root", setup["clips"]],
+             "preview": [setup["clips"] / "disc.mp4", "--out", tmp_path / "o.png"]}[command]
+    proc = run_cli_inprocess(command, *map(str, where), flag, name)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"model {name!r}: the @S and @int8 suffixes apply to ONNX models only" in proc.stderr
+    assert "--precision" not in proc.stderr and "--inference-size" not in proc.stderr  # compare has neither
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.parquet").exists()
 
 
 def test_model_names_split_their_knobs():

@@ -51,6 +51,9 @@ def merged_knobs(name: str | None, given: Knobs) -> tuple[str | None, Knobs]:
     base, suffix = split_knobs(name)
     if suffix is None:
         return name, given
+    if base in BUILTIN_MODELS:  # said here, in the user's own spelling: compare and preview have no knob flags
+        raise SalmatError(f"model {name!r}: the @S and @int8 suffixes apply to ONNX models only (the built-in "
+                          f"models already work at 64 px, in float); name it {base}, or an ONNX model")
     if given.inference_size not in (None, suffix.inference_size) or given.precision not in ("fp32",
                                                                                              suffix.precision):
         raise SalmatError(f"model {name!r} names its own knobs, which disagree with {named('inference_size')} "
