@@ -212,8 +212,13 @@ def test_a_failed_run_prints_counts_and_the_first_error_of_each_status(tmp_path,
     (["compare", "--input", "a", "--out", "b", "--model", "m"], "--models", "compare"),
     (["preview", "clip.mp4", "--output", "s.png"], "--out", "preview"),
     (["models", "--model-dirs", "d"], "--model-dir", "models"),
+    (["models", "pull", "saliency_student_v1", "--urls", "http://x/m.onnx"], "--url", "models pull"),
+    (["models", "pull", "--model-dirr", "d", "saliency_student_v1"], "--model-dir", "models pull"),
+    (["compare", "--inputt", "a", "--out", "b"], "--input", "compare"),  # not "required: --input"
+    (["materialize", "--outptu", "b", "--input", "a"], "--output", "materialize"),
 ])
 def test_a_mistyped_flag_names_the_closest_one_and_its_commands_help(args, hint, command):
+    """Before any other complaint (a missing required flag, a value taken for a subcommand)."""
     proc = run_cli_inprocess(*args)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1, proc.stderr

@@ -197,13 +197,34 @@ def build_parser() -> argparse.ArgumentParser:
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """argparse, plus: an unknown flag is refused by its own subcommand (whose --help lists the
     flags) with the closest known flag (`--colum-prefix` → did you mean --column-prefix?)."""
+    chain = _command_chain(parser, argv)
+    known = {s for command in chain for action in command._actions for s in action.option_strings}
+    typos = [a for a in argv if a.startswith("--") and a != "--" and a.split("=", 1)[0] not in known]
+    if typos:  # before argparse, which may take the typo's value for a sub-subcommand (`models --x d`)
+        _refuse_unknown(chain[-1], known, typos)
     args, extras = parser.parse_known_args(argv)
-    if not extras:
-        return args
-    command = _subcommands(parser).get(getattr(args, "command", None) or "", parser)
-    known = [s for action in command._actions for s in action.option_strings]
+    if extras:
+        command = _subcommands(parser).get(getattr(args, "command", None) or "", parser)
+        _refuse_unknown(command, {s for action in command._actions for s in action.option_strings}, extras)
+    return args
+
+
+def _command_chain(parser: argparse.ArgumentParser, argv: list[str]) -> list[argparse.ArgumentParser]:
+    """The parser and the (sub)commands argv names, outermost first (`models pull`: salmat, models, pull)."""
+    chain = [parser]
+    for word in argv:
+        if word == "--":
+            break
+        found = _subcommands(chain[-1]).get(word)
+        if found is not None:
+            chain.append(found)
+    return chain
+
+
+def _refuse_unknown(command: argparse.ArgumentParser, known: set[str], extras: list[str]) -> NoReturn:
     hints = [m for e in extras if e.startswith("-")
-             for m in difflib.get_close_matches(e.split("=", 1)[0].replace("_", "-"), known, n=1, cutoff=0.7)]
+             for m in difflib.get_close_matches(e.split("=", 1)[0].replace("_", "-"), sorted(known), n=1,
+                                                cutoff=0.7)]
     guess = f" (did you mean {', '.join(dict.fromkeys(hints))}?)" if hints else ""
     command.error(f"unrecognized arguments: {' '.join(extras)}{guess}")
 
