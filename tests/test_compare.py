@@ -160,3 +160,13 @@ def test_settings_a_run_uses_draw_no_warning(setup, tmp_path):
                              "--device", "cpu", "--sampling", "head", "--max-frames", "3", "--frame-samples", "2",
                              "--no-plots", "--workers", "1", "--out", tmp_path / "o", "--quiet")
     assert proc.returncode == 1 and "warning" not in proc.stderr, proc.stderr
+
+
+def test_the_summary_line_says_a_second_compare_computed_nothing_even_when_quiet(setup, tmp_path):
+    common = ["--input", setup["table"], "--root", setup["clips"], "--models", f"image_signature_v1,{setup['onnx']}",
+              "--frame-samples", "2", "--no-plots", "--workers", "1", "--cache", tmp_path / "c.sqlite", "--quiet"]
+    first = run_cli_inprocess("compare", *common, "--aggregators", "mean", "--out", tmp_path / "a")
+    second = run_cli_inprocess("compare", *common, "--aggregators", "max,ema", "--out", tmp_path / "b")
+    # 3 distinct readable clips × 2 models; the missing clip is neither computed nor cached
+    assert first.stderr.splitlines()[-1].startswith("salmat: compare rows=5 clips=4 combinations=2 computed=6 cached=0")
+    assert second.stderr.splitlines()[-1].startswith("salmat: compare rows=5 clips=4 combinations=4 computed=0 cached=6")

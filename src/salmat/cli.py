@@ -139,7 +139,9 @@ def _run_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     result = compare(**from_namespace(args, CompareOptions))
     rep = result.report
+    runs = rep["cache"].values()  # per model; summed so a quiet rerun still says it computed nothing
     print(f"salmat: compare rows={rep['rows']} clips={rep['clips']} combinations={len(rep['combinations'])} "
+          f"computed={sum(r['computed'] for r in runs)} cached={sum(r['from_cache'] for r in runs)} "
           f"out={args.out}", file=sys.stderr)
     return 0 if all(v == rep["clips"] for v in rep["clips_ok"].values()) else 1
 
