@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -186,6 +187,20 @@ def test_an_endless_download_is_stopped_at_the_cap_and_leaves_nothing(tmp_path, 
     assert "is over 1 MiB, more than any single-file ONNX model" in message and "nothing was installed" in message
     assert list(models.iterdir()) == []
     assert server.sent < 16 << 20  # the client hung up near the cap instead of reading on
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "read_only"])
+def test_a_folder_that_cannot_be_written_is_one_line_exit_2(tmp_path, server, published, where):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    models = blocker / "models" if where == "under_a_file" else tmp_path / "ro"
+    if where == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only folder")
+        models.mkdir(mode=0o500)
+    proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("student.onnx"))
+    message = one_line_exit_2(proc)  # was exit 3, "internal error (NotADirectoryError …)"
+    assert f"cannot install {NAME} in {models}" in message and "folder you can write to" in message
 
 
 def test_a_server_that_is_not_there_is_one_line(tmp_path, published):

@@ -291,3 +291,17 @@ def test_compare_on_ray_carries_the_maps_back(setup, tmp_path, ray_session):
     assert on_ray.long.to_pylist() == inline.long.to_pylist()
     assert on_ray.report["model_pairs"] == inline.report["model_pairs"]
     assert all(p["map_clips"] == 2 for p in on_ray.report["model_pairs"])
+
+
+def test_a_model_path_that_is_a_folder_or_fifo_is_said_to_be_no_file(setup, tmp_path):
+    import os
+
+    folder = tmp_path / "net.onnx"
+    folder.mkdir()
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    for path in (folder, fifo):
+        proc = run_cli_inprocess("compare", "--input", str(setup["table"]), "--out", str(tmp_path / "o"),
+                                 "--models", str(path))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert f"ONNX model file is not a file: {path}; check --models" in proc.stderr  # it said "not found", yet it is there

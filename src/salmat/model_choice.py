@@ -107,7 +107,8 @@ def _identity(spec: ModelSpec) -> tuple[str, str | None, str]:
     if spec.model_path is None:
         return model_id_with_knobs(spec.model or "", spec.inference_size, spec.precision), None, spec.model or ""
     if not os.path.isfile(spec.model_path):
-        raise SalmatError(f"ONNX model file not found: {spec.model_path}; check {named('models')}")
+        what = "is not a file" if os.path.exists(spec.model_path) else "not found"  # a folder, a FIFO
+        raise SalmatError(f"ONNX model file {what}: {spec.model_path}; check {named('models')}")
     sha = file_sha256(spec.model_path)
     base = spec.model_id or file_id(spec.model_path, sha)
     return model_id_with_knobs(base, spec.inference_size, spec.precision), sha + knobs, base

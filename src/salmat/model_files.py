@@ -45,12 +45,16 @@ def pull_model(name: str, **settings: Any) -> Path:
     if dest.exists():
         return _already_there(known, dest)
     url = opts.url or str(known.url)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staged = AtomicFile(dest)
-    with staged as fh:  # renamed onto `dest` only when the block ends without an error
-        _download(url, fh, known)
-        fh.flush()
-        _check_sha256(staged.temp, known, url)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staged = AtomicFile(dest)
+        with staged as fh:  # renamed onto `dest` only when the block ends without an error
+            _download(url, fh, known)
+            fh.flush()
+            _check_sha256(staged.temp, known, url)
+    except OSError as exc:  # the folder, not salmat: a file in its path, no permission, a full disk
+        raise SalmatError(f"cannot install {known.id} in {dest.parent} ({exc.strerror or exc}); nothing was "
+                          f"installed; pass {passing('model_dir', 'DIR')} naming a folder you can write to") from None
     return dest
 
 
