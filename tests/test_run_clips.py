@@ -305,3 +305,13 @@ def test_a_model_path_that_is_a_folder_or_fifo_is_said_to_be_no_file(setup, tmp_
                                  "--models", str(path))
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
         assert f"ONNX model file is not a file: {path}; check --models" in proc.stderr  # it said "not found", yet it is there
+
+
+def test_a_model_path_with_a_comma_is_said_to_be_cut_by_the_list(setup, tmp_path):
+    folder = tmp_path / "a,b"
+    folder.mkdir()
+    path = graphs.save(graphs.conv_sigmoid(), folder / "m,1.onnx")
+    proc = run_cli_inprocess("compare", "--input", str(setup["table"]), "--out", str(tmp_path / "o"),
+                             "--models", f"image_signature_v1,{path}")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{str(path)!r} holds a comma, which separates the models of --models" in proc.stderr  # was "not found"

@@ -93,12 +93,23 @@ def named_specs(names: Sequence[str], *, preprocess: str | None = None, device: 
                 model_dir: str | os.PathLike[str] | None = None) -> list[ModelSpec]:
     """One spec per name (compare's `--models`); ONNX files whose ids would collide (two
     `model.onnx`) are labelled `id@sha8`; the same model listed twice is refused."""
+    _no_comma_paths(names)
     settings = ModelSpec(preprocess=preprocess, device=device, calibration=calibration)
     specs = [model_spec(name, settings, model_dir=model_dir, paths=True) for name in names]
     identities = [_identity(spec) for spec in specs]
     ids = distinct_ids([(ident, sha) for ident, sha, _ in identities])
     return [spec if new == ident else replace(spec, model_id=with_sha8(base, sha or ""))
             for spec, (ident, sha, base), new in zip(specs, identities, ids, strict=True)]
+
+
+def _no_comma_paths(names: Sequence[str]) -> None:
+    """A file whose path holds a comma was cut in two by the list: say so, not "not found"."""
+    for start in range(len(names)):
+        for end in range(start + 2, len(names) + 1):
+            joined = ",".join(names[start:end])
+            if os.path.isfile(joined):
+                raise SalmatError(f"{joined!r} holds a comma, which separates the models of {named('models')}; "
+                                  "rename the file or link it under a name without one")
 
 
 def _identity(spec: ModelSpec) -> tuple[str, str | None, str]:
