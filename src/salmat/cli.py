@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
@@ -264,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
     stopped = stop_requested()  # a signal some library swallowed: its output was not published
     if stopped is not None:
-        print(stopped_message("interrupted"), file=sys.stderr)
+        if stopped != 128 + signal.SIGTERM:  # SIGTERM's handler has said "terminated" already
+            print(stopped_message("interrupted"), file=sys.stderr)
         return stopped
     return code
 
