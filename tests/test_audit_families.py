@@ -204,3 +204,14 @@ def test_unprefixed_set_is_named_none_and_one_set_holding_two_models_is_still_re
                              "mos", "--saliency-prefixes", "none", "--no-plots")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "come from 2 configurations" in proc.stderr and "filter the table on saliency_model_id" in proc.stderr
+
+
+def test_the_summary_stays_one_line_whatever_the_tables_names_hold(tmp_path):
+    t = two_models(n=60)
+    t = t.rename_columns([c.replace("v1_", "v\n1_") for c in t.column_names])
+    t = t.set_column(t.schema.get_field_index("v2_saliency_model_id"), "v2_saliency_model_id", pa.array(["m\r\nx"] * 60))
+    pq.write_table(t, tmp_path / "odd.parquet")
+    proc = run_cli_inprocess("audit", "--input", tmp_path / "odd.parquet", "--out", tmp_path / "a", "--bootstrap", "0",
+                             "--no-plots")
+    assert proc.returncode == 0 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "sets=v\\n1_=saliency_student_v1,v2_=m\\r\\nx,ref_=unrecorded" in proc.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -20,7 +21,7 @@ import pytest
 
 import onnx_graphs as graphs
 from conftest import run_cli_inprocess
-from salmat import pull_model
+from salmat import model_files, pull_model
 from salmat.cli import build_parser
 from salmat.errors import SalmatError
 from salmat.models import load_model
@@ -43,6 +44,7 @@ class Server:
     folder: Path
     port: int = 0
     requests: list[str] = field(default_factory=list)
+    sent: int = 0  # bytes /endless sent
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
@@ -62,6 +64,15 @@ def server(tmp_path) -> Iterator[Server]:
             if self.path.startswith("/error/"):
                 self.send_error(500, "broken on purpose")
                 return
+            if self.path == "/endless":  # no Content-Length, zeros until the client hangs up (64 MiB at most)
+                self.send_response(200)
+                self.end_headers()
+                try:
+                    while state.sent < 64 << 20:
+                        self.wfile.write(bytes(1 << 16))
+                        state.sent += 1 << 16
+                except OSError:
+                    return
             if self.path.startswith("/cut/"):
                 body = (state.folder / self.path.removeprefix("/cut/")).read_bytes()
                 self.send_response(200)
@@ -154,11 +165,42 @@ def test_an_existing_other_file_is_never_overwritten(tmp_path, server, published
     (["saliency_student_v3"], "unknown model 'saliency_student_v3'"),
     ([NAME, "--url", "ftp://127.0.0.1/x.onnx"], "--url must be an http:// or https:// address"),
     ([NAME], "no folder to install the model in: pass --model-dir DIR or set SALMAT_MODEL_DIR=DIR"),
+    (["image_signature_v1", "--model-dir", "x"], "image_signature_v1 is built in: it has no file to download"),
 ])
 def test_what_cannot_be_pulled_is_one_line_before_any_download(tmp_path, server, published, args, says):
     proc = run_cli_inprocess("models", "pull", *args)
     assert says in one_line_exit_2(proc)
     assert server.requests == []
+
+
+def test_an_unknown_name_suggests_only_what_pull_can_do(tmp_path, server, published):
+    message = one_line_exit_2(run_cli_inprocess("models", "pull", "saliency_student_v3", "--model-dir", tmp_path))
+    assert "did you mean saliency_student_v" in message and "--model-path" not in message
+    assert "in a folder of --model-dir" in message
+
+
+def test_an_endless_download_is_stopped_at_the_cap_and_leaves_nothing(tmp_path, server, published, monkeypatch):
+    monkeypatch.setattr(model_files, "MAX_MODEL_BYTES", 1 << 20)  # the real cap (2 GiB) would take minutes
+    models = tmp_path / "models"
+    proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("endless"))
+    message = one_line_exit_2(proc)
+    assert "is over 1 MiB, more than any single-file ONNX model" in message and "nothing was installed" in message
+    assert list(models.iterdir()) == []
+    assert server.sent < 16 << 20  # the client hung up near the cap instead of reading on
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "read_only"])
+def test_a_folder_that_cannot_be_written_is_one_line_exit_2(tmp_path, server, published, where):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    models = blocker / "models" if where == "under_a_file" else tmp_path / "ro"
+    if where == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only folder")
+        models.mkdir(mode=0o500)
+    proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("student.onnx"))
+    message = one_line_exit_2(proc)  # was exit 3, "internal error (NotADirectoryError …)"
+    assert f"cannot install {NAME} in {models}" in message and "folder you can write to" in message
 
 
 def test_a_server_that_is_not_there_is_one_line(tmp_path, published):

@@ -15,7 +15,7 @@ import pytest
 import onnx_graphs as graphs
 import salmat
 import salmat.compute
-from conftest import write_jsonl
+from conftest import run_cli_inprocess, write_jsonl
 from salmat.cache import open_cache
 from salmat.clip_maps import ClipMaps, decode, encode
 from salmat.compare import compare
@@ -121,6 +121,52 @@ def test_a_damaged_map_record_is_a_miss_and_is_recomputed(setup, tmp_path):
     assert report.audit["cache"]["damaged"] == 2 and report.audit["cache"]["map_hits"] == 0 and report.ok == 2
 
 
+def _forged(record: bytes, **arrays) -> bytes:
+    """`record` with some arrays replaced: a well-formed archive a checksum can vouch for."""
+    import io
+
+    with np.load(io.BytesIO(record)) as data:
+        held = {name: data[name] for name in data.files}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{**held, **arrays})
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("change", [
+    {"maps": "times 1e30"},                       # finite, but outside [0, 1]: served, it gave saliency_mean 1.0
+    {"maps": "as float64"},
+    {"weights": "nan"}, {"weights": "negative"},   # motion-weighted would reduce with them
+    {"weights": "2-d"}, {"weights": "0-d"},        # crashed the run (TypeError, ValueError)
+    {"frame_size": "negative"},                    # crashed the run in OpenCV's resize
+])
+def test_a_map_record_of_the_wrong_form_is_a_miss_even_with_a_matching_checksum(setup, tmp_path, change):
+    from salmat.cache_rows import CacheKey, maps_digest
+
+    cache = tmp_path / "cache.sqlite"
+    common = dict(root=str(setup["clips"]), frame_samples=3, workers=1, clip_timeout=None, quiet=True,
+                  temporal_aggregator="motion-weighted")
+    salmat.materialize(setup["table"], tmp_path / "a.parquet", cache=str(cache), **common)
+    with sqlite3.connect(cache) as db:
+        rows = db.execute("SELECT clip, model, sampling, record FROM maps").fetchall()
+        for clip, model, sampling, record in rows:
+            held = decode(record)
+            maps = held.maps.maps if hasattr(held.maps, "maps") else held.maps
+            bad = {"times 1e30": maps * np.float32(1e30), "as float64": maps.astype(np.float64),
+                   "nan": held.weights * np.nan, "negative": -held.weights - 1.0, "2-d": np.stack([held.weights] * len(held.weights)),
+                   "0-d": np.float64(1.0)}
+            name, how = next(iter(change.items()))
+            forged = _forged(record, **{name: np.array([-5, 7]) if name == "frame_size" else bad[how]})
+            db.execute("UPDATE maps SET record = ?, row_sha256 = ?, created = created WHERE clip = ? AND model = ?",
+                       (forged, maps_digest(CacheKey(clip, model, sampling, ""), forged), clip, model))
+        db.execute("DELETE FROM results")  # only the maps can answer now
+    report = salmat.materialize(setup["table"], tmp_path / "b.parquet", cache=str(cache), **common)
+    fresh = salmat.materialize(setup["table"], tmp_path / "c.parquet", no_cache=True, **common)
+    assert report.audit["cache"]["map_hits"] == 0 and report.audit["cache"]["damaged"] == 2
+    got, want = pq.read_table(tmp_path / "b.parquet").to_pylist(), pq.read_table(tmp_path / "c.parquet").to_pylist()
+    assert [(r["saliency_mean"], r["saliency_var"]) for r in got] == [(r["saliency_mean"], r["saliency_var"]) for r in want]
+    assert report.ok == fresh.ok == 2
+
+
 def test_maps_are_never_served_for_another_model_or_sampling(setup, tmp_path):
     cache = tmp_path / "cache.sqlite"
     common = dict(root=str(setup["clips"]), cache=str(cache), workers=1, clip_timeout=None, quiet=True)
@@ -174,6 +220,20 @@ def test_compare_takes_knob_suffixes_like_materialize(setup, tmp_path):
     want = [r["saliency_mean"] for r in pq.read_table(tmp_path / "m.parquet").to_pylist()]
     got = [r["mean"] for r in result.long.to_pylist() if r["model_id"] == "conv_student@64"]
     assert got == want
+
+
+@pytest.mark.parametrize("command", ["compare", "materialize", "preview"])
+@pytest.mark.parametrize("name", ["image_signature_v1@int8", "pqft_v1@540", "pqft_v1@bf16"])
+def test_a_knob_suffix_on_a_built_in_is_refused_in_the_users_spelling(setup, tmp_path, command, name):
+    flag = {"compare": "--models", "materialize": "--model", "preview": "--model"}[command]
+    where = {"compare": ["--input", setup["table"], "--out", tmp_path / "o", "--root", setup["clips"]],
+             "materialize": ["--input", setup["table"], "--output", tmp_path / "o.parquet", "--root", setup["clips"]],
+             "preview": [setup["clips"] / "disc.mp4", "--out", tmp_path / "o.png"]}[command]
+    proc = run_cli_inprocess(command, *map(str, where), flag, name)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"model {name!r}: the @S, @int8 and @bf16 suffixes apply to ONNX models only" in proc.stderr
+    assert "--precision" not in proc.stderr and "--inference-size" not in proc.stderr  # compare has neither
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.parquet").exists()
 
 
 def test_model_names_split_their_knobs():
@@ -234,3 +294,27 @@ def test_compare_on_ray_carries_the_maps_back(setup, tmp_path, ray_session):
     assert on_ray.long.to_pylist() == inline.long.to_pylist()
     assert on_ray.report["model_pairs"] == inline.report["model_pairs"]
     assert all(p["map_clips"] == 2 for p in on_ray.report["model_pairs"])
+
+
+def test_a_model_path_that_is_a_folder_or_fifo_is_said_to_be_no_file(setup, tmp_path):
+    import os
+
+    folder = tmp_path / "net.onnx"
+    folder.mkdir()
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    for path in (folder, fifo):
+        proc = run_cli_inprocess("compare", "--input", str(setup["table"]), "--out", str(tmp_path / "o"),
+                                 "--models", str(path))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert f"ONNX model file is not a file: {path}; check --models" in proc.stderr  # it said "not found", yet it is there
+
+
+def test_a_model_path_with_a_comma_is_said_to_be_cut_by_the_list(setup, tmp_path):
+    folder = tmp_path / "a,b"
+    folder.mkdir()
+    path = graphs.save(graphs.conv_sigmoid(), folder / "m,1.onnx")
+    proc = run_cli_inprocess("compare", "--input", str(setup["table"]), "--out", str(tmp_path / "o"),
+                             "--models", f"image_signature_v1,{path}")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{str(path)!r} holds a comma, which separates the models of --models" in proc.stderr  # was "not found"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import time
 
 import pytest
@@ -212,8 +213,13 @@ def test_a_failed_run_prints_counts_and_the_first_error_of_each_status(tmp_path,
     (["compare", "--input", "a", "--out", "b", "--model", "m"], "--models", "compare"),
     (["preview", "clip.mp4", "--output", "s.png"], "--out", "preview"),
     (["models", "--model-dirs", "d"], "--model-dir", "models"),
+    (["models", "pull", "saliency_student_v1", "--urls", "http://x/m.onnx"], "--url", "models pull"),
+    (["models", "pull", "--model-dirr", "d", "saliency_student_v1"], "--model-dir", "models pull"),
+    (["compare", "--inputt", "a", "--out", "b"], "--input", "compare"),  # not "required: --input"
+    (["materialize", "--outptu", "b", "--input", "a"], "--output", "materialize"),
 ])
 def test_a_mistyped_flag_names_the_closest_one_and_its_commands_help(args, hint, command):
+    """Before any other complaint (a missing required flag, a value taken for a subcommand)."""
     proc = run_cli_inprocess(*args)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1, proc.stderr
@@ -258,3 +264,19 @@ def test_rows_sampled_otherwise_are_another_configuration(tmp_path, clip_folder)
     assert len(other.notes) == 1
     assert "image_signature_v1/mean frames=clip:2 (2)" in other.notes[0]
     assert "this run asked for image_signature_v1/mean frames=clip:3" in other.notes[0]
+
+
+@pytest.mark.parametrize("signum, said", [(signal.SIGTERM, 0), (signal.SIGINT, 1)])
+def test_a_stop_a_library_swallowed_is_said_once(monkeypatch, signum, said):
+    """SIGTERM's handler says "terminated" itself: the CLI added "interrupted" after it when some
+    library swallowed the SystemExit (seen in a feeder run stopped while loading)."""
+    from salmat import cli, outputs
+
+    def swallowed(args, argv):
+        outputs._STOPPED_BY.append(signum)  # what the handler records before raising
+        return 0
+
+    monkeypatch.setattr(cli, "_run_models", swallowed)
+    proc = run_cli_inprocess("models")
+    assert proc.returncode == 128 + signum
+    assert proc.stderr.count("salmat: interrupted; no output was written") == said, proc.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
@@ -156,7 +157,9 @@ def _run_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     result = compare(**from_namespace(args, CompareOptions))
     rep = result.report
+    runs = rep["cache"].values()  # per model; summed so a quiet rerun still says it computed nothing
     print(f"salmat: compare rows={rep['rows']} clips={rep['clips']} combinations={len(rep['combinations'])} "
+          f"computed={sum(r['computed'] for r in runs)} cached={sum(r['from_cache'] for r in runs)} "
           f"out={args.out}", file=sys.stderr)
     return 0 if all(v == rep["clips"] for v in rep["clips_ok"].values()) else 1
 
@@ -215,35 +218,36 @@ def build_parser() -> argparse.ArgumentParser:
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """argparse, plus: an unknown flag is refused by its own subcommand (whose --help lists the
     flags) with the closest known flag (`--colum-prefix` → did you mean --column-prefix?)."""
-    command = _subcommands(parser).get(argv[0], parser) if argv else parser
-    # Checked before parsing: a command with actions of its own (`models pull`) would otherwise take
-    # the mistyped flag's value for an action's name.
-    _refuse_unknown_flags(command, [a for a in argv[1:] if a.startswith("--") and a != "--"])
+    chain = _command_chain(parser, argv)
+    known = {s for command in chain for action in command._actions for s in action.option_strings}
+    typos = [a for a in argv if a.startswith("--") and a != "--" and a.split("=", 1)[0] not in known]
+    if typos:  # before argparse, which may take the typo's value for a sub-subcommand (`models --x d`)
+        _refuse_unknown(chain[-1], known, typos)
     args, extras = parser.parse_known_args(argv)
     if extras:
-        _refuse_unknown_flags(command, extras, everything=True)
+        command = _subcommands(parser).get(getattr(args, "command", None) or "", parser)
+        _refuse_unknown(command, {s for action in command._actions for s in action.option_strings}, extras)
     return args
 
 
-def _refuse_unknown_flags(command: argparse.ArgumentParser, given: list[str], everything: bool = False) -> None:
-    """An unknown flag in `given` (all of `given` with `everything`) is refused by its command,
-    naming the closest known flag of the command or of its actions."""
-    known = _option_strings(command)
-    unknown = given if everything else [g for g in given if g.split("=", 1)[0] not in known]
-    if not unknown:
-        return
-    hints = [m for e in unknown if e.startswith("-")
-             for m in difflib.get_close_matches(e.split("=", 1)[0].replace("_", "-"), known, n=1, cutoff=0.7)]
+def _command_chain(parser: argparse.ArgumentParser, argv: list[str]) -> list[argparse.ArgumentParser]:
+    """The parser and the (sub)commands argv names, outermost first (`models pull`: salmat, models, pull)."""
+    chain = [parser]
+    for word in argv:
+        if word == "--":
+            break
+        found = _subcommands(chain[-1]).get(word)
+        if found is not None:
+            chain.append(found)
+    return chain
+
+
+def _refuse_unknown(command: argparse.ArgumentParser, known: set[str], extras: list[str]) -> NoReturn:
+    hints = [m for e in extras if e.startswith("-")
+             for m in difflib.get_close_matches(e.split("=", 1)[0].replace("_", "-"), sorted(known), n=1,
+                                                cutoff=0.7)]
     guess = f" (did you mean {', '.join(dict.fromkeys(hints))}?)" if hints else ""
-    command.error(f"unrecognized arguments: {' '.join(unknown)}{guess}")
-
-
-def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
-    """The flags `parser` and its actions' parsers know."""
-    known = [s for action in parser._actions for s in action.option_strings]
-    for sub in _subcommands(parser).values():
-        known += _option_strings(sub)
-    return list(dict.fromkeys(known))
+    command.error(f"unrecognized arguments: {' '.join(extras)}{guess}")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -279,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
     stopped = stop_requested()  # a signal some library swallowed: its output was not published
     if stopped is not None:
-        print(stopped_message("interrupted"), file=sys.stderr)
+        if stopped != 128 + signal.SIGTERM:  # SIGTERM's handler has said "terminated" already
+            print(stopped_message("interrupted"), file=sys.stderr)
         return stopped
     return code
 

@@ -75,13 +75,27 @@ def decode(blob: bytes) -> ClipMaps:
     """The record `encode` wrote; raises `ValueError` for anything else (a damaged cache row)."""
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-            maps, working = data["maps"], bool(data["working"])
+            maps, working = data["maps"], data["working"]
             frame_size, weights, historical = data["frame_size"], data["weights"], data["historical"]
     except Exception as exc:  # noqa: BLE001 - zip, zlib and format errors alike
         raise ValueError(f"not a map record ({type(exc).__name__}: {exc})") from None
-    frames = len(maps)
-    if maps.ndim != 3 or maps.dtype != np.float32 or frames < 1 or len(weights) != frames \
-            or len(historical) != frames or not np.all(np.isfinite(maps)):
+    if not _fits(maps, working, frame_size, weights, historical):
         raise ValueError("the map record's arrays do not fit together")
-    held: np.ndarray | WorkingMaps = WorkingMaps(maps, (int(frame_size[0]), int(frame_size[1]))) if working else maps
+    size = (int(frame_size[0]), int(frame_size[1]))
+    held: np.ndarray | WorkingMaps = WorkingMaps(maps, size) if bool(working) else maps
     return ClipMaps(held, weights, historical)
+
+
+def _fits(maps: np.ndarray, working: np.ndarray, frame_size: np.ndarray, weights: np.ndarray,
+          historical: np.ndarray) -> bool:
+    """Whether the arrays are what `encode` writes: anything else would crash a reducer or reduce
+    to a value no model gives (maps outside [0, 1], negative or non-finite weights)."""
+    if maps.ndim != 3 or maps.dtype != np.float32 or len(maps) < 1 or working.shape != () \
+            or working.dtype != np.bool_ or frame_size.shape != (2,) or frame_size.dtype.kind != "i":
+        return False
+    if bool(working) and not (frame_size > 0).all():
+        return False
+    for w in (weights, historical):
+        if w.shape != (len(maps),) or w.dtype != np.float64 or not (np.isfinite(w).all() and (w >= 0).all()):
+            return False
+    return bool(np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0)

@@ -45,7 +45,7 @@ from .cache import open_cache
 from .compare_report import SCHEMA as SCHEMA
 from .compare_report import ClipOutcome, build_report, markdown, plot_agreement, plot_target, source_arrays
 from .compute import ClipJob
-from .errors import SalmatError
+from .errors import SalmatError, warn
 from .model_choice import named_specs
 from .models import SaliencyModel
 from .models.knobs import Knobs
@@ -54,6 +54,7 @@ from .options import CompareOptions
 from .outputs import atomic_output, preflight, write_json, write_text
 from .plots import pyplot
 from .run_clips import ClipRun, RunSettings, run_clips
+from .run_notes import compare_unused_settings
 from .settings_types import CompareSettings
 from .sources import SourceOptions, plan_rows
 from .tables import TableReader
@@ -101,6 +102,8 @@ def compare(input: str | os.PathLike[str], out: str | os.PathLike[str],
     specs = named_specs(opts.models, preprocess=opts.preprocess, knobs=Knobs(device=opts.device),
                         model_dir=opts.model_dir)
     loaded = [spec.load() for spec in specs]
+    for note in compare_unused_settings(opts, onnx_models=any(spec.model_path is not None for spec in specs)):
+        warn(note)  # before any work, as materialize does
     written = [f"long.{opts.long_format}", "report.json", "report.md"]
     written += (["agreement.png"] + (["target_scatter.png"] if opts.target else [])) if opts.plots else []
     preflight([(f"{named('out')} ({name})", os.path.join(opts.out, name)) for name in written],

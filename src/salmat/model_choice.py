@@ -43,6 +43,9 @@ def merged_knobs(name: str | None, given: Knobs) -> tuple[str | None, Knobs]:
     base, size, precision = split_knobs(name)
     if precision is None:
         return name, given
+    if base in BUILTIN_MODELS:  # said here, in the user's own spelling: compare and preview have no knob flags
+        raise SalmatError(f"model {name!r}: the @S, @int8 and @bf16 suffixes apply to ONNX models only (the "
+                          f"built-in models already work at 64 px, in float); name it {base}, or an ONNX model")
     if given.inference_size not in (None, size) or given.precision not in ("fp32", precision):
         raise SalmatError(f"model {name!r} names its own knobs, which disagree with {named('inference_size')} "
                           f"{given.inference_size or 'native'} / {named('precision')} {given.precision}; "
@@ -78,6 +81,7 @@ def named_specs(names: Sequence[str], *, preprocess: str | None = None, knobs: K
                 model_dir: str | os.PathLike[str] | None = None) -> list[ModelSpec]:
     """One spec per name (compare's `--models`); ONNX files whose ids would collide (two
     `model.onnx`) are labelled `id@sha8`; the same model listed twice is refused."""
+    _no_comma_paths(names)
     settings = ModelSpec(preprocess=preprocess, knobs=knobs or Knobs())
     specs = [model_spec(name, settings, model_dir=model_dir, paths=True) for name in names]
     identities = [_identity(spec) for spec in specs]
@@ -86,12 +90,23 @@ def named_specs(names: Sequence[str], *, preprocess: str | None = None, knobs: K
             for spec, (ident, sha, base), new in zip(specs, identities, ids, strict=True)]
 
 
+def _no_comma_paths(names: Sequence[str]) -> None:
+    """A file whose path holds a comma was cut in two by the list: say so, not "not found"."""
+    for start in range(len(names)):
+        for end in range(start + 2, len(names) + 1):
+            joined = ",".join(names[start:end])
+            if os.path.isfile(joined):
+                raise SalmatError(f"{joined!r} holds a comma, which separates the models of {named('models')}; "
+                                  "rename the file or link it under a name without one")
+
+
 def _identity(spec: ModelSpec) -> tuple[str, str | None, str]:
     """(the id it would run as, what tells two models of that id apart, its base id)."""
     if spec.model_path is None:
         return spec.knobs.model_id(spec.model or ""), None, spec.model or ""
     if not os.path.isfile(spec.model_path):
-        raise SalmatError(f"ONNX model file not found: {spec.model_path}; check {named('models')}")
+        what = "is not a file" if os.path.exists(spec.model_path) else "not found"  # a folder, a FIFO
+        raise SalmatError(f"ONNX model file {what}: {spec.model_path}; check {named('models')}")
     sha = file_sha256(spec.model_path)
     base = spec.model_id or file_id(spec.model_path, sha)
     return spec.knobs.model_id(base), sha + spec.knobs.fingerprint(), base

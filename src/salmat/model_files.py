@@ -14,12 +14,25 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SalmatError
-from .models.registry import ENV_VAR, SHA_DIGITS, KnownModel, file_sha256, known_model, search_dirs
+from .models.classical import BUILTIN_MODELS
+from .models.registry import (
+    ENV_VAR,
+    KNOWN_MODELS,
+    SHA_DIGITS,
+    KnownModel,
+    file_sha256,
+    known_model,
+    search_dirs,
+    unknown_model_message,
+)
 from .option_spec import named, passing
 from .options import ModelsPullOptions
 from .outputs import AtomicFile
 
 DOWNLOAD_TIMEOUT_S = 60  # per connection attempt and between received bytes, not for the whole file
+# A single-file ONNX model is one protobuf, which can't exceed 2 GiB: a server sending more is not
+# sending a model, and is stopped there rather than allowed to fill the disk.
+MAX_MODEL_BYTES = 2 << 30
 
 
 def pull_model(name: str, **settings: Any) -> Path:
@@ -27,18 +40,31 @@ def pull_model(name: str, **settings: Any) -> Path:
     from `url` (else its published address); returns the installed file."""
     opts = ModelsPullOptions.build(name=name, **settings)
     opts.validate()
-    known = _checkable(known_model(opts.name))
+    known = _checkable(_pullable(opts.name))
     dest = install_folder(opts.model_dir) / known.filename
     if dest.exists():
         return _already_there(known, dest)
     url = opts.url or str(known.url)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staged = AtomicFile(dest)
-    with staged as fh:  # renamed onto `dest` only when the block ends without an error
-        _download(url, fh, known)
-        fh.flush()
-        _check_sha256(staged.temp, known, url)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staged = AtomicFile(dest)
+        with staged as fh:  # renamed onto `dest` only when the block ends without an error
+            _download(url, fh, known)
+            fh.flush()
+            _check_sha256(staged.temp, known, url)
+    except OSError as exc:  # the folder, not salmat: a file in its path, no permission, a full disk
+        raise SalmatError(f"cannot install {known.id} in {dest.parent} ({exc.strerror or exc}); nothing was "
+                          f"installed; pass {passing('model_dir', 'DIR')} naming a folder you can write to") from None
     return dest
+
+
+def _pullable(name: str) -> KnownModel:
+    if name in BUILTIN_MODELS:  # else "unknown model", which it is not
+        raise SalmatError(f"{name} is built in: it has no file to download; use it by name (see `salmat models`)")
+    if name not in KNOWN_MODELS:  # the usual advice (--model-path) is no flag of pull's
+        own = f"or put your own .onnx file in a folder of {named('model_dir')}"
+        raise SalmatError(unknown_model_message(name, own))
+    return known_model(name)
 
 
 def _checkable(known: KnownModel) -> KnownModel:
@@ -76,7 +102,7 @@ def _download(url: str, fh: Any, known: KnownModel) -> None:
         raise SalmatError("salmat models pull needs pooch: pip install 'salmat[pull]'") from None
 
     try:
-        pooch.HTTPDownloader(progressbar=False, timeout=DOWNLOAD_TIMEOUT_S)(url, fh, None)
+        pooch.HTTPDownloader(progressbar=False, timeout=DOWNLOAD_TIMEOUT_S)(url, _Capped(fh, known, url), None)
     except requests.exceptions.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "error"
         raise SalmatError(f"downloading {known.id} from {url} failed: the server answered HTTP {status}; nothing "
@@ -94,3 +120,20 @@ def _check_sha256(path: str, known: KnownModel, url: str) -> None:
     if got != known.sha256:
         raise SalmatError(f"refused: the file from {url} is not {known.id} (its sha256 starts {got[:SHA_DIGITS]}, "
                           f"the published one {str(known.sha256)[:SHA_DIGITS]}); nothing was installed")
+
+
+class _Capped:
+    """The download's file, refusing to grow past `MAX_MODEL_BYTES` (an endless or huge answer)."""
+
+    def __init__(self, fh: Any, known: KnownModel, url: str) -> None:
+        self.fh, self.known, self.url, self.written = fh, known, url, 0
+
+    def write(self, chunk: bytes) -> int:
+        self.written += len(chunk)
+        if self.written > MAX_MODEL_BYTES:
+            raise SalmatError(f"refused: the file from {self.url} is over {MAX_MODEL_BYTES >> 20} MiB, more than any "
+                              f"single-file ONNX model, so it is not {self.known.id}; nothing was installed")
+        return int(self.fh.write(chunk))
+
+    def flush(self) -> None:
+        self.fh.flush()

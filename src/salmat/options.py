@@ -102,7 +102,8 @@ MODEL_DIR = Setting(None, "folders searched for a learned model's file, ':'-sepa
 INFERENCE_SIZE = Setting("native", "ONNX models: bring frames whose short side is above S down to S pixels before "
                          "the model, never enlarging (faster; changes values; the model id gets @S)", convert=text,
                          check=native_or_size, group=MODEL, example="540", metavar="S")
-QUIET = Setting(False, "no progress bar", group=RUN)
+QUIET = Setting(False, "no progress bar, nor the line saying how many clips the cache answered (the summary stays)",
+                group=RUN)
 # Where clips run and the result cache (`salmat.run_clips`): the same for every command that computes clips.
 WORKERS = Setting(os.cpu_count() or 1, "clip worker processes (default: all cores)", check=whole(1), group=RUN)
 CLIP_TIMEOUT = Setting(DEFAULT_CLIP_TIMEOUT, "seconds a clip may take (decode + model) before its worker is stopped "

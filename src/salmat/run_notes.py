@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from .option_spec import named, passing, switched_on
-from .options import MaterializeOptions
+from .options import CompareOptions, MaterializeOptions
 from .rows import Provenance, RowOutcomes, configuration_counts
 from .sources import ClipSpec, SourceFailure
 from .values import OK, SKIPPED
@@ -34,24 +34,45 @@ def unused_settings(opts: MaterializeOptions, onnx_model: bool) -> list[str]:
     if "ema_alpha" in given and opts.temporal_aggregator != "ema" and not opts.historical:
         notes.append(f"{passing('ema_alpha', opts.ema_alpha)} has no effect: it sets the ema reducer, and this "
                      f"run's reducer is {passing('temporal_aggregator', opts.temporal_aggregator)}")
+    notes += unused_run_settings(opts, onnx_model)
+    if "precision" in given and not onnx_model:
+        notes.append(f"{passing('precision', opts.precision)} has no effect: built-in models always run on the "
+                     "CPU at their own precision; it applies to ONNX models")
+    if opts.per_frame and "cache" in given and not opts.no_cache:
+        notes.append(f"{named('cache')} has no effect with {switched_on('per_frame')} (per-frame results are "
+                     "never cached)")
+    elif opts.maps_out and "cache" in given and not opts.no_cache:
+        notes.append(f"{named('cache')} has no effect with {named('maps_out')} (each clip is computed so that its "
+                     "maps can be written)")
+    return notes
+
+
+def unused_run_settings(opts: MaterializeOptions | CompareOptions, onnx_model: bool) -> list[str]:
+    """The warnings materialize and compare share: sampling, device, engine and cache settings
+    this run can't use."""
+    given = opts.non_default()
+    notes = []
     if "max_frames" in given and opts.sampling == "clip":
         notes.append(f"{passing('max_frames', opts.max_frames)} has no effect with "
                      f"{passing('sampling', 'clip')} (it bounds {passing('sampling', 'head')})")
-    if not onnx_model:
-        notes += [f"{passing(name, getattr(opts, name))} has no effect: built-in models always run on the CPU at "
-                  "their own precision; it applies to ONNX models" for name in ("device", "precision") if name in given]
+    if "device" in given and not onnx_model:
+        notes.append(f"{passing('device', opts.device)} has no effect: built-in models always run on the CPU at "
+                     "their own precision; it applies to ONNX models")
     if opts.engine != "ray":
         notes += [f"{named(name)} has no effect without {passing('engine', 'ray')}"
                   for name in ("ray_address", "num_gpus_per_worker") if name in given]
     if opts.no_cache and "cache" in given:
         notes.append(f"{named('cache')} has no effect with {switched_on('no_cache')} (the cache is neither read "
                      "nor written)")
-    elif opts.per_frame and "cache" in given:
-        notes.append(f"{named('cache')} has no effect with {switched_on('per_frame')} (per-frame results are "
-                     "never cached)")
-    elif opts.maps_out and "cache" in given:
-        notes.append(f"{named('cache')} has no effect with {named('maps_out')} (each clip is computed so that its "
-                     "maps can be written)")
+    return notes
+
+
+def compare_unused_settings(opts: CompareOptions, onnx_models: bool) -> list[str]:
+    """One warning per compare setting that can't change anything in this run."""
+    notes = unused_run_settings(opts, onnx_models)
+    if "ema_alpha" in opts.non_default() and "ema" not in opts.aggregators:
+        notes.insert(0, f"{passing('ema_alpha', opts.ema_alpha)} has no effect: it sets the ema reducer, and "
+                        f"{named('aggregators')} has no ema")
     return notes
 
 

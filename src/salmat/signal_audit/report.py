@@ -144,6 +144,7 @@ def summary_line(rep: dict[str, Any], out: str | None) -> str:
     roi_delta = roi_gain.get("delta", {}).get("srocc") if roi_gain.get("status") == "done" else None
     fams = ",".join(f"{name}:{len(f['columns'])}" for name, f in rep["families"].items())
     sets = ",".join(f"{s['prefix'] or NO_PREFIX}={s['model_id'] or 'unrecorded'}" for s in rep["sets"]) or "none"
-    return (f"salmat: audit target={rep['target']} n={rep['rows']} features={len(cols['features'])} "
+    line = (f"salmat: audit target={rep['target']} n={rep['rows']} features={len(cols['features'])} "
             f"left_out={len(cols['left_out'])} saliency={rep['saliency']['status']} delta_srocc={delta} "
             f"families={fams} roi_delta_srocc={roi_delta} sets={sets} out={out}")
+    return line.replace("\r", "\\r").replace("\n", "\\n")  # column names and model ids are the table's: one line
