@@ -35,7 +35,6 @@ def sample_indices(total: int, options: SamplingOptions) -> list[int]:
     return clip_indices(total, options.frame_samples)
 
 
-
 # Decoding cost of one seek (demuxer seek, decoder flush, frame-thread refill), in frames.
 SEEK_COST_FRAMES = 8  # measured 9–14 on 2 cores (benchmarks/bench.py clips)
 
