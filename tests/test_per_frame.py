@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-import salmat.decode as decode_mod
+import salmat.decode.frames_at as decode_mod  # FramesAt looks these up in its own module
 from conftest import read_jsonl, run_cli, run_cli_inprocess, write_jsonl
 from salmat import materialize
 from salmat.compute import compute_frames, predict_maps, single_frame_stats

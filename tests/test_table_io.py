@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -248,7 +249,7 @@ def test_stdout_gets_the_table_only_when_it_is_whole(capfdbinary):
         writer.write_batch(TABLE)
         raise RuntimeError("the run failed midway")
     assert capfdbinary.readouterr().out == b""
-    leftovers = [n for n in os.listdir(outputs.tempfile.gettempdir()) if n.startswith(outputs.temp_prefix())]
+    leftovers = [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(outputs.temp_prefix())]
     assert not [n for n in leftovers if n.endswith("-stdout")]
 
 

@@ -8,6 +8,7 @@ import decimal
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salmat import outputs, tables
+from salmat import tables
 from salmat.errors import SalmatError
 from salmat.tables import TableReader, TableWriter, check_output_writable, detect_format, sha256_file
 
@@ -460,7 +461,7 @@ def test_unwritable_output_folder_is_reported_before_any_work(tmp_path: Path, mo
         raise PermissionError(13, "Permission denied")
 
     # Simulated, because root (as in CI containers) ignores folder permissions.
-    monkeypatch.setattr(outputs.tempfile, "mkstemp", refuse)  # where salmat makes every temp file
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # salmat makes every temp file with it
     with pytest.raises(SalmatError, match="cannot write to the output folder .*permission denied"):
         check_output_writable(tmp_path / "out.csv")
     with pytest.raises(SalmatError, match="permission denied"):
