@@ -115,7 +115,7 @@ def test_no_import_cycle():
     assert cycles(graph) == []
 
 
-UPPER = {"salmat.pipeline", "salmat.cli", "salmat.options", "salmat.batch", "salmat.api", "salmat.compare",
+UPPER = {"salmat.pipeline", "salmat.cli", "salmat.options", "salmat.command_options", "salmat.batch", "salmat.api", "salmat.compare",
          "salmat.preview", "salmat.signal_audit"}
 
 

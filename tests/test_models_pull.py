@@ -23,10 +23,10 @@ import onnx_graphs as graphs
 from conftest import run_cli_inprocess
 from salmat import model_files, pull_model
 from salmat.cli import build_parser
+from salmat.command_options import ModelsPullOptions
 from salmat.errors import SalmatError
 from salmat.models import load_model
 from salmat.models.registry import KNOWN_MODELS, SOURCES_HEADER
-from salmat.options import ModelsPullOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models"

@@ -18,11 +18,12 @@ import salmat
 from conftest import run_cli_inprocess, write_jsonl
 from salmat.batch import run_batch
 from salmat.cli import build_parser
+from salmat.command_options import AuditOptions, BatchOptions, CompareOptions, FramesOptions, PreviewOptions
 from salmat.compare import compare
 from salmat.errors import SalmatError
 from salmat.frames_command import frame_table
 from salmat.option_spec import cli_spelling, from_namespace, settings
-from salmat.options import AuditOptions, BatchOptions, CompareOptions, FramesOptions, MaterializeOptions, PreviewOptions
+from salmat.options import MaterializeOptions
 from salmat.preview import preview
 from salmat.signal_audit import audit_arrow, audit_table
 

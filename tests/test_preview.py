@@ -7,9 +7,10 @@ import pytest
 
 import salmat
 from conftest import read_jsonl, run_cli_inprocess, write_jsonl
+from salmat.command_options import PreviewOptions
 from salmat.decode import SamplingOptions, decode_sampled
 from salmat.errors import SalmatError
-from salmat.options import MaterializeOptions, PreviewOptions
+from salmat.options import MaterializeOptions
 from salmat.plots import save_figure
 from salmat.preview import BACKGROUND, COLORMAP, preview, sheet_layout
 from salmat.sources import ClipSpec

@@ -29,10 +29,11 @@ from .errors import ClipError, SalmatError
 if TYPE_CHECKING:
     from .api import materialize
     from .batch import run_batch
+    from .command_options import AuditOptions, BatchOptions, CompareOptions, PreviewOptions
     from .compare import compare as compare_models
     from .frames_command import frame_table
     from .model_files import pull_model
-    from .options import AuditOptions, BatchOptions, CompareOptions, MaterializeOptions, PreviewOptions
+    from .options import MaterializeOptions
     from .pipeline import RunReport
     from .preview import preview as contact_sheet
     from .settings_types import CompareSettings, FramesSettings, MaterializeSettings, PreviewSettings
@@ -51,10 +52,11 @@ _LAZY = {
     "audit_table": ("signal_audit", "audit_table"),
     "pull_model": ("model_files", "pull_model"),
     # The settings' types: each command's options dataclass, and the API's keyword TypedDicts.
-    **{name: ("options", name) for name in ("MaterializeOptions", "CompareOptions", "PreviewOptions",
-                                             "AuditOptions", "BatchOptions")},
+    "MaterializeOptions": ("options", "MaterializeOptions"),
+    **{name: ("command_options", name) for name in ("CompareOptions", "PreviewOptions", "AuditOptions",
+                                                     "BatchOptions")},
     **{name: ("settings_types", name) for name in ("MaterializeSettings", "CompareSettings", "PreviewSettings",
-                                                                  "FramesSettings")},
+                                                    "FramesSettings")},
 }
 
 __all__ = ["materialize", "frame_table", "RunReport", "SalmatError", "ClipError", "__version__",

@@ -39,9 +39,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from .command_options import BatchOptions
 from .errors import SalmatError
 from .option_spec import named, passing
-from .options import BatchOptions, MaterializeOptions, option_names
+from .options import MaterializeOptions, option_names
 from .outputs import preflight, write_text
 
 SCHEMA = "salmat.batch/v1"
@@ -359,7 +360,7 @@ def _check_paths(manifest: Manifest, report_json: str | None, report_md: str | N
     output or audit, nor a report, replaces another table's clip."""
     from .pipeline import kept_paths, named_clips, written_paths
 
-    reports = {"--report-json": report_json, "--report-md": report_md}
+    reports = {named("report_json"): report_json, named("report_md"): report_md}
     written: list[tuple[str, str | None]] = list(reports.items())
     kept: list[tuple[str, str | None]] = [("the manifest", manifest.path)]
     for job in manifest.jobs:

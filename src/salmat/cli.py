@@ -14,18 +14,18 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
 
-from .errors import SalmatError
-from .option_spec import Options, add_settings, cli_spelling, from_namespace
-from .options import (
+from .command_options import (
     AuditOptions,
     BatchOptions,
     CompareOptions,
     FramesOptions,
-    MaterializeOptions,
     ModelsOptions,
     ModelsPullOptions,
     PreviewOptions,
 )
+from .errors import SalmatError
+from .option_spec import Options, add_settings, cli_spelling, from_namespace
+from .options import MaterializeOptions
 from .outputs import begin_run, install_sigterm_cleanup, stop_requested, stopped_message
 
 EXIT_USAGE = 2

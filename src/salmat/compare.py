@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from .cache import open_cache
+from .command_options import CompareOptions
 from .compare_report import SCHEMA as SCHEMA
 from .compare_report import ClipOutcome, build_report, markdown, plot_agreement, plot_target, source_arrays
 from .compute import ClipJob
@@ -50,7 +51,6 @@ from .model_choice import named_specs
 from .models import SaliencyModel
 from .models.knobs import Knobs
 from .option_spec import named, passing
-from .options import CompareOptions
 from .outputs import atomic_output, preflight, write_json, write_text
 from .plots import pyplot
 from .run_clips import ClipRun, RunSettings, run_clips

@@ -14,9 +14,9 @@ from typing import Any, Unpack
 import pyarrow as pa
 
 from .api import materialize
+from .command_options import FramesOptions
 from .decode import presentation_times
 from .errors import ClipError
-from .options import FramesOptions
 from .pipeline import RunReport
 from .settings_types import FramesSettings
 from .sources import RAW_SUFFIXES, ClipSpec

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .command_options import ModelsPullOptions
 from .errors import SalmatError
 from .models.classical import BUILTIN_MODELS
 from .models.registry import (
@@ -26,7 +27,6 @@ from .models.registry import (
     unknown_model_message,
 )
 from .option_spec import named, passing
-from .options import ModelsPullOptions
 from .outputs import AtomicFile
 
 DOWNLOAD_TIMEOUT_S = 60  # per connection attempt and between received bytes, not for the whole file

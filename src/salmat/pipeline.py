@@ -194,7 +194,7 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
 
 def written_paths(opts: MaterializeOptions) -> dict[str, str | None]:
     """The files a run writes, by the setting that names them."""
-    return {"--output": opts.output, "--audit-json": opts.audit_json}
+    return {named("output"): opts.output, named("audit_json"): opts.audit_json}
 
 
 def kept_paths(opts: MaterializeOptions) -> list[tuple[str, str | None]]:

@@ -27,6 +27,7 @@ from av.error import FFmpegError
 from .cache import open_cache
 from .clip_maps import ClipMaps
 from .color import yuv_to_rgb
+from .command_options import PreviewOptions
 from .compute import ClipJob
 from .decode import SamplingOptions, decode_sampled, sampled_indices
 from .defaults import DEFAULT_PANEL_WIDTH, MIN_PANEL_WIDTH
@@ -38,7 +39,6 @@ from .models import DEFAULT_MODEL_ID
 from .models.knobs import Knobs
 from .models.spec import ModelSpec
 from .option_spec import named
-from .options import PreviewOptions
 from .outputs import preflight
 from .plots import pyplot, save_figure
 from .run_clips import RunSettings, run_clips

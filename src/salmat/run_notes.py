@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .command_options import CompareOptions
 from .option_spec import named, passing, switched_on
-from .options import CompareOptions, MaterializeOptions
+from .options import MaterializeOptions
 from .rows import Provenance, RowOutcomes, configuration_counts
 from .sources import ClipSpec, SourceFailure
 from .values import OK, SKIPPED

@@ -135,7 +135,7 @@ def _player_stream(container: av.container.InputContainer, name: str) -> av.vide
     real = [s for s in container.streams.video if not s.disposition & _NOT_VIDEO]
     if not real:
         what = "only a cover picture (an attached picture), no video" if container.streams.video else "no video stream"
-        raise ClipError("decode-failed", f"{name}: {what}")
+        raise ClipError(DECODE_FAILED, f"{name}: {what}")
 
     def rank(s: av.video.stream.VideoStream) -> tuple[bool, float, int, int]:
         seconds = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..command_options import AuditOptions
 from ..errors import SalmatError
 from ..option_spec import named
-from ..options import AuditOptions
 from ..outputs import preflight, write_json, write_text
 from ..tables import TableReader
 from .columns import CLIP_KEYS, FRAME_COLUMNS, floats, group_mean, is_numeric, pick_target, select_features
@@ -87,7 +87,7 @@ def audit_arrow(table: pa.Table, name: str = "<table>", out: str | os.PathLike[s
     opts.validate()
     inputs = _inputs(table, name, opts)
     if opts.out is not None:
-        preflight([(f"--out ({w})", os.path.join(opts.out, w)) for w in _written(opts.plots)],
+        preflight([(f"{named('out')} ({w})", os.path.join(opts.out, w)) for w in _written(opts.plots)],
                   [name] if os.path.exists(name) else [])
     report = _report(inputs, name, opts)
     return AuditReport(report, _write_files(report, opts.out, opts.plots) if opts.out is not None else {})
