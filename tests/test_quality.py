@@ -211,3 +211,18 @@ def test_weighted_and_roi_values_equal_the_formulas_written_out(carphone):
         for key, value in expected.items():
             tolerance = 1e-9 if key.endswith("psnr_y") else 1e-4  # SSIM: float32 map vs scikit-image's float64
             assert ours[key] == pytest.approx(value, abs=tolerance), key
+
+
+def test_ssim_strips_equal_the_whole_frame_bit_for_bit(carphone):
+    """The map is computed in strips of rows (on threads where OpenCV has several): each strip's blur
+    windows are whole, so the strips give exactly the one-piece computation, 8 and 10 bits, at any height."""
+    import salmat.quality as quality
+
+    dis, ref = carphone[1]
+    rng = np.random.default_rng(8)
+    tall_ref = rng.integers(0, 1024, (3 * quality._STRIP_ROWS + 17, 40)).astype(np.uint16)
+    tall_dis = np.clip(tall_ref.astype(np.int64) + rng.integers(-40, 41, tall_ref.shape), 0, 1023).astype(np.uint16)
+    for d, r, bits in ((dis, ref, 8), (tall_dis, tall_ref, 10)):
+        whole = quality._ssim_valid(d, r, bits)
+        assert whole.shape == (d.shape[0] - 10, d.shape[1] - 10)
+        assert np.array_equal(ssim_map(d, r, bits), whole)
