@@ -214,7 +214,7 @@ def test_weighted_and_roi_values_equal_the_formulas_written_out(carphone):
 
 
 def test_ssim_strips_equal_the_whole_frame_bit_for_bit(carphone):
-    """The map is computed in strips of rows (on threads where OpenCV has several): each strip's blur
+    """The map is computed in strips of rows: each strip's blur
     windows are whole, so the strips give exactly the one-piece computation, 8 and 10 bits, at any height."""
     import salmat.quality as quality
 

@@ -26,10 +26,8 @@ into a clip's. The formulas and their sources are in docs/quality.md:
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -40,7 +38,8 @@ from .values import QUALITY_POOLINGS as POOLINGS
 _K1, _K2, _SIGMA, _WINDOW = 0.01, 0.03, 1.5, 11
 _BORDER = _WINDOW // 2
 # Valid rows per SSIM strip: a strip's five float32 planes (~1 MB each at 1920 wide) stay in
-# cache between the blurs and the formula, and strips run on several threads where there are.
+# cache between the blurs and the formula. (Strips on two threads measured 0.91x on the shared
+# 2-core machine, against one thread: the worker's cores are already busy; see docs/performance.md.)
 _STRIP_ROWS = 128
 
 
@@ -82,33 +81,13 @@ def ssim_map(dis: np.ndarray, ref: np.ndarray, bit_depth: int) -> np.ndarray:
         raise ValueError(f"SSIM needs frames of at least {_WINDOW}x{_WINDOW} pixels, not {dis.shape[1]}x{dis.shape[0]}")
     rows = dis.shape[0] - 2 * _BORDER
     result = np.empty((rows, dis.shape[1] - 2 * _BORDER), dtype=np.float32)
-
-    def strip(start: int) -> None:
+    for start in range(0, rows, _STRIP_ROWS):
         # Valid rows [start, stop) need the input rows [start, stop + 2·border): the blur's
         # window at each of them is whole, so the strip's values are the whole frame's, bit for bit.
         stop = min(start + _STRIP_ROWS, rows)
         window = slice(start, stop + 2 * _BORDER)
         result[start:stop] = _ssim_valid(dis[window], ref[window], bit_depth)
-
-    _run_strips(strip, range(0, rows, _STRIP_ROWS))
     return result
-
-
-def _run_strips(strip: Callable[[int], None], starts: range) -> None:
-    """`strip(start)` for each start: on the worker's OpenCV threads when it has several (NumPy and
-    OpenCV release the GIL on whole planes), else here in order."""
-    threads = cv2.getNumThreads()
-    if threads <= 1 or len(starts) <= 1:
-        for start in starts:
-            strip(start)
-        return
-    for _ in _executor(threads).map(strip, starts):
-        pass
-
-
-@functools.cache
-def _executor(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="salmat-ssim")
 
 
 def _ssim_valid(dis: np.ndarray, ref: np.ndarray, bit_depth: int) -> np.ndarray:
