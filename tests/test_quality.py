@@ -169,3 +169,60 @@ def test_pooling_as_libvmaf_pools():
     assert math.isnan(pool([float("nan")], "mean"))
     with pytest.raises(ValueError):
         pool(values, "median")
+
+
+def _written_out(dis: np.ndarray, ref: np.ndarray, saliency: np.ndarray, fraction: float) -> dict[str, float]:
+    """The weighted and ROI values from the docs' formulas in plain float64 NumPy (SSIM map from scikit-image)."""
+    err = (dis.astype(np.float64) - ref) ** 2
+    _, full = structural_similarity(dis.astype(np.float64), ref.astype(np.float64), gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False, data_range=255, full=True)
+    ssim = full[5:-5, 5:-5]
+    w = np.nan_to_num(np.asarray(saliency, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(0.0)
+    wv = w[5:-5, 5:-5]
+    k = int(np.floor(fraction * w.size + 0.5))
+    order = np.argsort(-np.nan_to_num(np.asarray(saliency, dtype=np.float64), nan=-np.inf).ravel(), kind="stable")
+    roi = np.zeros(w.size, dtype=bool)
+    roi[order[:k]] = True
+    roi = roi.reshape(w.shape)
+    return {
+        "sw_psnr_y": psnr_from_mse(np.sum(w * err) / w.sum() if w.sum() > 0 else err.mean(), 8),
+        "sw_ssim_y": np.sum(wv * ssim) / wv.sum() if wv.sum() > 0 else ssim.mean(),
+        "roi_psnr_y": psnr_from_mse(err[roi].mean(), 8),
+        "bg_psnr_y": psnr_from_mse(err[~roi].mean(), 8),
+        "roi_ssim_y": ssim[roi[5:-5, 5:-5]].mean(),
+        "bg_ssim_y": ssim[~roi[5:-5, 5:-5]].mean(),
+    }
+
+
+def test_weighted_and_roi_values_equal_the_formulas_written_out(carphone):
+    """Every map a caller may pass, including the ones `normalised_weights` repairs: the fast paths
+    (OpenCV's masked means and float64 products) give the formulas' values."""
+    dis, ref = carphone[2]
+    yy, xx = np.mgrid[: dis.shape[0], : dis.shape[1]]
+    blob = np.exp(-((yy - 70.0) ** 2 + (xx - 90.0) ** 2) / 800.0).astype(np.float32)
+    with_nan = blob.copy()
+    with_nan[10:20, 30:60] = np.nan
+    negative = blob - 0.3
+    border_only = np.zeros(dis.shape)
+    border_only[:3, :] = 1.0  # all mass outside the SSIM map's valid area: its weighting falls back to uniform
+    for saliency in (blob, with_nan, negative, border_only, np.random.default_rng(4).random(dis.shape)):
+        ours = frame_quality(dis, ref, 8, saliency, blob, blob, 0.2)
+        expected = _written_out(dis, ref, saliency, 0.2)
+        for key, value in expected.items():
+            tolerance = 1e-9 if key.endswith("psnr_y") else 1e-4  # SSIM: float32 map vs scikit-image's float64
+            assert ours[key] == pytest.approx(value, abs=tolerance), key
+
+
+def test_ssim_strips_equal_the_whole_frame_bit_for_bit(carphone):
+    """The map is computed in strips of rows: each strip's blur
+    windows are whole, so the strips give exactly the one-piece computation, 8 and 10 bits, at any height."""
+    import salmat.quality as quality
+
+    dis, ref = carphone[1]
+    rng = np.random.default_rng(8)
+    tall_ref = rng.integers(0, 1024, (3 * quality._STRIP_ROWS + 17, 40)).astype(np.uint16)
+    tall_dis = np.clip(tall_ref.astype(np.int64) + rng.integers(-40, 41, tall_ref.shape), 0, 1023).astype(np.uint16)
+    for d, r, bits in ((dis, ref, 8), (tall_dis, tall_ref, 10)):
+        whole = quality._ssim_valid(d, r, bits)
+        assert whole.shape == (d.shape[0] - 10, d.shape[1] - 10)
+        assert np.array_equal(ssim_map(d, r, bits), whole)
