@@ -270,10 +270,11 @@ def test_rows_sampled_otherwise_are_another_configuration(tmp_path, clip_folder)
 def test_a_stop_a_library_swallowed_is_said_once(monkeypatch, signum, said):
     """SIGTERM's handler says "terminated" itself: the CLI added "interrupted" after it when some
     library swallowed the SystemExit (seen in a feeder run stopped while loading)."""
-    from salmat import cli, outputs
+    from salmat import cli
+    from salmat.outputs import lifecycle
 
     def swallowed(args, argv):
-        outputs._STOPPED_BY.append(signum)  # what the handler records before raising
+        lifecycle._STOPPED_BY.append(signum)  # what the handler records before raising
         return 0
 
     monkeypatch.setattr(cli, "_run_models", swallowed)
