@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SalmatError
+from ..option_spec import passing
 
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
 MAX_SHAPES = 8  # compiled shapes kept per model: a batch model has two per clip size (full and last chunk)
@@ -63,7 +64,7 @@ class OpenVinoSession:
             self._model = _core().read_model(str(path))
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own RuntimeError subtypes
             raise SalmatError(f"OpenVINO cannot read {path.name}: {' '.join(str(exc).split())[:300]}; use "
-                              "--runtime onnxruntime") from None
+                              f"{passing('runtime', 'onnxruntime')}") from None
         self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[precision],
                                         "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:
