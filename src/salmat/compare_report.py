@@ -174,15 +174,11 @@ def markdown(rep: dict[str, Any]) -> str:
              "Pearson / Spearman of the clips' `saliency_mean`; map r: mean per-clip Pearson correlation "
              "of the reduced maps.", "",
              "| reducer | model A | model B | Pearson | Spearman | map r |", "| --- | --- | --- | ---: | ---: | ---: |"]
-    for p in rep["model_pairs"]:
-        lines.append(f"| {p['reducer']} | {p['a']} | {p['b']} | {fmt(p['pearson'])} | {fmt(p['spearman'])} | "
-                     f"{fmt(p['map_pearson'])} |")
+    lines += _pair_rows(rep["model_pairs"], "reducer")
     lines += ["", "## Reducer agreement within a model", "",
               "| model | reducer A | reducer B | Pearson | Spearman | map r |",
               "| --- | --- | --- | ---: | ---: | ---: |"]
-    for p in rep["reducer_pairs"]:
-        lines.append(f"| {p['model_id']} | {p['a']} | {p['b']} | {fmt(p['pearson'])} | {fmt(p['spearman'])} | "
-                     f"{fmt(p['map_pearson'])} |")
+    lines += _pair_rows(rep["reducer_pairs"], "model_id")
     lines += ["", "## Distribution of clip values", "",
               "| model / reducer | n | mean | std | min | median | max | mean var |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -256,3 +252,9 @@ def plot_target(long: pa.Table, target_values: np.ndarray, models: Sequence[Sali
                 ax.set_xlabel("saliency_mean", fontsize=7)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def _pair_rows(pairs: list[dict[str, Any]], held: str) -> list[str]:
+    """One Markdown row per agreement pair: what the pair shares (`held`), then A, B and the figures."""
+    return [f"| {p[held]} | {p['a']} | {p['b']} | {fmt(p['pearson'])} | {fmt(p['spearman'])} | "
+            f"{fmt(p['map_pearson'])} |" for p in pairs]
