@@ -218,7 +218,7 @@ def breakdown(model_path: Path, table: Path, clip: Path, knobs: dict, repeat: in
         if size is not None:
             maps = WorkingMaps(maps, (frames[0].height, frames[0].width))
         t["reduction"] = time.perf_counter()
-        reduce_stats(maps, [f.luma8() for f in frames], 0.6, True)
+        reduce_stats(maps, [f.luma8() for f in frames], 0.6, historical=True)
         t["end"] = time.perf_counter()
         names = list(t)
         for a, b in zip(names, names[1:]):

@@ -76,9 +76,9 @@ def main() -> int:
         cmp = dict(root=str(table.parent), cache=str(work / "compare.sqlite"), models=[args.model], model_dir=model_dir,
                    workers=1, clip_timeout=None, quiet=True, plots=False)
         one = _timed("(c) compare mean,max (computed)",
-                     lambda: salmat.compare_models(str(table), str(work / "c1"), aggregators="mean,max", **cmp))
+                     lambda: salmat.compare_models(str(table), str(work / "c1"), reducers="mean,max", **cmp))
         two = _timed("(c) compare ema,motion-weighted + target (cache)",
-                     lambda: salmat.compare_models(str(table), str(work / "c2"), aggregators="ema,motion-weighted",
+                     lambda: salmat.compare_models(str(table), str(work / "c2"), reducers="ema,motion-weighted",
                                                    ema_alpha=0.3, target="mos", **cmp))
         print(f"alpha sweep / first run: {sweep / first:.3f}; second compare / first: {two / one:.3f} "
               f"({args.clips} clips, model {args.model}, {os.cpu_count()} cores)")

@@ -177,7 +177,7 @@ def one_pass(model: Any, clip: Path, sampling: Any, on: str) -> dict[str, float]
         lap("download")
     h, w = frames[0].height, frames[0].width
     maps = np.concatenate([model.preset.decode(o, h, w) for o in outs])
-    reduce_stats(maps, [f.luma8() for f in frames], 0.6, False)
+    reduce_stats(maps, [f.luma8() for f in frames], 0.6)
     lap("maps_and_reducers")
     return lap.seconds
 

@@ -117,7 +117,7 @@ def test_map_agreement_of_a_model_with_itself_under_another_name(setup, tmp_path
     # The same ONNX file under two names: identical maps, so every agreement is exactly 1.
     twin = shutil.copy(setup["onnx"], tmp_path / "twin.onnx")
     result = compare(str(setup["table"]), str(tmp_path / "out"), models=[str(setup["onnx"]), str(twin)],
-                     aggregators="mean,max", root=str(setup["clips"]), frame_samples=2, plots=False, workers=1,
+                     reducers="mean,max", root=str(setup["clips"]), frame_samples=2, plots=False, workers=1,
                      clip_timeout=None)
     for p in result.report["model_pairs"]:
         assert p["pearson"] == pytest.approx(1.0) and p["map_pearson"] == pytest.approx(1.0)
@@ -126,7 +126,7 @@ def test_map_agreement_of_a_model_with_itself_under_another_name(setup, tmp_path
 
 @pytest.mark.parametrize("kwargs, problem", [
     ({"models": "image_signature_v1,nope"}, "unknown model"),
-    ({"aggregators": "mean,median"}, "median"),
+    ({"reducers": "mean,median"}, "median"),
     ({"models": "image_signature_v1,image_signature_v1"}, "twice"),
     ({"target": "vmaf"}, "vmaf"),
 ])
@@ -139,7 +139,7 @@ def test_configuration_errors(setup, tmp_path, kwargs, problem):
 @pytest.mark.parametrize("args, says", [
     (["--ray-address", "127.0.0.1:1"], "--ray-address has no effect without --engine ray"),
     (["--num-gpus-per-worker", "1"], "--num-gpus-per-worker has no effect without --engine ray"),
-    (["--ema-alpha", "0.3"], "--ema-alpha 0.3 has no effect: it sets the ema reducer, and --aggregators has no ema"),
+    (["--ema-alpha", "0.3"], "--ema-alpha 0.3 has no effect: it sets the ema reducer, and --reducers has no ema"),
     (["--device", "cuda"], "--device cuda has no effect: built-in models always run on the CPU"),
     (["--cache", "{tmp}/c.sqlite", "--no-cache"], "--cache has no effect with --no-cache"),
     (["--max-frames", "3"], "--max-frames 3 has no effect with --sampling clip"),
@@ -147,7 +147,7 @@ def test_configuration_errors(setup, tmp_path, kwargs, problem):
 def test_a_setting_that_changes_nothing_is_a_warning_as_in_materialize(setup, tmp_path, args, says):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     proc = run_cli_inprocess("compare", "--input", setup["table"], "--root", setup["clips"], "--models",
-                             "image_signature_v1", "--aggregators", "mean", "--frame-samples", "2", "--no-plots",
+                             "image_signature_v1", "--reducers", "mean", "--frame-samples", "2", "--no-plots",
                              "--workers", "1", "--out", tmp_path / "o", "--quiet", *args)
     assert proc.returncode == 1, proc.stderr  # one row's clip is missing
     assert proc.stderr.count(f"salmat: warning: {says}") == 1, proc.stderr
@@ -156,7 +156,7 @@ def test_a_setting_that_changes_nothing_is_a_warning_as_in_materialize(setup, tm
 
 def test_settings_a_run_uses_draw_no_warning(setup, tmp_path):
     proc = run_cli_inprocess("compare", "--input", setup["table"], "--root", setup["clips"], "--models",
-                             f"image_signature_v1,{setup['onnx']}", "--aggregators", "mean,ema", "--ema-alpha", "0.3",
+                             f"image_signature_v1,{setup['onnx']}", "--reducers", "mean,ema", "--ema-alpha", "0.3",
                              "--device", "cpu", "--sampling", "head", "--max-frames", "3", "--frame-samples", "2",
                              "--no-plots", "--workers", "1", "--out", tmp_path / "o", "--quiet")
     assert proc.returncode == 1 and "warning" not in proc.stderr, proc.stderr
@@ -165,8 +165,8 @@ def test_settings_a_run_uses_draw_no_warning(setup, tmp_path):
 def test_the_summary_line_says_a_second_compare_computed_nothing_even_when_quiet(setup, tmp_path):
     common = ["--input", setup["table"], "--root", setup["clips"], "--models", f"image_signature_v1,{setup['onnx']}",
               "--frame-samples", "2", "--no-plots", "--workers", "1", "--cache", tmp_path / "c.sqlite", "--quiet"]
-    first = run_cli_inprocess("compare", *common, "--aggregators", "mean", "--out", tmp_path / "a")
-    second = run_cli_inprocess("compare", *common, "--aggregators", "max,ema", "--out", tmp_path / "b")
+    first = run_cli_inprocess("compare", *common, "--reducers", "mean", "--out", tmp_path / "a")
+    second = run_cli_inprocess("compare", *common, "--reducers", "max,ema", "--out", tmp_path / "b")
     # 3 distinct readable clips × 2 models; the missing clip is neither computed nor cached
     assert first.stderr.splitlines()[-1].startswith("salmat: compare rows=5 clips=4 combinations=2 computed=6 cached=0")
     assert second.stderr.splitlines()[-1].startswith("salmat: compare rows=5 clips=4 combinations=4 computed=0 cached=6")

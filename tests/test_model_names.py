@@ -200,7 +200,7 @@ def test_compare_gives_two_model_onnx_files_sha8_ids(tmp_path, clip, stand_ins, 
     assert ids == [f"model@{sha8(a / 'model.onnx')}", f"model@{sha8(b / 'model.onnx')}", "u2netp_mirror_v1"]
     result = compare(str(one_row_table(tmp_path, clip)), str(tmp_path / "out"), frame_samples=2, plots=False,
                      models=[str(a / "model.onnx"), str(b / "model.onnx"), "saliency_student_v1"],
-                     aggregators="mean", model_dir=str(stand_ins), quiet=True)
+                     reducers="mean", model_dir=str(stand_ins), quiet=True)
     assert set(result.long.column("model_id").to_pylist()) == {*ids[:2], f"saliency_student_v1@{sha8(stand_ins / 'saliency_student_v1.onnx')}"}
     twin = tmp_path / "c" / "model.onnx"
     twin.parent.mkdir()

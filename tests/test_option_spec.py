@@ -126,7 +126,7 @@ def test_a_misspelt_keyword_is_an_error_not_a_default(call, tmp_path, monkeypatc
     (PreviewOptions, {"clip": "c"}, {"colors": 300}, "--colors must be a whole number from 0 to 256"),
     (PreviewOptions, {"clip": "c"}, {"panel_width": 8}, "--panel-width must be a whole number ≥ 16"),
     (PreviewOptions, {"clip": "c"}, {"reducers": "mean,median"}, "--reducers must be one of"),
-    (CompareOptions, {"input": "t", "out": "o"}, {"aggregators": ["mean", "median"]}, "got 'median'"),
+    (CompareOptions, {"input": "t", "out": "o"}, {"reducers": ["mean", "median"]}, "got 'median'"),
     (CompareOptions, {"input": "t", "out": "o"}, {"models": " , "}, "--models must be a non-empty"),
     (CompareOptions, {"input": "t", "out": "o"}, {"sampling": "tail"}, "--sampling must be one of clip, head"),
     (CompareOptions, {"input": "t", "out": "o"}, {"long_format": "xlsx"}, "--long-format"),

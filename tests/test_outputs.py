@@ -344,7 +344,7 @@ def test_compare_writes_atomically(table, tmp_path, failing_replace):
     old = sentinels(out, "report.json", "report.md")
     failing_replace(out)
     with pytest.raises(OSError):
-        compare(str(table), str(out), aggregators="mean", frame_samples=2)
+        compare(str(table), str(out), reducers="mean", frame_samples=2)
     assert_untouched(out, old)
 
 

@@ -186,12 +186,12 @@ def test_a_second_compare_with_other_reducers_alpha_and_target_computes_nothing(
     cache = str(tmp_path / "cache.sqlite")
     models = ["image_signature_v1", str(setup["onnx"])]
     common = dict(root=str(setup["clips"]), frame_samples=3, plots=False, models=models, cache=cache, **INLINE)
-    first = compare(str(setup["table"]), str(tmp_path / "one"), aggregators="mean", **common)
+    first = compare(str(setup["table"]), str(tmp_path / "one"), reducers="mean", **common)
     assert {m["computed"] for m in first.report["cache"].values()} == {2}
-    fresh = compare(str(setup["table"]), str(tmp_path / "fresh"), aggregators="max,ema", ema_alpha=0.3,
+    fresh = compare(str(setup["table"]), str(tmp_path / "fresh"), reducers="max,ema", ema_alpha=0.3,
                     target="mos", **{**common, "cache": None, "no_cache": True})
     _model_never_runs(monkeypatch)
-    second = compare(str(setup["table"]), str(tmp_path / "two"), aggregators="max,ema", ema_alpha=0.3,
+    second = compare(str(setup["table"]), str(tmp_path / "two"), reducers="max,ema", ema_alpha=0.3,
                      target="mos", **common)
     assert {m["computed"] for m in second.report["cache"].values()} == {0}
     assert {m["from_cache"] for m in second.report["cache"].values()} == {2}
@@ -202,9 +202,9 @@ def test_a_second_compare_with_other_reducers_alpha_and_target_computes_nothing(
 
 def test_compare_runs_through_the_pool_with_a_clip_timeout(setup, tmp_path):
     result = compare(str(setup["table"]), str(tmp_path / "o"), root=str(setup["clips"]), frame_samples=2,
-                     plots=False, aggregators="mean", workers=2, clip_timeout=120, no_cache=True, quiet=True)
+                     plots=False, reducers="mean", workers=2, clip_timeout=120, no_cache=True, quiet=True)
     inline = compare(str(setup["table"]), str(tmp_path / "i"), root=str(setup["clips"]), frame_samples=2,
-                     plots=False, aggregators="mean", no_cache=True, **INLINE)
+                     plots=False, reducers="mean", no_cache=True, **INLINE)
     assert result.long.to_pylist() == inline.long.to_pylist()
     assert result.report["clip_statuses"]["image_signature_v1"] == {"ok": 2, "missing-source": 1}
 
@@ -212,7 +212,7 @@ def test_compare_runs_through_the_pool_with_a_clip_timeout(setup, tmp_path):
 def test_compare_takes_knob_suffixes_like_materialize(setup, tmp_path):
     onnx = str(setup["onnx"])
     result = compare(str(setup["table"]), str(tmp_path / "o"), root=str(setup["clips"]), frame_samples=2,
-                     plots=False, aggregators="mean", models=[onnx, f"{onnx}@64"], no_cache=True, **INLINE)
+                     plots=False, reducers="mean", models=[onnx, f"{onnx}@64"], no_cache=True, **INLINE)
     assert set(result.long.column("model_id").to_pylist()) == {"conv_student", "conv_student@64"}
     sized = salmat.materialize(setup["table"], tmp_path / "m.parquet", root=str(setup["clips"]), frame_samples=2,
                                model_path=onnx, inference_size="64", no_cache=True, **INLINE)
@@ -249,7 +249,7 @@ def test_model_names_split_their_knobs():
 @pytest.mark.skipif(not (SHARED_MODELS / "saliency_student_v1.onnx").is_file(), reason="no ../shared/models")
 def test_compare_a_learned_model_with_its_int8_self(setup, tmp_path):
     result = compare(str(setup["table"]), str(tmp_path / "o"), root=str(setup["clips"]), frame_samples=2,
-                     plots=False, aggregators="mean", models="saliency_student_v1,saliency_student_v1@int8",
+                     plots=False, reducers="mean", models="saliency_student_v1,saliency_student_v1@int8",
                      model_dir=str(SHARED_MODELS), no_cache=True, **INLINE)
     ids = {r["model_id"] for r in result.long.to_pylist()}
     assert ids == {"saliency_student_v1", "saliency_student_v1@int8"}
@@ -287,7 +287,7 @@ def test_preview_runs_through_the_cache_and_draws_the_values_materialize_writes(
 
 @pytest.mark.ray
 def test_compare_on_ray_carries_the_maps_back(setup, tmp_path, ray_session):
-    common = dict(root=str(setup["clips"]), frame_samples=2, plots=False, aggregators="mean,max", no_cache=True,
+    common = dict(root=str(setup["clips"]), frame_samples=2, plots=False, reducers="mean,max", no_cache=True,
                   quiet=True, models=["image_signature_v1", str(setup["onnx"])])
     on_ray = compare(str(setup["table"]), str(tmp_path / "r"), engine="ray", workers=1, clip_timeout=None, **common)
     inline = compare(str(setup["table"]), str(tmp_path / "i"), workers=1, clip_timeout=None, **common)

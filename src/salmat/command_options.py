@@ -120,7 +120,8 @@ class CompareOptions(Options):
     models: tuple[str, ...] = setting(("image_signature_v1",), "comma-separated model ids (built-in or learned, "
                                       "knob suffixes included: saliency_student_v1@int8, @540) or .onnx paths",
                                       convert=comma_list, check=item_list, group=MODEL, metavar="M,M")
-    aggregators: tuple[str, ...] = REDUCER_LIST.field()
+    # `--aggregators`: the flag's earlier name, still accepted.
+    reducers: tuple[str, ...] = REDUCER_LIST.field(aliases=("--aggregators",))
     target: str | None = setting(None, "quality column to correlate with (e.g. mos, vmaf)")
     key_column: str | None = setting(None, "row key column for the long table; unset: clip_id, id, … if present")
     path_column: str = PATH_COLUMN.field()

@@ -91,7 +91,7 @@ def compare(input: str | os.PathLike[str], out: str | os.PathLike[str],
     """Run the comparison and write its files into `out`; configuration errors raise `SalmatError` first.
 
     `settings` are `salmat.options.CompareOptions`: the `salmat compare` flags with underscores
-    (`models` and `aggregators` take a comma-separated string or a list)."""
+    (`models` and `reducers` take a comma-separated string or a list)."""
     started = time.perf_counter()
     opts = CompareOptions.build(input=input, out=out, **settings)
     opts.validate()
@@ -125,7 +125,7 @@ def compare(input: str | os.PathLike[str], out: str | os.PathLike[str],
     finally:
         if cache is not None:
             cache.close()
-    reducers = list(opts.aggregators)
+    reducers = list(opts.reducers)
     clips = _outcomes(len(plan.sources), [m.id for m in loaded], runs, reducers, reduce)
     combos = [(m.id, r) for m in loaded for r in reducers]
 

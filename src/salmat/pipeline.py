@@ -49,7 +49,7 @@ from .tables import (
     detect_format,
     input_label,
 )
-from .values import FRAME_AGGREGATOR, OK, SKIPPED, ClipResult, ReduceOptions, RoiOptions, SamplingOptions
+from .values import FRAME_REDUCER, OK, SKIPPED, ClipResult, ReduceOptions, RoiOptions, SamplingOptions
 
 
 @dataclass
@@ -142,8 +142,9 @@ def _run(opts: MaterializeOptions, argv: list[str] | None) -> RunReport:
     _make_maps_folder(opts.maps_out)
     job = ClipJob(spec.pinned(model.fingerprint), sampling_options(opts), reduce_options(opts), roi=roi,
                   maps_out=opts.maps_out)
-    aggregator = FRAME_AGGREGATOR if opts.per_frame else opts.temporal_aggregator
-    provenance = Provenance.for_run(model.id, aggregator, opts.ema_alpha, opts.historical, sampling_options(opts))
+    reducer = FRAME_REDUCER if opts.per_frame else opts.temporal_aggregator
+    provenance = Provenance.for_run(model.id, reducer, opts.ema_alpha, historical=opts.historical,
+                                    sampling=sampling_options(opts))
     provenance.roi_config = roi.config() if roi is not None else None
     # Per-frame results are not cached: their key would be the clip's frame set, rarely asked twice.
     # With --maps-out every clip is computed, so that each has its maps written.

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .values import (
-    FRAME_AGGREGATOR,
+    FRAME_REDUCER,
     MISSING_FRAME,
     OK,
     QUALITY_COLUMNS,
@@ -39,22 +39,22 @@ class Provenance:
     """What `ok` rows say about how their values were made."""
 
     model_id: str
-    aggregator: str
+    reducer: str
     ema_alpha: float | None
     frames: str | None = None  # the sampling (`clip:8`, `head:8/8`, `frame`); None: not recorded
     roi_config: str | None = None  # `RoiOptions.config()` with --reference-column
 
     @classmethod
-    def for_run(cls, model_id: str, aggregator: str, ema_alpha: float, historical: bool = False,
+    def for_run(cls, model_id: str, reducer: str, ema_alpha: float, *, historical: bool = False,
                 sampling: SamplingOptions | None = None) -> Provenance:
         """The alpha rule (CONTRACT §2): recorded where it played a part, i.e. under the `ema`
         reducer; under `--compat historical` on every `ok` row, as the earlier tool wrote it, so
         merged tables group one configuration as one. A per-frame row reduces nothing: no alpha.
         The sampling: `frame` on per-frame rows, else `sampling.label`; never under historical
         (the earlier tool's columns stay exact)."""
-        recorded = aggregator != FRAME_AGGREGATOR and (aggregator == "ema" or historical)
-        frames = FRAME_AGGREGATOR if aggregator == FRAME_AGGREGATOR else sampling.label if sampling else None
-        return cls(model_id, aggregator, ema_alpha if recorded else None, None if historical else frames)
+        recorded = reducer != FRAME_REDUCER and (reducer == "ema" or historical)
+        frames = FRAME_REDUCER if reducer == FRAME_REDUCER else sampling.label if sampling else None
+        return cls(model_id, reducer, ema_alpha if recorded else None, None if historical else frames)
 
 
 @dataclass
@@ -70,11 +70,11 @@ class RowOutcomes:
 
     @classmethod
     def build(
-        cls, skipped: np.ndarray, row_source: np.ndarray, results: list[ClipResult], aggregator: str
+        cls, skipped: np.ndarray, row_source: np.ndarray, results: list[ClipResult], reducer: str
     ) -> RowOutcomes:
         status = np.array([_CODE[r.status] for r in results], dtype=np.int8)
-        mean = np.array([r.stats[aggregator][0] if r.status == OK else np.nan for r in results], dtype=np.float64)
-        var = np.array([r.stats[aggregator][1] if r.status == OK else np.nan for r in results], dtype=np.float64)
+        mean = np.array([r.stats[reducer][0] if r.status == OK else np.nan for r in results], dtype=np.float64)
+        var = np.array([r.stats[reducer][1] if r.status == OK else np.nan for r in results], dtype=np.float64)
         errors = pa.array([r.error if r.status != OK else None for r in results], type=pa.string())
         quality = np.array([_quality_row(r.quality if r.status == OK else {}) for r in results],
                            dtype=np.float64).reshape(len(results), len(QUALITY_COLUMNS))
@@ -356,7 +356,7 @@ class ColumnBuilder:
         if names["model_id"]:
             values[names["model_id"]] = _constant_where(ok, p.model_id, pa.string())
         if names["aggregator"]:
-            values[names["aggregator"]] = _constant_where(ok, p.aggregator, pa.string())
+            values[names["aggregator"]] = _constant_where(ok, p.reducer, pa.string())
         if names["ema_alpha"]:
             alpha_mask = ~ok if p.ema_alpha is not None else np.ones(n, dtype=bool)
             values[names["ema_alpha"]] = pa.array(np.full(n, p.ema_alpha or 0.0), mask=alpha_mask)

@@ -71,9 +71,9 @@ def unused_run_settings(opts: MaterializeOptions | CompareOptions, onnx_model: b
 def compare_unused_settings(opts: CompareOptions, onnx_models: bool) -> list[str]:
     """One warning per compare setting that can't change anything in this run."""
     notes = unused_run_settings(opts, onnx_models)
-    if "ema_alpha" in opts.non_default() and "ema" not in opts.aggregators:
+    if "ema_alpha" in opts.non_default() and "ema" not in opts.reducers:
         notes.insert(0, f"{passing('ema_alpha', opts.ema_alpha)} has no effect: it sets the ema reducer, and "
-                        f"{named('aggregators')} has no ema")
+                        f"{named('reducers')} has no ema")
     return notes
 
 
@@ -95,7 +95,7 @@ def skipped_other_configurations(keys: pa.Table, skipped: np.ndarray, opts: Mate
         return None
     columns = opts.metadata_columns()
     configs = configuration_counts(keys, skipped, [columns[role] for role in CONFIGURATION_ROLES])
-    asked = (provenance.model_id, provenance.aggregator, provenance.ema_alpha, provenance.frames)
+    asked = (provenance.model_id, provenance.reducer, provenance.ema_alpha, provenance.frames)
     # Rows whose values carry no model id can't be said to come from another configuration.
     other = {c: n for c, n in configs.items() if c[0] is not None and not _same(c, asked)}
     if not other:
@@ -118,8 +118,8 @@ def nothing_to_compute(rows: int, opts: MaterializeOptions) -> str:
 
 
 def _same(found: tuple[Any, ...], asked: tuple[str, str, float | None, str | None]) -> bool:
-    model, aggregator, alpha, frames = found
-    if model != asked[0] or aggregator != asked[1]:
+    model, reducer, alpha, frames = found
+    if model != asked[0] or reducer != asked[1]:
         return False
     if frames is not None and asked[3] is not None and frames != asked[3]:
         return False  # rows or a run that record no sampling don't tell configurations apart by it
@@ -132,9 +132,9 @@ def _same(found: tuple[Any, ...], asked: tuple[str, str, float | None, str | Non
 
 
 def _describe(config: tuple[Any, ...]) -> str:
-    model, aggregator, alpha, frames = config
-    text = f"{model}/{aggregator or 'an unrecorded reducer'}"
-    text = f"{text} alpha={alpha}" if alpha is not None and aggregator == "ema" else text
+    model, reducer, alpha, frames = config
+    text = f"{model}/{reducer or 'an unrecorded reducer'}"
+    text = f"{text} alpha={alpha}" if alpha is not None and reducer == "ema" else text
     return f"{text} frames={frames}" if frames is not None else text
 
 

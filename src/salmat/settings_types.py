@@ -83,7 +83,7 @@ class CompareSettings(TypedDict, total=False):
     """`salmat.compare_models`' keywords: `CompareOptions` without `input` and `out`."""
 
     models: str | Sequence[str]
-    aggregators: str | Sequence[str]
+    reducers: str | Sequence[str]
     target: str | None
     key_column: str | None
     path_column: str

@@ -96,7 +96,7 @@ def reduce_weighted(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def reduce_all(
-    maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, historical: bool = False,
+    maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, *, historical: bool = False,
     weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Every reducer from one set of maps, so switching reducer never reruns the model.
@@ -136,7 +136,7 @@ def _linear_small(maps: WorkingMaps, weights: np.ndarray, ema_alpha: float) -> d
 
 
 def reduce_stats(
-    maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, historical: bool = False,
+    maps: np.ndarray | WorkingMaps, lumas: Sequence[np.ndarray], ema_alpha: float, *, historical: bool = False,
     reduced: dict[str, np.ndarray] | None = None, weights: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
     """`map_stats` of every reducer's clip map (what the engine stores and writes).
@@ -147,7 +147,7 @@ def reduce_stats(
     map is built twice.
     """
     if not isinstance(maps, WorkingMaps):
-        reduced = reduced or reduce_all(maps, lumas, ema_alpha, historical, weights)
+        reduced = reduced or reduce_all(maps, lumas, ema_alpha, historical=historical, weights=weights)
         return {name: map_stats(reduced[name]) for name in REDUCERS}
     if weights is None:
         weights = _weights(lumas, historical)

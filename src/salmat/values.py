@@ -50,7 +50,7 @@ WEIGHT_SOURCES = ("ref", "dis")
 
 REDUCERS = ("mean", "ema", "max", "motion-weighted")
 # What `saliency_aggregator` says on `--per-frame` rows: one frame's own map, no reducer.
-FRAME_AGGREGATOR = "frame"
+FRAME_REDUCER = "frame"
 
 
 def file_stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
