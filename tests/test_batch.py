@@ -199,3 +199,10 @@ def test_an_internal_error_mid_batch_exits_3_and_says_the_earlier_tables_are_com
     assert "earlier tables of a batch, are complete" in proc.stderr
     assert pq.read_table(project / "out" / "a.parquet").column("saliency_status").to_pylist() == ["ok", "ok"]
     assert not (project / "out" / "b.jsonl").exists()
+
+
+def test_a_misspelt_default_is_answered_with_the_nearest_key(project):
+    m = manifest(project, [{"id": "a", "input": "b.jsonl", "output": "out/a.parquet"}],
+                 defaults={"frame_sample": 3})
+    with pytest.raises(SalmatError, match=r"unknown key\(s\) in defaults: frame_sample \(did you mean frame_samples\?\)"):
+        load_manifest(m)

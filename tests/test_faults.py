@@ -116,7 +116,7 @@ def test_every_input_fault_keeps_its_row_and_gets_a_status(fault_table, tmp_path
         else:
             assert row["saliency_error"] and row["saliency_mean"] is None and row["saliency_model_id"] is None
     huge = next(r for r in rows if r["case"] == "huge declared geometry")
-    assert "--max-pixels" in huge["saliency_error"]
+    assert "max_pixels=" in huge["saliency_error"]  # named as the Python caller passes it
     assert "whole number" in next(r for r in rows if r["case"].startswith("geometry that"))["saliency_error"]
     assert report.exit_code == 1 and report.total == len(cases)
     assert hashlib.sha256(table.read_bytes()).hexdigest() == before  # the input is never modified

@@ -185,7 +185,7 @@ def test_a_stream_growing_past_max_pixels_is_refused_for_its_size(tmp_path, grow
     result = run_clips(tmp_path, [(growing_stream, None, None)], max_pixels=10_000, sampling=sampling)
     row = result["rows"][0]
     assert row["saliency_status"] == "decode-failed"
-    assert "--max-pixels 10000" in row["saliency_error"] and "256x256" in row["saliency_error"], row
+    assert "max_pixels=10000" in row["saliency_error"] and "256x256" in row["saliency_error"], row
 
 
 def test_an_oversized_frame_between_the_sampled_ones_is_refused(tmp_path):

@@ -281,3 +281,26 @@ def test_a_stop_a_library_swallowed_is_said_once(monkeypatch, signum, said):
     proc = run_cli_inprocess("models")
     assert proc.returncode == 128 + signum
     assert proc.stderr.count("salmat: interrupted; no output was written") == said, proc.stderr
+
+
+# ---- row errors name settings as the caller passes them, whichever process wrote them ----
+
+
+@pytest.mark.parametrize("engine", [["--engine", "local", "--workers", "2"], ["--engine", "feeder", "--workers", "2"],
+                                    ["--workers", "1"]])
+def test_a_row_error_from_a_worker_names_the_flag_on_the_command_line(tmp_path, disc_clip, odd_clip, engine):
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}, {"src": str(odd_clip)}])
+    proc = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "o.jsonl", "--max-pixels",
+                             "10000", "--no-cache", "--quiet", "--frame-samples", "1", *engine)
+    assert proc.returncode == 1, proc.stderr  # every row failed
+    errors = [row["saliency_error"] for row in read_jsonl(tmp_path / "o.jsonl")]
+    assert all("exceeds --max-pixels 10000" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("engine", [{"workers": 2}, {"workers": 1}])
+def test_a_row_error_names_the_keyword_from_python(tmp_path, disc_clip, engine):
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}])
+    salmat.materialize(str(table), str(tmp_path / "o.jsonl"), max_pixels=10_000, no_cache=True, quiet=True,
+                       frame_samples=1, **engine)
+    [row] = read_jsonl(tmp_path / "o.jsonl")
+    assert "exceeds max_pixels=10000" in row["saliency_error"], row

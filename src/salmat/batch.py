@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 from .command_options import BatchOptions
 from .errors import SalmatError
-from .option_spec import named, passing
+from .option_spec import did_you_mean, named, passing
 from .options import MaterializeOptions, option_names
 from .outputs import preflight, write_text
 
@@ -184,8 +184,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     known = set(option_names()) | {"id"}
     bad = sorted(set(defaults) - known)
     if bad:
-        raise SalmatError(f"manifest {path}: unknown key(s) in defaults: {', '.join(bad)}; "
-                          "keys are materialize options with underscores (see `salmat materialize --help`)")
+        raise SalmatError(f"manifest {path}: unknown key(s) in defaults: {', '.join(bad)}{did_you_mean(bad, known)}; "
+                          "keys are materialize's options spelt with underscores, e.g. frame_samples")
     table_only = sorted(set(defaults) & set(TABLE_ONLY_KEYS))
     if table_only:
         raise SalmatError(f"manifest {path}: {', '.join(table_only)} belong(s) in each table, not in defaults")
@@ -199,7 +199,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
             raise SalmatError(f"{where} must be an object with id, input and output")
         bad = sorted(set(entry) - known)
         if bad:
-            raise SalmatError(f"{where} ({entry.get('id', '?')}): unknown key(s) {', '.join(bad)}; "
+            raise SalmatError(f"{where} ({entry.get('id', '?')}): unknown key(s) {', '.join(bad)}"
+                              f"{did_you_mean(bad, known)}; "
                               "keys are id, input, output, audit_json and materialize options with underscores")
         missing = [k for k in REQUIRED_KEYS if entry.get(k) in (None, "")]
         if missing:

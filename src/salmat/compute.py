@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from .frames import YuvFrame, common_size
 from .maps import WorkingMaps, full_size
 from .models.base import SaliencyModel
 from .models.spec import ModelSpec
+from .option_spec import cli_spelling, spelling_in_use
 from .quality import pool_frames
 from .roi import as_reference_error, pair_quality, reference_frames, reference_iter, write_maps
 from .sources import ClipSpec
@@ -291,6 +292,9 @@ class ClipJob:
     # --reference-column's settings (None: no reference is compared) and --maps-out's folder.
     roi: RoiOptions | None = None
     maps_out: str | None = None
+    # How row errors name settings (`--max-pixels` or `max_pixels`), taken where the job is made:
+    # a worker's process or thread doesn't inherit the caller's spelling.
+    cli_spelling: bool = field(default_factory=spelling_in_use)
 
     def start(self, threads: int | None = None) -> ClipRunner:
         """Load the model (may raise: a worker that can't start is the engine's to handle)."""
@@ -306,5 +310,11 @@ class ClipRunner:
 
     def compute(self, spec: ClipSpec, on_phase: PhaseFn | None = None) -> ClipResult:
         """Never raises."""
-        return compute_clip(spec, self.model, self.job.sampling, self.job.reduce, on_phase, self.job.keep_maps,
-                            self.job.roi, self.job.maps_out)
+        with cli_spelling(self.job.cli_spelling):
+            return compute_clip(spec, self.model, self.job.sampling, self.job.reduce, on_phase, self.job.keep_maps,
+                                self.job.roi, self.job.maps_out)
+
+    def compute_decoded(self, spec: ClipSpec, frames: list[YuvFrame], decode_seconds: float) -> ClipResult:
+        """The rest of `compute` for frames decoded elsewhere (`decoded_frames`). Never raises."""
+        with cli_spelling(self.job.cli_spelling):
+            return compute_decoded(spec, frames, self.model, self.job, decode_seconds)

@@ -28,7 +28,7 @@ import functools
 import math
 import os
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
@@ -66,6 +66,7 @@ class Setting:
     required: bool = False                   # the CLI flag must be given, even if the API has a default
     positional: bool = False                 # a positional CLI argument rather than a --flag
     metavar: str | None = None
+    aliases: tuple[str, ...] = ()           # older CLI spellings still accepted (shown in --help)
 
     def field(self, **overrides: Any) -> Any:
         """A fresh dataclass field for this setting; `overrides` change it for one command only."""
@@ -195,9 +196,15 @@ class Options:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def did_you_mean(unknown: Iterable[str], names: Iterable[str]) -> str:
+    """` (did you mean frame_samples?)` for the nearest known names, or ''."""
+    known = list(names)
+    hints = [m for u in unknown for m in difflib.get_close_matches(u, known, n=1)]
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
+
+
 def _unknown_message(cls: type[Options], unknown: list[str], names: list[str]) -> str:
-    hints = [m for u in unknown for m in difflib.get_close_matches(u, names, n=1)]
-    guess = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    guess = did_you_mean(unknown, names)
     required = {f.name for f in fields(cls) if f.default is MISSING}
     known = ", ".join(sorted(set(names) - required))
     return f"unknown option(s) {', '.join(unknown)}{guess}; salmat {cls.command} knows: {known}"
@@ -232,17 +239,23 @@ _CLI_SPELLING: contextvars.ContextVar[bool] = contextvars.ContextVar("salmat_cli
 
 
 @contextlib.contextmanager
-def cli_spelling() -> Iterator[None]:
-    """Within the block (this thread or task only), messages name settings as command-line flags."""
-    token = _CLI_SPELLING.set(True)
+def cli_spelling(on: bool = True) -> Iterator[None]:
+    """Within the block (this thread or task only), messages name settings as command-line flags
+    (`on=False`: as Python keywords). A worker gets its caller's `spelling_in_use()` this way."""
+    token = _CLI_SPELLING.set(on)
     try:
         yield
     finally:
         _CLI_SPELLING.reset(token)
 
 
-def _cli() -> bool:
+def spelling_in_use() -> bool:
+    """True where messages name settings as flags: what a job carries to its workers, whose
+    processes and threads don't inherit this context."""
     return _CLI_SPELLING.get()
+
+
+_cli = spelling_in_use
 
 
 def named(name: str) -> str:
@@ -348,7 +361,7 @@ def add_settings(parser: argparse.ArgumentParser, cls: type[Options]) -> None:
             if group is None:
                 group = groups[s.group] = parser.add_argument_group(s.group)
             target = group
-        target.add_argument(flag(f.name, s), **_argument(f.name, s, scalar_type(hints[f.name])))
+        target.add_argument(flag(f.name, s), *s.aliases, **_argument(f.name, s, scalar_type(hints[f.name])))
 
 
 def _argument(name: str, s: Setting, kind: type) -> dict[str, Any]:

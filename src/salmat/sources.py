@@ -414,7 +414,7 @@ def _check_opened(fd: int, spec: ClipSpec, name: str) -> tuple[os.stat_result, s
         raise ClipError(MISSING_SOURCE, f"{name}: not a regular file: {file_kind(st.st_mode)}")
     real = _real_path_of(fd, spec.path, st)
     if spec.confine is not None and (real is None or not Path(real).is_relative_to(spec.confine)):
-        raise ClipError(OUTSIDE_ROOT, f"{spec.path} resolves outside --root {spec.confine} "
+        raise ClipError(OUTSIDE_ROOT, f"{spec.path} resolves outside {named('root')} {spec.confine} "
                                       f"(to {real or 'a file that changed while it was opened'})")
     return st, real
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import av
 
 from ..errors import ClipError
+from ..option_spec import passing
 from ..sources import ClipSpec
 from ..values import DECODE_FAILED, SamplingOptions
 
@@ -38,7 +39,8 @@ def _check_pixels(width: int, height: int, options: SamplingOptions) -> None:
     if options.max_pixels and width * height > options.max_pixels:
         raise ClipError(
             DECODE_FAILED,
-            f"{width}x{height} exceeds --max-pixels {options.max_pixels}; raise the limit if the size is real",
+            f"{width}x{height} exceeds {passing('max_pixels', options.max_pixels)}; raise the limit if the size "
+            "is real",
         )
 
 
@@ -51,6 +53,6 @@ def _check_frame_pixels(frame: av.VideoFrame, max_pixels: int | None, index: int
         which = f"frame {index}" if index is not None else f"the frame at pts {frame.pts}"
         raise ClipError(
             DECODE_FAILED,
-            f"{which} is {frame.width}x{frame.height}, which exceeds --max-pixels {max_pixels} "
+            f"{which} is {frame.width}x{frame.height}, which exceeds {passing('max_pixels', max_pixels)} "
             "(the stream's size changes mid-stream or its header understates it); raise the limit if the size is real",
         )

@@ -29,10 +29,11 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from ..compute import ClipJob, ClipRunner, PhaseFn, compute_decoded, decoded_frames
+from ..compute import ClipJob, ClipRunner, PhaseFn, decoded_frames
 from ..errors import warn
 from ..frames import YuvFrame
 from ..models.base import SaliencyModel
+from ..option_spec import cli_spelling
 from ..sources import ClipSpec
 from ..values import WORKER_LOST, ClipResult, SamplingOptions
 from .base import EngineSettings, Results
@@ -57,19 +58,22 @@ class DecodeJob:
     """What a decode worker is sent: the sampling; it loads no model."""
 
     sampling: SamplingOptions
+    cli_spelling: bool  # the job's: how decode errors name settings
 
     def start(self, threads: int | None = None) -> ClipRunner:
-        return DecodeRunner(self.sampling)
+        return DecodeRunner(self.sampling, self.cli_spelling)
 
 
 class DecodeRunner(ClipRunner):
     """A decode worker's runner: `compute` decodes only (never raises)."""
 
-    def __init__(self, sampling: SamplingOptions) -> None:  # no job, no model
+    def __init__(self, sampling: SamplingOptions, spelling: bool) -> None:  # no job, no model
         self.sampling = sampling
+        self.spelling = spelling
 
     def compute(self, spec: ClipSpec, on_phase: PhaseFn | None = None) -> ClipResult:
-        frames, result = decoded_frames(spec, self.sampling)
+        with cli_spelling(self.spelling):
+            frames, result = decoded_frames(spec, self.sampling)
         if not frames:
             return result
         return DecodedClip(result.status, frames=result.frames, seconds=result.seconds, yuv=frames)
@@ -230,7 +234,7 @@ def _whole(runner: ClipRunner, spec: ClipSpec, report: PhaseFn) -> ClipResult:
 
 
 def _finish(runner: ClipRunner, spec: ClipSpec, decoded: DecodedClip, report: PhaseFn) -> ClipResult:
-    return compute_decoded(spec, decoded.yuv, runner.model, runner.job, decoded.seconds)
+    return runner.compute_decoded(spec, decoded.yuv, decoded.seconds)
 
 
 def _feed(sampled: list[ClipSpec], job: ClipJob, settings: EngineSettings, runner: ClipRunner,
@@ -239,7 +243,7 @@ def _feed(sampled: list[ClipSpec], job: ClipJob, settings: EngineSettings, runne
     failure is settled as it is); returns (as the generator's value) the clips no worker could take."""
     if not sampled:
         return []
-    pool = WorkerPool(DecodeJob(job.sampling), settings, max(1, min(settings.workers, len(sampled))))
+    pool = WorkerPool(DecodeJob(job.sampling, job.cli_spelling), settings, max(1, min(settings.workers, len(sampled))))
     pool.submit(sampled)
     try:
         for index, decoded in pool.results():
