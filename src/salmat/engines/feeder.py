@@ -33,9 +33,9 @@ from ..compute import ClipJob, ClipRunner, PhaseFn, decoded_frames
 from ..errors import warn
 from ..frames import YuvFrame
 from ..models.base import SaliencyModel
-from ..option_spec import cli_spelling
+from ..option_spec import cli_spelling, named, spelling_in_use
 from ..sources import ClipSpec
-from ..values import WORKER_LOST, ClipResult, SamplingOptions
+from ..values import DECODE_TIMEOUT, MODEL_TIMEOUT, WORKER_LOST, ClipResult, SamplingOptions
 from .base import EngineSettings, Results
 from .main_guard import unguarded_call
 from .pool import WorkerPool, run_pool
@@ -58,7 +58,7 @@ class DecodeJob:
     """What a decode worker is sent: the sampling; it loads no model."""
 
     sampling: SamplingOptions
-    cli_spelling: bool  # the job's: how decode errors name settings
+    cli_spelling: bool = field(default_factory=spelling_in_use)  # how decode errors name settings
 
     def start(self, threads: int | None = None) -> ClipRunner:
         return DecodeRunner(self.sampling, self.cli_spelling)
@@ -185,9 +185,10 @@ class Inference:
             self._spawn()
             name = os.path.basename(ticket.spec.path)
             doing = "decoding" if ticket.phase == "decode" else "the model"
-            yield ticket.spec, ClipResult(f"{ticket.phase}-timeout", seconds=now - (ticket.started or now), error=(
-                f"{name}: {doing} took longer than --clip-timeout; the clip was given up (its thread is left "
-                "to finish on its own)"))
+            status = DECODE_TIMEOUT if ticket.phase == "decode" else MODEL_TIMEOUT
+            yield ticket.spec, ClipResult(status, seconds=now - (ticket.started or now), error=(
+                f"{name}: {doing} took longer than {named('clip_timeout')}; the clip was given up (its thread is "
+                "left to finish on its own)"))
 
 
 def _model_budget(timeout: float | None, decoded: ClipResult) -> float | None:

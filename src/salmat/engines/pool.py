@@ -22,7 +22,7 @@ from multiprocessing.process import BaseProcess
 
 from ..compute import ClipJob, ClipRunner
 from ..errors import warn
-from ..option_spec import named
+from ..option_spec import cli_spelling, named, passing
 from ..sources import ClipSpec
 from ..values import DECODE_TIMEOUT, MODEL_TIMEOUT, WORKER_LOST, ClipResult
 from .base import EngineSettings, Results, StartableJob, worker_threads
@@ -253,12 +253,11 @@ class WorkerPool:
             if worker.task is not None and now - worker.started >= self.timeout:
                 name = os.path.basename(self.specs[worker.task].path)
                 doing = "decoding" if worker.phase == "decode" else "the model"
-                # A row's error text, written in the table: spelt the same by every engine (a Ray
-                # actor's pool can't know how the run was called), so not through `named`.
                 status = DECODE_TIMEOUT if worker.phase == "decode" else MODEL_TIMEOUT
+                with cli_spelling(self.job.cli_spelling):  # a Ray actor's pool runs outside the caller's context
+                    limit = passing("clip_timeout", f"{self.timeout:g}")
                 result = ClipResult(status, seconds=now - worker.started, error=(
-                    f"{name}: {doing} took longer than --clip-timeout {self.timeout:g} s; "
-                    "the worker was stopped and replaced"))
+                    f"{name}: {doing} took longer than {limit} s; the worker was stopped and replaced"))
                 finished += self._replace(worker, result)
         return finished
 

@@ -92,6 +92,7 @@ class _CloudpickledJob:
         from ray import cloudpickle
 
         self.payload: bytes = cloudpickle.dumps(job)  # type: ignore[no-untyped-call]
+        self.cli_spelling = job.cli_spelling
 
     def start(self, threads: int | None = None) -> ClipRunner:
         from ray import cloudpickle
