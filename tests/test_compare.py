@@ -136,6 +136,20 @@ def test_configuration_errors(setup, tmp_path, kwargs, problem):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("case", ["cache under a file", "path column of lists"])
+def test_a_compare_failing_its_checks_leaves_no_out_folder(tmp_path, case):
+    """The checks after the output paths' (the path column, the cache) used to fail with the --out
+    folder already made: an empty folder left behind by a run that did nothing."""
+    (tmp_path / "a_file").write_text("x")
+    rows = [{"src": ["a.mp4"], "mos": 1.0}] if case == "path column of lists" else [{"src": "a.mp4", "mos": 1.0}]
+    table = write_jsonl(tmp_path / "t.jsonl", rows)
+    proc = run_cli_inprocess("compare", "--input", table, "--out", tmp_path / "new" / "o", "--models",
+                             "image_signature_v1", "--no-plots", "--cache", tmp_path / "a_file" / "c.sqlite")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert ("for the result cache" if case == "cache under a file" else "not clip paths") in proc.stderr
+    assert not (tmp_path / "new").exists()
+
+
 @pytest.mark.parametrize("args, says", [
     (["--ray-address", "127.0.0.1:1"], "--ray-address has no effect without --engine ray"),
     (["--num-gpus-per-worker", "1"], "--num-gpus-per-worker has no effect without --engine ray"),

@@ -163,3 +163,25 @@ def test_every_format_decodes_the_same_frames_as_plain_pyav(tmp_path, name):
     assert_same_frames(sparse, [all_frames(path)[i] for i in clip_indices(12, 4)])
     assert (ours[0].height, ours[0].width) == (72, 128)
     assert ours[0].bit_depth == (10 if "10" in pix_fmt else 8)
+
+
+# ---- what a clip FFmpeg can't read says ---------------------------------------------------------
+
+
+def test_a_file_ffmpeg_cannot_read_says_so_in_words_naming_the_file(tmp_path):
+    """Was "junk.mp4: [Errno 1094995529] Invalid data found when processing input: '/abs/path/junk.mp4'"."""
+    import salmat
+    from conftest import read_jsonl, write_jsonl
+    from salmat.errors import ClipError
+    from salmat.values import DECODE_FAILED
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(ClipError) as err:
+        decode_sampled(ClipSpec(str(junk)), SamplingOptions())
+    said = "junk.mp4: not a video FFmpeg can read: invalid data found when processing input"
+    assert err.value.status == DECODE_FAILED and str(err.value) == said
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(junk)}])
+    salmat.materialize(table, tmp_path / "o.jsonl", no_cache=True, workers=1, clip_timeout=None, quiet=True)
+    (row,) = read_jsonl(tmp_path / "o.jsonl")
+    assert row["saliency_status"] == DECODE_FAILED and row["saliency_error"] == said

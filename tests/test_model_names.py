@@ -346,6 +346,21 @@ def test_salmat_models_lists_every_id_and_where_it_was_found(stand_ins, tmp_path
     assert "no folder to search" in bare.stdout and "SALMAT_MODEL_DIR" in bare.stdout
 
 
+@pytest.mark.parametrize("given, says", [
+    ("{file}", "--model-dir {file} is a file, not a folder"),
+    ("{models}:{file}", "--model-dir {file} is a file, not a folder"),
+    ("{gone}", "--model-dir {gone}: no such folder"),
+    ("{gone}:{gone}2", "--model-dir {gone}:{gone}2: no such folder"),
+])
+def test_salmat_models_with_no_usable_model_dir_is_one_line_exit_2(stand_ins, tmp_path, no_env, given, says):
+    """Was exit 0 and every learned model "not found": a typo looked like missing files."""
+    names = {"file": stand_ins / "saliency_student_v1.onnx", "gone": tmp_path / "gone", "models": stand_ins}
+    proc = run_cli_inprocess("models", "--model-dir", given.format(**names))
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"salmat: error: {says.format(**names)}"), proc.stderr
+
+
 def test_salmat_models_describes_a_file_with_the_id_it_runs_as(stand_ins):
     proc = run_cli_inprocess("models", "--model-path", stand_ins / "saliency_student_v1.onnx")
     assert proc.returncode == 0, proc.stderr

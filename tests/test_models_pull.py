@@ -249,3 +249,58 @@ def test_pull_flags_are_its_declared_settings_and_documented():
     usage = (ROOT / "docs" / "usage.md").read_text(encoding="utf-8")
     assert "salmat models pull" in usage
     assert all(flag in usage for option_strings in flags.values() for flag in option_strings)
+
+
+# ---- concurrent pulls ----------------------------------------------------------------------------
+
+
+def test_two_concurrent_pulls_of_one_model_both_install_it_whole(tmp_path, server, published, monkeypatch):
+    """Both pulls download before either installs (a barrier holds them): each finds the other's
+    file or installs its own, and the folder ends with the one right file and no temp file."""
+    models = tmp_path / "models"
+    both_downloaded = threading.Barrier(2, timeout=30)
+    download = model_files._download
+
+    def download_then_wait(*args, **kwargs):
+        download(*args, **kwargs)
+        both_downloaded.wait()
+
+    monkeypatch.setattr(model_files, "_download", download_then_wait)
+    results: dict[int, object] = {}
+
+    def pull(i: int) -> None:
+        try:
+            results[i] = pull_model(NAME, model_dir=str(models), url=server.url("student.onnx"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=pull, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    installed = models / f"{NAME}.onnx"
+    assert results == {0: installed, 1: installed}
+    assert installed.read_bytes() == published.read_bytes()
+    assert sorted(p.name for p in models.iterdir()) == [installed.name]
+    assert len(server.requests) == 2
+
+
+def test_a_file_that_appears_during_the_download_is_never_overwritten(tmp_path, server, published, monkeypatch):
+    """Another file put at the destination while the pull downloads (after its first look) stays as
+    it is: the install never renames over a file, and the pull says what is there instead."""
+    models = tmp_path / "models"
+    models.mkdir()
+    theirs = graphs.conv_sigmoid(weights=graphs.CONV_WEIGHTS * 3.0)
+    download = model_files._download
+
+    def download_while_another_file_lands(*args, **kwargs):
+        download(*args, **kwargs)
+        graphs.save(theirs, models / f"{NAME}.onnx")
+
+    monkeypatch.setattr(model_files, "_download", download_while_another_file_lands)
+    proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("student.onnx"))
+    message = one_line_exit_2(proc)
+    assert "already exists and is not saliency_student_v1" in message and "nothing was installed" in message
+    assert sha256(models / f"{NAME}.onnx") != sha256(published)
+    assert sorted(p.name for p in models.iterdir()) == [f"{NAME}.onnx"]

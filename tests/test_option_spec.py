@@ -242,3 +242,39 @@ def test_the_typed_api_is_what_the_functions_take():
         assert typing.get_args(kwargs.annotation if not isinstance(kwargs.annotation, str) else
                                typing.get_type_hints(function)["settings"]) == (typed,)
     assert salmat.MaterializeOptions is MaterializeOptions
+
+
+def _comma_lists() -> list[tuple[type, str, tuple[str, ...] | None]]:
+    """Every comma-list setting of every command: (options class, name, its choices)."""
+    from salmat.command_options import ModelsOptions, ModelsPullOptions
+    from salmat.option_spec import comma_list
+
+    found = [(cls, f.name, s.choices) for cls in [c[0] for c in COMMANDS.values()] for f, s in settings(cls)
+             if s.convert is comma_list]
+    assert not [f for cls in (ModelsOptions, ModelsPullOptions) for f, s in settings(cls) if s.convert is comma_list]
+    return found
+
+
+@pytest.mark.parametrize("cls, name, choices", _comma_lists(), ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("pattern", ["{a},,{b}", "{a},{b},", ",{a}", "{a}, ,{b}"])
+def test_an_empty_item_in_a_comma_list_is_a_usage_error(cls, name, choices, pattern):
+    """`--models a,,b` and a trailing comma were read as `a,b`: the empty item is refused, named."""
+    a, b = choices[:2] if choices else ("x_1", "x_2")
+    required = next(c[3] for c in COMMANDS.values() if c[0] is cls)
+    value = pattern.format(a=a, b=b)
+    with pytest.raises(SalmatError) as err, cli_spelling():
+        cls.build(**{**required, name: value}).validate()
+    message = str(err.value)
+    assert message.startswith(f"--{name.replace('_', '-')} must be a comma-separated list with no empty item")
+    assert f"got {value.replace(' ', '')!r}" in message and "\n" not in message
+    with pytest.raises(SalmatError, match=f"^{name} must be"):
+        cls.build(**{**required, name: [a, "", b]}).validate()  # a Python list alike
+
+
+def test_an_empty_item_on_the_command_line_exits_2_naming_the_setting(tmp_path):
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": "missing.mp4", "mos": 1.0}])
+    proc = run_cli_inprocess("compare", "--input", table, "--out", tmp_path / "o", "--models",
+                             "image_signature_v1,,spectral_residual_v1", "--no-plots")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("salmat: error: --models must be a comma-separated list with no empty item"), proc.stderr
+    assert not (tmp_path / "o").exists()

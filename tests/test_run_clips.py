@@ -17,7 +17,7 @@ import salmat
 import salmat.compute
 from conftest import run_cli_inprocess, write_jsonl
 from salmat.cache import open_cache
-from salmat.clip_maps import ClipMaps, decode, encode
+from salmat.clip_maps import MAPS_CAP_BYTES, ClipMaps, decode, encode
 from salmat.compare import compare
 from salmat.compute import ClipJob, compute_clip, sampled_maps
 from salmat.errors import SalmatError
@@ -165,6 +165,82 @@ def test_a_map_record_of_the_wrong_form_is_a_miss_even_with_a_matching_checksum(
     got, want = pq.read_table(tmp_path / "b.parquet").to_pylist(), pq.read_table(tmp_path / "c.parquet").to_pylist()
     assert [(r["saliency_mean"], r["saliency_var"]) for r in got] == [(r["saliency_mean"], r["saliency_var"]) for r in want]
     assert report.ok == fresh.ok == 2
+
+
+def _claiming(record: bytes, claim: str) -> bytes:
+    """`record` with its maps replaced by more than the cache keeps: real zeros just over the cap
+    ("over the cap", all of it there), or a header claiming 2 GiB over a few bytes ("more than it
+    holds"): a zip of the other arrays as they were."""
+    import io
+    import zipfile
+
+    n = len(decode(record).weights)
+    if claim == "over the cap":
+        side = int((MAPS_CAP_BYTES // 4 // n) ** 0.5) + 2
+        return _forged(record, maps=np.zeros((n, side, side), np.float32))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (n, 16384, (1 << 29) // 16384 // n)})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(record)) as old, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as new:
+        for name in old.namelist():
+            new.writestr(name, header.getvalue() + bytes(64) if name == "maps.npy" else old.read(name))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("claim", ["over the cap", "more than it holds"])
+def test_a_map_record_claiming_more_than_the_cache_keeps_is_a_miss_never_an_allocation(setup, tmp_path, claim):
+    import tracemalloc
+
+    from salmat.cache import ResultCache
+    from salmat.cache_rows import CacheKey, maps_digest
+
+    cache = tmp_path / "cache.sqlite"
+    common = dict(root=str(setup["clips"]), frame_samples=3, workers=1, clip_timeout=None, quiet=True)
+    salmat.materialize(setup["table"], tmp_path / "a.parquet", cache=str(cache), **common)
+    with sqlite3.connect(cache) as db:
+        keys = []
+        for clip, model, sampling, record in db.execute("SELECT clip, model, sampling, record FROM maps").fetchall():
+            forged = _claiming(record, claim)
+            assert len(forged) < MAPS_CAP_BYTES  # small enough to be stored: only what it claims is big
+            keys.append(CacheKey(clip, model, sampling, ""))
+            db.execute("UPDATE maps SET record = ?, row_sha256 = ? WHERE clip = ? AND model = ? AND sampling = ?",
+                       (forged, maps_digest(keys[-1], forged), clip, model, sampling))
+        db.execute("DELETE FROM results")  # only the maps can answer now
+    reader = ResultCache(str(cache))
+    tracemalloc.start()
+    try:
+        assert [reader.get_maps(key) for key in keys] == [None, None]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        reader.close()
+    assert peak < MAPS_CAP_BYTES and reader.stats.damaged == 2
+    report = salmat.materialize(setup["table"], tmp_path / "b.parquet", cache=str(cache), **common)
+    assert report.audit["cache"]["map_hits"] == 0 and report.audit["cache"]["damaged"] == 2 and report.ok == 2
+    got, want = pq.read_table(tmp_path / "b.parquet").to_pylist(), pq.read_table(tmp_path / "a.parquet").to_pylist()
+    assert [(r["saliency_mean"], r["saliency_var"]) for r in got] == [(r["saliency_mean"], r["saliency_var"]) for r in want]
+
+
+def test_maps_over_the_cap_are_not_stored_even_when_they_compress_under_it(tmp_path):
+    """compare keeps every clip's maps; the cache stores only those a read would take back."""
+    from salmat.cache import ResultCache
+    from salmat.sources import ClipSpec
+    from salmat.values import ClipResult
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"content to hash")
+    cache = ResultCache(str(tmp_path / "cache.sqlite"))
+    stats = {name: (0.5, 0.01) for name in ("mean", "ema", "max", "motion-weighted")}
+    side = int((MAPS_CAP_BYTES // 4 // 3) ** 0.5) + 2
+    for maps, stored in ((np.zeros((3, 8, 8), np.float32), 1), (np.zeros((3, side, side), np.float32), 0)):
+        record = encode(ClipMaps(maps, np.ones(3), np.ones(3)))
+        assert len(record) < MAPS_CAP_BYTES
+        key = cache.key(ClipSpec(str(clip)), f"model-{stored}", SamplingOptions(), ReduceOptions(0.6))
+        cache.put(key, ClipResult(OK, stats=stats, frames=3, maps=record))
+        assert (cache.get_maps(key) is not None) == bool(stored)
+    assert cache.describe()["maps_stored"] == 1 and cache.describe()["damaged"] == 0
+    cache.close()
 
 
 def test_maps_are_never_served_for_another_model_or_sampling(setup, tmp_path):

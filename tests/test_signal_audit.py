@@ -224,6 +224,7 @@ def test_features_and_exclude_select_columns(tmp_path):
     ({"saliency_columns": "saliency_mean", "exclude": "saliency_mean"}, r"by both saliency_columns and exclude"),
     ({"saliency_columns": "mos"}, r"'mos' is the target; leave it out of saliency_columns"),
     ({"group_by": "video_id", "features": "video_id"}, r"'video_id' is the key rows are averaged by"),
+    ({"group_by": "mos"}, r"'mos' is the target; it can't also be group_by"),
 ])
 def test_selection_errors_name_the_setting(settings, message):
     with pytest.raises(SalmatError, match=message):
@@ -238,6 +239,16 @@ def test_selection_errors_on_the_command_line_name_flags(tmp_path):
                           (["--features", "a", "--exclude", "a"], "a named by both --features and --exclude")]:
         proc = run_cli_inprocess("audit", "--input", path, "--out", tmp_path / "a", "--target", "mos", *args)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "a").exists()
+
+
+def test_grouping_by_the_target_chosen_by_auto_is_one_line_exit_2(tmp_path):
+    """Averaging rows per target value made every group its own target: an audit of nothing, exit 0."""
+    path = tmp_path / "t.parquet"
+    pq.write_table(synthetic(n=30), path)  # target auto: vmaf
+    proc = run_cli_inprocess("audit", "--input", path, "--out", tmp_path / "a", "--group-by", "vmaf")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "'vmaf' is the target; it can't also be --group-by" in proc.stderr, proc.stderr
     assert not (tmp_path / "a").exists()
 
 

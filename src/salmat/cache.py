@@ -84,7 +84,7 @@ from .cache_schema import BUSY_TIMEOUT_S, init_schema
 from .cache_schema import CACHE_ENV as CACHE_ENV
 from .cache_schema import cache_files as cache_files
 from .cache_schema import default_cache_path as default_cache_path
-from .clip_maps import MAPS_CAP_BYTES, ClipMaps, decode
+from .clip_maps import MAPS_CAP_BYTES, ClipMaps, decode, within_cap
 from .errors import ClipError, SalmatError, warn
 from .file_hash import HashTimeout, NotHashable, file_sha256
 from .file_hash import signature as _signature
@@ -421,7 +421,7 @@ class ResultCache:
             self._damaged("a map record's checksum does not match its content")
             return None
         try:
-            found = decode(record)
+            found = decode(record, MAPS_CAP_BYTES)
         except ValueError as exc:
             self._damaged(str(exc))
             return None
@@ -429,7 +429,7 @@ class ResultCache:
         return found
 
     def _put_maps(self, key: CacheKey, record: bytes | None) -> None:
-        if record is None or len(record) > MAPS_CAP_BYTES:
+        if record is None or not within_cap(record, MAPS_CAP_BYTES):  # what a read would take, no more
             return
         if self._execute("INSERT OR REPLACE INTO maps (clip, model, sampling, record, row_sha256, created) "
                          "VALUES (?, ?, ?, ?, ?, ?)",

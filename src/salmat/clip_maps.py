@@ -11,11 +11,17 @@ size and usually too big to keep (`MAPS_CAP_BYTES`).
 kept exactly, no pickle), so it travels through every engine (a pool's pipe, a
 Ray table cell) and into the result cache unchanged: values reduced from a
 decoded record equal the ones computed from the model's own maps, bit for bit.
+`decode` reads each array's header before any array is decompressed: what a
+record claims (shapes, types, and with a `cap` the maps' size) is checked before
+anything of that size is allocated, so a forged record is refused, never a
+memory bomb.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,8 +77,19 @@ def encode(record: ClipMaps) -> bytes:
     return buffer.getvalue()
 
 
-def decode(blob: bytes) -> ClipMaps:
-    """The record `encode` wrote; raises `ValueError` for anything else (a damaged cache row)."""
+def decode(blob: bytes, cap: int | None = None) -> ClipMaps:
+    """The record `encode` wrote; raises `ValueError` for anything else (a damaged cache row).
+    With `cap` (the result cache's `MAPS_CAP_BYTES`), a record longer than `cap` or whose maps
+    would take more than `cap` raw bytes is refused from its headers, before any allocation."""
+    if cap is not None and len(blob) > cap:
+        raise ValueError(f"the map record is {len(blob)} bytes, more than the cache keeps ({cap})")
+    try:
+        claims = _headers(blob)
+    except Exception as exc:  # noqa: BLE001 - zip, zlib and header errors alike
+        raise ValueError(f"not a map record ({type(exc).__name__}: {exc})") from None
+    problem = _claim_problem(claims, cap)
+    if problem:
+        raise ValueError(problem)
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as data:
             maps, working = data["maps"], data["working"]
@@ -86,16 +103,58 @@ def decode(blob: bytes) -> ClipMaps:
     return ClipMaps(held, weights, historical)
 
 
+def within_cap(blob: bytes, cap: int) -> bool:
+    """Whether `decode(blob, cap)` would take the record on its size: what the cache may store."""
+    if len(blob) > cap:
+        return False
+    try:
+        return _claim_problem(_headers(blob), cap) is None
+    except Exception:  # noqa: BLE001 - not a record at all: not stored either
+        return False
+
+
+def _claim_problem(claims: dict[str, tuple[tuple[int, ...], np.dtype]], cap: int | None) -> str | None:
+    """What is wrong with the arrays the headers announce, or None: the shapes and types `encode`
+    writes and (with `cap`) maps of at most `cap` raw bytes. Nothing is allocated here."""
+    shape, dtype = claims["maps"]
+    if len(shape) != 3 or min(shape) < 1 or dtype != np.float32:
+        return "the map record's arrays do not fit together"
+    expected = {"working": ((), np.dtype(np.bool_)), "frame_size": ((2,), np.dtype(np.int64)),
+                "weights": ((shape[0],), np.dtype(np.float64)), "historical": ((shape[0],), np.dtype(np.float64))}
+    if any(claims[name] != want for name, want in expected.items()):
+        return "the map record's arrays do not fit together"
+    raw = math.prod(shape) * 4
+    if cap is not None and raw > cap:
+        return f"the map record claims {raw} bytes of maps, more than the cache keeps ({cap})"
+    return None
+
+
+_ARRAYS = ("maps", "working", "frame_size", "weights", "historical")
+
+
+def _headers(blob: bytes) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each array's (shape, dtype) as its `.npy` header in the archive says, reading only the header."""
+    claims: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        for name in _ARRAYS:
+            with archive.open(name + ".npy") as member:
+                version = np.lib.format.read_magic(member)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f"{name}: .npy format {version}")
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(member)
+                claims[name] = (tuple(shape), dtype)
+    return claims
+
+
 def _fits(maps: np.ndarray, working: np.ndarray, frame_size: np.ndarray, weights: np.ndarray,
           historical: np.ndarray) -> bool:
-    """Whether the arrays are what `encode` writes: anything else would crash a reducer or reduce
-    to a value no model gives (maps outside [0, 1], negative or non-finite weights)."""
-    if maps.ndim != 3 or maps.dtype != np.float32 or len(maps) < 1 or working.shape != () \
-            or working.dtype != np.bool_ or frame_size.shape != (2,) or frame_size.dtype.kind != "i":
-        return False
+    """Whether the values are what `encode` writes (the shapes and types were checked from the
+    headers): anything else would crash a reducer or reduce to a value no model gives (maps
+    outside [0, 1], negative or non-finite weights)."""
     if bool(working) and not (frame_size > 0).all():
         return False
     for w in (weights, historical):
-        if w.shape != (len(maps),) or w.dtype != np.float64 or not (np.isfinite(w).all() and (w >= 0).all()):
+        if not (np.isfinite(w).all() and (w >= 0).all()):
             return False
     return bool(np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0)

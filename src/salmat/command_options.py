@@ -162,6 +162,20 @@ class ModelsOptions(Options):
     model_path: str | None = setting(None, "an ONNX file to describe (the id it runs as, sha256, model card, "
                                      "inputs/outputs)", convert=path, group=MODEL)
 
+    def cross_check(self) -> None:
+        """A --model-dir naming a file, or only folders that don't exist, would list every learned
+        model as not found: a typo taken for missing files. (One missing folder of several is
+        shown in the listing.)"""
+        given = os.fspath(self.model_dir) if self.model_dir is not None else ""
+        folders = [os.path.expanduser(p) for p in given.split(os.pathsep) if p.strip()]
+        files = [p for p in folders if os.path.exists(p) and not os.path.isdir(p)]
+        if files:
+            raise SalmatError(f"{named('model_dir')} {files[0]} is a file, not a folder: name the folder that holds "
+                              "the models' files")
+        if folders and not any(os.path.isdir(p) for p in folders):
+            raise SalmatError(f"{named('model_dir')} {given}: no such folder; name the folder that holds the models' "
+                              "files (`salmat models pull NAME` fills one)")
+
 
 def sheet_file(value: Any) -> str | None:
     """A picture name whose suffix says PNG or JPEG (checked before any work)."""

@@ -106,8 +106,9 @@ def compare(input: str | os.PathLike[str], out: str | os.PathLike[str],
         warn(note)  # before any work, as materialize does
     written = [f"long.{opts.long_format}", "report.json", "report.md"]
     written += (["agreement.png"] + (["target_scatter.png"] if opts.target else [])) if opts.plots else []
-    preflight([(f"{named('out')} ({name})", os.path.join(opts.out, name)) for name in written],
-              {"the input table": opts.input} | {f"model {m.id}": getattr(m, "path", None) for m in loaded})
+    outputs = [(f"{named('out')} ({name})", os.path.join(opts.out, name)) for name in written]
+    inputs = {"the input table": opts.input} | {f"model {m.id}": getattr(m, "path", None) for m in loaded}
+    preflight(outputs, inputs, check_only=True)  # the paths now; the folder is made once every check passed
 
     names = reader.schema.names
     wanted = [c for c in (opts.path_column, opts.width_column, opts.height_column, opts.target, key_column)
@@ -121,6 +122,7 @@ def compare(input: str | os.PathLike[str], out: str | os.PathLike[str],
             for spec, model in zip(specs, loaded, strict=True)]
     cache = open_cache(opts.cache, enabled=not opts.no_cache, hash_timeout=opts.clip_timeout)
     try:
+        preflight(outputs, inputs)  # the last check: makes --out, then the work starts
         runs = [run_clips(plan.sources, job, RunSettings.of(opts), cache, need_maps=True) for job in jobs]
     finally:
         if cache is not None:

@@ -2,9 +2,11 @@
 install it atomically.
 
 The download and the checksum are pooch's (its HTTP downloader and `file_hash`); the file is
-written to a temporary file beside its destination (`outputs.AtomicFile`) and renamed into
-place only once its sha256 is the published one. A mismatch, a server error or an interrupted
-download leaves nothing behind, and an earlier file at the destination is never overwritten.
+written to a temporary file of its own beside its destination (`outputs.AtomicFile`) and
+linked into place only once its sha256 is the published one, never over a file: a mismatch, a
+server error or an interrupted download leaves nothing behind, and an earlier file at the
+destination is never overwritten, even one that appears during the download. A concurrent pull
+of the same model that installed first is found there, checked, and kept.
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ def pull_model(name: str, **settings: Any) -> Path:
     url = opts.url or str(known.url)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staged = AtomicFile(dest)
-        with staged as fh:  # renamed onto `dest` only when the block ends without an error
+        staged = AtomicFile(dest, overwrite=False)
+        with staged as fh:  # becomes `dest` only when the block ends without an error and no file is there
             _download(url, fh, known)
             fh.flush()
             _check_sha256(staged.temp, known, url)
+    except FileExistsError:  # installed meanwhile (a concurrent pull, or someone else): kept if it is this model
+        return _already_there(known, dest, done="nothing was installed")
     except OSError as exc:  # the folder, not salmat: a file in its path, no permission, a full disk
         raise SalmatError(f"cannot install {known.id} in {dest.parent} ({exc.strerror or exc}); nothing was "
                           f"installed; pass {passing('model_dir', 'DIR')} naming a folder you can write to") from None
@@ -85,12 +89,12 @@ def install_folder(model_dir: str | os.PathLike[str] | None) -> Path:
     return Path(os.path.abspath(dirs[0]))
 
 
-def _already_there(known: KnownModel, dest: Path) -> Path:
+def _already_there(known: KnownModel, dest: Path, done: str = "nothing was downloaded") -> Path:
     sha256 = file_sha256(dest)
     if sha256 == known.sha256:
         return dest
     raise SalmatError(f"{dest} already exists and is not {known.id} (its sha256 starts {sha256[:SHA_DIGITS]}, "
-                      f"{known.id}'s {str(known.sha256)[:SHA_DIGITS]}); nothing was downloaded: move that file "
+                      f"{known.id}'s {str(known.sha256)[:SHA_DIGITS]}); {done}: move that file "
                       f"away, or pull into another {named('model_dir')}")
 
 

@@ -134,9 +134,12 @@ def text(value: Any) -> Any:
 
 
 def item_list(value: Any) -> str | None:
-    """A list setting after `comma_list`: at least one item, none twice."""
-    if not isinstance(value, tuple) or not value:
+    """A list setting after `comma_list`: at least one item, none empty (`a,,b`, a trailing comma),
+    none twice."""
+    if not isinstance(value, tuple) or not any(value):
         return "a non-empty comma-separated list"
+    if "" in value:
+        return "a comma-separated list with no empty item"
     return None if len(set(value)) == len(value) else "a list that names nothing twice"
 
 
@@ -146,11 +149,12 @@ def path(value: Any) -> Any:
 
 
 def comma_list(value: Any) -> Any:
-    """'a, b' or ['a', 'b'] → ('a', 'b'); anything else is left for the check to refuse."""
+    """'a, b' or ['a', 'b'] → ('a', 'b'); anything else is left for the check to refuse. An
+    empty item ('a,,b', 'a,b,') is kept as '' for `item_list` to refuse, never dropped."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         return value
-    return tuple(s for s in (str(path(v)).strip() for v in items) if s)
+    return tuple(str(path(v)).strip() for v in items)
 
 
 # ---- the options base class ----------------------------------------------------------
@@ -304,6 +308,8 @@ def _problem(s: Setting, value: Any, hint: Any) -> tuple[str | None, Any]:
     if isinstance(value, str) and s.convert is not path and not _utf8(value):
         return "valid UTF-8 text (it names columns and ids written into tables)", value
     if s.choices is not None:
+        if isinstance(value, tuple) and s.check and s.check(value):  # a list's shape (an empty item) first
+            return s.check(value), value
         items = value if isinstance(value, tuple) else (value,)
         bad = tuple(v for v in items if v not in s.choices)
         if bad:

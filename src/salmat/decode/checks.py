@@ -32,7 +32,20 @@ def _no_frames(spec: ClipSpec) -> ClipError:
 
 
 def _describe(exc: BaseException) -> str:
-    return str(exc).strip() or type(exc).__name__
+    if isinstance(exc, av.FFmpegError):
+        return f"FFmpeg could not decode it: {_reason(exc)}"
+    return _reason(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    """FFmpeg's or the system's reason in words: 'invalid data found when processing input', not
+    "[Errno 1094995529] Invalid data found when processing input: '/abs/path'" (the caller names
+    the file)."""
+    reason = getattr(exc, "strerror", None) if isinstance(exc, (av.FFmpegError, OSError)) else None
+    if not isinstance(reason, str) or not reason.strip():
+        return str(exc).strip() or type(exc).__name__
+    reason = reason.strip()
+    return reason[0].lower() + reason[1:] if reason[1:2].islower() else reason
 
 
 def _check_pixels(width: int, height: int, options: SamplingOptions) -> None:

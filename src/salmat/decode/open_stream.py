@@ -15,7 +15,7 @@ import av.video.stream
 from ..errors import ClipError
 from ..sources import ClipSpec, SourceFile, open_source
 from ..values import DECODE_FAILED, SamplingOptions
-from .checks import _check_pixels
+from .checks import _check_pixels, _reason
 
 # Decoder threads per stream; 0 lets FFmpeg use every core. Pool workers set their share
 # (cores // workers), so N workers decoding at once don't oversubscribe the CPUs.
@@ -104,6 +104,8 @@ def _open_container(handle: SourceFile) -> av.container.InputContainer:
                                              f"video clips only{also}") from exc
         raise ClipError(DECODE_FAILED, f"{name}: FFmpeg refused to open it ({exc.strerror}); "
                                          f"{_NOT_SINGLE_FILE}") from exc
+    except av.FFmpegError as exc:  # no container FFmpeg knows: its reason in words, not "[Errno …] …: '/path'"
+        raise ClipError(DECODE_FAILED, f"{name}: not a video FFmpeg can read: {_reason(exc)}") from exc
 
 
 @contextmanager

@@ -3,6 +3,7 @@ removed on any exception; `write_bytes`/`write_text`/`write_json` are one-call f
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -30,12 +31,15 @@ class AtomicFile:
 
     As a context manager it yields the open file and commits when the block ends without an
     exception (any BaseException discards). `file` is binary for mode "wb", UTF-8 text for "w".
+    With `overwrite=False` the commit never replaces a file: one that appeared at `path` meanwhile
+    (another process's) stays, the temp file is dropped and `FileExistsError` is raised.
     """
 
-    def __init__(self, path: PathLike, mode: str = "wb") -> None:
+    def __init__(self, path: PathLike, mode: str = "wb", *, overwrite: bool = True) -> None:
         if mode not in ("wb", "w"):
             raise ValueError(f"mode must be 'wb' or 'w', not {mode!r}")
         self.path = Path(path)
+        self.overwrite = overwrite
         self.to_stdout = os.fspath(path) == STDIO
         # Same folder as the destination, so os.replace is an atomic rename on one filesystem;
         # stdout's temp file is private, in the system's temp folder.
@@ -67,7 +71,10 @@ class AtomicFile:
             else:
                 os.fsync(self.file.fileno())
                 self.file.close()
-                os.replace(self.temp, self.path)
+                if self.overwrite:
+                    os.replace(self.temp, self.path)
+                else:
+                    _link_new(self.temp, self.path)
         except BaseException:
             self.discard()
             raise
@@ -123,6 +130,27 @@ def write_text(path: PathLike, text: str) -> None:
 def write_json(path: PathLike, obj: Any, *, default: Any = None) -> None:
     """Indented JSON plus a final newline (`default` as for `json.dumps`)."""
     write_text(path, json.dumps(obj, indent=2, default=default) + "\n")
+
+
+def _link_new(temp: str, path: Path) -> None:
+    """`temp` becomes `path` only if no file is there: a hard link fails on an existing name (the
+    check and the rename in one step, so nothing appearing meanwhile is replaced); then the temp
+    name goes. A filesystem without hard links falls back to a look, then the rename."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(temp, path)
+        return
+    try:
+        os.unlink(temp)
+    except FileNotFoundError:
+        pass
 
 
 def _fsync_folder(folder: Path) -> None:

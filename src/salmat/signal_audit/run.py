@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from ..command_options import AuditOptions
 from ..errors import SalmatError
-from ..option_spec import named
+from ..option_spec import named, passing
 from ..outputs import preflight, write_json, write_text
 from ..tables import TableReader
 from .columns import CLIP_KEYS, FRAME_COLUMNS, floats, group_mean, is_numeric, pick_target, select_features
@@ -128,6 +128,9 @@ def _inputs(table: pa.Table, name: str, opts: AuditOptions) -> _Inputs:
     frame_col = next((c for c in FRAME_COLUMNS if c in names), None)
     if opts.group_by is not None and opts.group_by not in names:
         raise SalmatError(f"{name} has no column {opts.group_by!r}; pass {named('group_by')} COLUMN")
+    if opts.group_by == target:  # each group would be one target value: nothing left to audit
+        raise SalmatError(f"{target!r} is the target; it can't also be {named('group_by')}: group rows by a clip key "
+                          f"instead, e.g. {passing('group_by', 'clip_id')}")
     key = opts.group_by or (next((c for c in CLIP_KEYS if c in names), None) if frame_col else None)
     sets, others = saliency_sets(table, name, target, opts.saliency_columns, opts.saliency_prefixes, opts.exclude)
     set_cols = [c for s in sets for c in s.columns]
