@@ -79,8 +79,7 @@ def test_a_model_failure_is_that_clips_status(specs):
 def test_a_clip_whose_model_hangs_times_out_and_the_run_goes_on(specs):
     """The model runs in this process, so a hung clip's thread is given up and replaced: the clip is
     `model-timeout` after --clip-timeout, and every other clip still gets its exact value."""
-    # 6 s: a decode worker's start (spawn and imports) counts against the clip it decodes first,
-    # and takes seconds on a loaded machine.
+    # 6 s, not 3: on a loaded machine a good clip's decoding alone once took over 3 s.
     clips = specs[:5]
     inline = dict(run_inline(clips, plain_job(), EngineSettings()))
     started = time.monotonic()
