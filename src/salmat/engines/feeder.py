@@ -41,6 +41,7 @@ from .main_guard import unguarded_call
 from .pool import WorkerPool, run_pool
 
 INFERENCE_THREADS = 2  # one thread's clip runs on the device while the other's is prepared or reduced
+CLOSE_WAIT = 60.0  # seconds `Inference.close` waits for the clips in the model to finish
 QUEUED_PER_THREAD = 2  # decoded clips waiting for the model, per thread (a 1080p clip's 8 frames: ~25 MB)
 
 Work = Callable[[PhaseFn], ClipResult]
@@ -91,6 +92,7 @@ class _Ticket:
     budget: float | None            # seconds this clip may still take here (None: unbounded)
     started: float | None = None    # when a thread took it up
     phase: str = "model"
+    thread: threading.Thread | None = None  # the thread that took it up
 
 
 class Inference:
@@ -107,18 +109,30 @@ class Inference:
         self.open: dict[int, _Ticket] = {}  # submitted and not settled
         self.count = 0
         self.threads = 0
+        self.running: set[threading.Thread] = set()  # not abandoned
         for _ in range(threads):
             self._spawn()
 
     def _spawn(self) -> None:
+        thread = threading.Thread(target=self._loop, name="salmat-feeder", daemon=True)
         with self.lock:
             self.threads += 1
-        threading.Thread(target=self._loop, name="salmat-feeder", daemon=True).start()
+            self.running.add(thread)
+        thread.start()
 
-    def close(self) -> None:
-        """Let the threads end once they are idle (abandoned ones end when their clip does)."""
+    def close(self, wait: float = CLOSE_WAIT) -> None:
+        """End the threads: clips not yet taken up are dropped, and a clip in the model is let
+        finish (up to `wait` seconds), because onnxruntime aborts the process (SIGABRT) when the
+        interpreter exits under a thread still inside a session's run, as after Ctrl-C.
+        Abandoned threads (timed-out clips) are not waited for; they end when their clip does."""
+        with self.lock:
+            self.open.clear()
+            running = list(self.running)
         for _ in range(self.threads):
             self.todo.put(None)
+        deadline = time.monotonic() + wait
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def submit(self, spec: ClipSpec, work: Work, budget: float | None) -> None:
         with self.lock:
@@ -135,7 +149,7 @@ class Inference:
             with self.lock:
                 if number not in self.open:
                     continue
-                ticket.started = time.monotonic()
+                ticket.started, ticket.thread = time.monotonic(), threading.current_thread()
 
             def report(phase: str, ticket: _Ticket = ticket) -> None:
                 ticket.phase = phase
@@ -179,8 +193,9 @@ class Inference:
         with self.lock:
             late = [(n, t) for n, t in self.open.items()
                     if t.started is not None and t.budget is not None and now - t.started >= t.budget]
-            for number, _ in late:
+            for number, ticket in late:
                 del self.open[number]
+                self.running.discard(ticket.thread)
         for _, ticket in late:
             self._spawn()
             name = os.path.basename(ticket.spec.path)
