@@ -1,4 +1,4 @@
-"""The result cache can't lie or crash (issue 11, class 6).
+"""The result cache can't lie or crash.
 
 - A clip rewritten in place with its size and mtime restored is hashed again (ctime).
 - A damaged entry (stats that are not JSON, of the wrong shape, missing reducers,

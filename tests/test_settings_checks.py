@@ -1,5 +1,6 @@
-"""Settings tried as an attacker would: output names landing on the user's columns, an index
-named like an output column, values of the wrong type or encoding, a stdout that fills up."""
+"""Settings checked before any work: an output column never lands on an input column of another
+kind (nor on a saved DataFrame index), a setting of the wrong type or encoding is a one-line
+error, and an audit that can't reach a full stdout says the table was written."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Hostile tables (issue 11, classes 5 and 7): no value is silently changed, and exit codes tell
-the truth.
+"""Input tables: no value is silently changed, and a table that can't be read as written is
+refused with an exit code that tells the truth.
 
-Class 5: duplicate column names in every format, integers beyond int64 or that float64 would
+Values: duplicate column names in every format, integers beyond int64 or that float64 would
 round, numbers too large for float64, one unparseable cell in a value or geometry column, an
-input that changes between the two passes. Class 7: deep JSON nesting (a pyarrow segfault, a
+input that changes between the two passes. Exit codes: deep JSON nesting (a pyarrow segfault, a
 RecursionError), a duplicated path column (a KeyError), an input appended mid-run (a
-ValueError) and any other unexpected exception: exit 2, one line, nothing written.
+ValueError): exit 2, one line, nothing written; any other unexpected exception: exit 3, one line.
 
 CLI runs go through `salmat.cli.main` in this process, except where the process boundary is the
 point (a segfault); every run uses one worker and rows whose outcome needs no engine where the
@@ -66,7 +66,7 @@ def write_parquet(path: Path, columns: list[tuple[str, pa.Array]]) -> Path:
     return path
 
 
-# ============================================================ class 5: duplicate names
+# ============================================================ values: duplicate names
 
 
 @pytest.mark.parametrize("output", ["o.parquet", "o.jsonl", "o.csv"])
@@ -112,7 +112,7 @@ def test_parquet_struct_column_named_src_is_a_usage_error(tmp_path):
     assert "not clip paths" in refused(table, tmp_path)
 
 
-# ============================================================ class 5: integers and floats
+# ============================================================ values: integers and floats
 
 
 def test_jsonl_integers_beyond_int64_stay_exact_as_uint64(tmp_path):
@@ -197,7 +197,7 @@ def test_csv_numbers_float64_would_change_keep_the_column_text(tmp_path, cells):
     assert [r["v"] for r in read_jsonl(out)] == cells
 
 
-# ============================================================ class 5: one bad cell
+# ============================================================ values: one bad cell
 
 
 def test_one_text_cell_in_saliency_mean_only_affects_its_row(tmp_path):
@@ -264,7 +264,7 @@ def test_one_text_cell_in_a_geometry_column_only_affects_its_row(tmp_path):
     assert rows[0]["width"] == "64" and rows[1]["width"] == "n/a"  # the column itself is unchanged
 
 
-# ============================================================ class 5: the input changes mid-run
+# ============================================================ values: the input changes mid-run
 
 
 def _change_during_compute(monkeypatch, change) -> None:
@@ -348,7 +348,7 @@ def test_a_pass_refuses_a_line_nested_deeper_since_the_scan(tmp_path):
         reader.read_columns(["a"])
 
 
-# ============================================================ class 7: deep nesting
+# ============================================================ exit codes: deep nesting
 
 
 def _deep(depth: int, kind: str = "list") -> str:
@@ -389,7 +389,7 @@ def test_very_deep_jsonl_nesting_does_not_crash_the_process(tmp_path):
     assert not out.exists()
 
 
-# ============================================================ class 7: other crashes
+# ============================================================ exit codes: other failures
 
 
 def test_duplicated_src_column_in_parquet_is_a_one_line_error(tmp_path):

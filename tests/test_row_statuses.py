@@ -1,5 +1,5 @@
-"""The fault suite: every input row reaches the output with a status, through bad inputs,
-bad outputs and fuzzed tables, on each engine (in-process, process pool, Ray).
+"""Every input row reaches the output with a status: through bad inputs, bad outputs and fuzzed
+tables, on each engine (in-process, process pool, Ray).
 
 Covered elsewhere, not repeated here (see docs/reliability.md): a decoder that hangs on a
 named pipe (`--clip-timeout`, tests/test_engine_pool.py), a pool worker killed mid-clip
