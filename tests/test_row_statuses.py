@@ -18,6 +18,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -134,6 +135,70 @@ def test_unreadable_file_is_missing_source(tmp_path, disc_clip):
     finally:
         locked.chmod(0o644)
     assert [r["saliency_status"] for r in read_jsonl(out)] == ["missing-source", "ok"]
+
+
+# ---------------------------------------------------------------- every row past one output batch
+
+
+ROWS = 70_000  # the writer's batches are 65,536 rows: the last 4,464 rows are a second batch
+
+
+def test_every_row_past_the_first_batch_gets_its_own_clips_values(tmp_path, small_clips):
+    folder = tmp_path / "clips"
+    shutil.copytree(small_clips, folder)
+    (folder / "broken.mp4").write_text("not a video\n" * 10)
+    sources = ["c0.mp4", "c1.mp4", "c2.mp4", "c3.mp4", "missing.mp4", "broken.mp4"]
+    names = ["c0.mp4", "c1.mp4", "c2.mp4", "c3.mp4"]
+
+    # each clip's values from a run of one row per clip
+    small = write_jsonl(tmp_path / "small.jsonl", [{"src": n} for n in names])
+    per_clip = salmat.materialize(small, tmp_path / "small_out.jsonl", root=str(folder), no_cache=True,
+                                  frame_samples=2, workers=1, quiet=True)
+    assert per_clip.counts == {"ok": 4}
+    expected = {r["src"]: (r["saliency_mean"], r["saliency_var"]) for r in read_jsonl(tmp_path / "small_out.jsonl")}
+    assert len({v[0] for v in expected.values()}) == 4, "the clips must have distinct values"
+
+    # 70,000 rows, each naming a random source; some rows already hold values (kept as they are)
+    rng = np.random.default_rng(11)
+    which = rng.integers(0, len(sources), ROWS)
+    src = np.array(sources, dtype=object)[which]
+    existing = rng.random(ROWS) < 0.02
+    old_mean = np.where(existing, rng.uniform(2.0, 3.0, ROWS), np.nan)  # outside any real value's range
+    old_var = np.where(existing, rng.uniform(2.0, 3.0, ROWS), np.nan)
+    table = pa.table({"row": np.arange(ROWS), "src": pa.array(src, pa.string()),
+                      "saliency_mean": pa.array(old_mean, mask=~existing),
+                      "saliency_var": pa.array(old_var, mask=~existing)})
+    pq.write_table(table, tmp_path / "big.parquet")
+    report = salmat.materialize(str(tmp_path / "big.parquet"), str(tmp_path / "out.parquet"), root=str(folder),
+                                no_cache=True, frame_samples=2, workers=1, quiet=True)
+
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.num_rows == ROWS
+    assert out.column("row").to_numpy().tolist() == list(range(ROWS))
+    status = np.array(out.column("saliency_status").to_pylist(), dtype=object)
+    mean = out.column("saliency_mean").to_numpy(zero_copy_only=False)
+    var = out.column("saliency_var").to_numpy(zero_copy_only=False)
+
+    want_status = np.where(existing, "skipped-existing",
+                           np.select([np.isin(src, names), src == "missing.mp4"], ["ok", "missing-source"],
+                                     "decode-failed")).astype(object)
+    bad = np.flatnonzero(status != want_status)
+    assert bad.size == 0, f"{bad.size} rows have the wrong status, first at row {bad[:5].tolist()}"
+    want_mean = np.full(ROWS, np.nan)
+    want_var = np.full(ROWS, np.nan)
+    for name, (m, v) in expected.items():
+        rows = (src == name) & ~existing
+        want_mean[rows], want_var[rows] = m, v
+    want_mean[existing], want_var[existing] = old_mean[existing], old_var[existing]
+    for got, want, label in ((mean, want_mean, "saliency_mean"), (var, want_var, "saliency_var")):
+        wrong = np.flatnonzero(~((got == want) | (np.isnan(got) & np.isnan(want))))
+        assert wrong.size == 0, f"{wrong.size} rows have another row's {label}, first at rows {wrong[:5].tolist()}"
+    assert np.flatnonzero(~existing[65_536:] & np.isin(src[65_536:], names)).size > 1000  # the 2nd batch has ok rows
+
+    # the summary counts what the output says
+    labels, counts = np.unique(status.astype(str), return_counts=True)
+    assert report.counts == {str(k): int(c) for k, c in zip(labels, counts, strict=True)}
+    assert report.total == ROWS
 
 
 # ---------------------------------------------------------------- output faults
