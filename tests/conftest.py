@@ -100,8 +100,41 @@ def run_cli_inprocess(*args: str, cwd: str | os.PathLike | None = None) -> subpr
     return subprocess.CompletedProcess(["salmat", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+# ---- what a refused command leaves on stderr ---------------------------------------------------
+
+
+def one_error_line(stderr: str) -> str:
+    """`stderr` is exactly one line, salmat's `salmat: error: …` and its line end, with no
+    traceback; returns the line."""
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and stderr == lines[0] + "\n", stderr
+    assert lines[0].startswith("salmat: error:"), stderr
+    return lines[0]
+
+
+def error_exit_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    """`proc` exited `code` (2: a usage error, nothing written; 3: an internal error) with exactly
+    one error line on stderr and no traceback; returns that line. Exit 2 is never an internal error."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    line = one_error_line(proc.stderr)
+    assert code != 2 or "internal error" not in line, line
+    return line
+
+
+def one_line_message(error: BaseException | pytest.ExceptionInfo) -> str:
+    """An exception's message (or a `pytest.raises` result's): not empty, on one line."""
+    text = str(error.value if isinstance(error, pytest.ExceptionInfo) else error)
+    assert text and "\n" not in text, text
+    return text
+
+
+# ---- tables ------------------------------------------------------------------------------------
+
+
+def write_jsonl(path: Path, rows: list[dict], *, ensure_ascii: bool = True) -> Path:
+    """`rows` as JSON lines; `ensure_ascii=False` writes text beyond ASCII as UTF-8, not as escapes."""
+    path.write_text("".join(json.dumps(r, ensure_ascii=ensure_ascii) + "\n" for r in rows), encoding="utf-8")
     return path
 
 

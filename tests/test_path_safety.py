@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli_inprocess, write_jsonl
+from conftest import error_exit_line, run_cli_inprocess, write_jsonl
 from salmat.batch import run_batch
 from salmat.errors import SalmatError
 
@@ -48,12 +48,10 @@ def manifest(base: Path, tables: list[dict], name: str = "manifest.json") -> Pat
 
 def refused(proc, *roles: str) -> str:
     """The run stopped at check time with one line naming every role."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    line = error_exit_line(proc)
     for role in roles:
-        assert role in lines[0], lines[0]
-    return lines[0]
+        assert role in line, line
+    return line
 
 
 # ---- a batch: one table's output is another table's input -------------------------------------

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import salmat
-from conftest import read_jsonl, write_jsonl
+from conftest import error_exit_line, one_error_line, read_jsonl, write_jsonl
 from salmat.cli import main
 from salmat.errors import SalmatError
 from salmat.rows import STATUSES
@@ -204,19 +204,12 @@ def test_every_row_past_the_first_batch_gets_its_own_clips_values(tmp_path, smal
 # ---------------------------------------------------------------- output faults
 
 
-def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("salmat: error:"), err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 def test_output_folder_under_a_regular_file_exits_2_before_any_work(tmp_path, disc_clip, capsys):
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}])
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file, not a folder")
     rc = main(["materialize", "--input", str(table), "--output", str(blocker / "out.jsonl"), "--workers", "1"])
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert rc == 2 and "output folder" in line and "--output" in line
     assert blocker.read_text() == "a file, not a folder"
 
@@ -225,7 +218,7 @@ def test_output_that_is_a_folder_exits_2(tmp_path, disc_clip, capsys):
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}])
     (tmp_path / "out.jsonl").mkdir()
     rc = main(["materialize", "--input", str(table), "--output", str(tmp_path / "out.jsonl"), "--workers", "1"])
-    assert rc == 2 and "folder" in _one_error_line(capsys.readouterr().err)
+    assert rc == 2 and "folder" in one_error_line(capsys.readouterr().err)
 
 
 @pytest.mark.skipif(AS_ROOT, reason=ROOT_REASON)
@@ -238,7 +231,7 @@ def test_output_folder_not_writable_exits_2(tmp_path, disc_clip, capsys):
         rc = main(["materialize", "--input", str(table), "--output", str(folder / "o.jsonl"), "--workers", "1"])
     finally:
         folder.chmod(0o700)
-    assert rc == 2 and "cannot write" in _one_error_line(capsys.readouterr().err)
+    assert rc == 2 and "cannot write" in one_error_line(capsys.readouterr().err)
     assert list(folder.iterdir()) == []
 
 
@@ -263,8 +256,7 @@ def test_disk_full_leaves_no_partial_output_and_the_previous_one_untouched(tmp_p
     result = subprocess.run([sys.executable, "-c", _SIZE_LIMITED, "20000", "materialize", "--input", str(table),
                              "--output", str(out), "--workers", "1", "--no-cache"],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr
-    line = _one_error_line(result.stderr)
+    line = error_exit_line(result)
     assert "cannot write" in line and "File too large" in line
     assert out.read_bytes() == b"the previous output"
     assert sorted(p.name for p in out_dir.iterdir()) == [out.name]  # no temporary file left behind
@@ -286,7 +278,7 @@ def _run_fuzzed(table: Path, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     if rc == 2:
-        _one_error_line(err)
+        one_error_line(err)
         assert not out.exists()
         return
     assert rc in (0, 1), err

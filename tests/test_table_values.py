@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import read_jsonl, run_cli_inprocess, write_jsonl
+from conftest import error_exit_line, read_jsonl, run_cli_inprocess, write_jsonl
 from salmat.errors import SalmatError
 from salmat.synthetic import write_raw_yuv
 from salmat.tables import TableReader, TableWriter
@@ -42,20 +42,11 @@ def materialize(table: Path, out: Path, *extra: str, root: Path | None = None) -
                              "--quiet", "--frame-samples", "1", "--root", root or table.parent, *extra)
 
 
-def one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
-    """Exit `code` (2: usage), exactly one line on stderr (the error), no traceback."""
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().split("\n")
-    assert len(lines) == 1 and lines[0].startswith("salmat: error:"), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
-
-
 def refused(table: Path, tmp_path: Path, *extra: str, code: int = 2) -> str:
     """The run exits `code` (2) with one line and writes no output."""
     out = tmp_path / "out" / "o.jsonl"
     out.parent.mkdir(exist_ok=True)
-    line = one_error_line(materialize(table, out, *extra), code)
+    line = error_exit_line(materialize(table, out, *extra), code)
     assert not out.exists()
     assert list(out.parent.iterdir()) == []  # no temporary file left either
     return line
@@ -77,7 +68,7 @@ def test_parquet_with_two_columns_named_x_is_refused(tmp_path, output):
         ("saliency_mean", pa.array([0.1, 0.2])), ("saliency_var", pa.array([0.01, 0.02])),
     ])
     out = tmp_path / output
-    line = one_error_line(materialize(table, out))
+    line = error_exit_line(materialize(table, out))
     assert "column 'x' appears twice" in line
     assert not out.exists()
 
@@ -299,7 +290,7 @@ def test_input_rewritten_with_the_same_row_count_is_refused(tmp_path, monkeypatc
     out.parent.mkdir()
     out.write_text("the previous output\n")
     _change_during_compute(monkeypatch, lambda: write(second))
-    line = one_error_line(materialize(table, out))
+    line = error_exit_line(materialize(table, out))
     assert "changed while it was read" in line and "rerun when it is stable" in line
     assert out.read_text() == "the previous output\n"
     assert [p.name for p in out.parent.iterdir()] == ["o.jsonl"]
@@ -384,7 +375,7 @@ def test_very_deep_jsonl_nesting_does_not_crash_the_process(tmp_path):
     result = subprocess.run([sys.executable, "-m", "salmat", "materialize", "--input", str(table), "--output",
                              str(out), "--workers", "1", "--no-cache", "--quiet"],
                             capture_output=True, text=True, timeout=120)
-    line = one_error_line(result)
+    line = error_exit_line(result)
     assert "line 1 nests objects/arrays 100001 levels deep" in line
     assert not out.exists()
 
@@ -413,7 +404,7 @@ def test_huge_finite_clip_timeout_never_tracebacks(tmp_path, disc_clip):
     result = materialize(table, out, "--clip-timeout", "1e10")
     assert "Traceback" not in result.stderr
     if result.returncode == 2:
-        one_error_line(result)
+        error_exit_line(result)
         assert not out.exists()
     else:
         assert result.returncode == 0, result.stderr
