@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import onnx_graphs as graphs
 from conftest import error_exit_line, one_line_message, read_jsonl, run_cli, run_cli_inprocess, write_jsonl
@@ -276,25 +275,11 @@ def test_acceptance_real_student_by_name(tmp_path, clip):
 # ---- model cards ------------------------------------------------------------------------------
 
 
-def two_output_graph():
-    """input → conv → a = sigmoid(conv), b = sigmoid(−conv) = 1 − a: two maps, the first is the default."""
-    nodes = [helper.make_node("Conv", ["image", "W", "B"], ["conv"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-             helper.make_node("Sigmoid", ["conv"], ["a"]),
-             helper.make_node("Neg", ["conv"], ["neg"]),
-             helper.make_node("Sigmoid", ["neg"], ["b"])]
-    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, "H", "W"]) for n, c in (("image", 3), ("a", 1), ("b", 1))]
-    inits = [numpy_helper.from_array(graphs.CONV_WEIGHTS, "W"), numpy_helper.from_array(graphs.CONV_BIAS, "B")]
-    graph = helper.make_graph(nodes, "two_outputs", io[:1], io[1:], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", graphs.OPSET)])
-    model.ir_version = graphs.IR_VERSION
-    return model
-
-
 def test_the_model_card_picks_the_output(tmp_path):
     rng = np.random.default_rng(3)
     frames = [YuvFrame(rng.integers(16, 236, (24, 40), dtype=np.uint8), rng.integers(16, 241, (12, 20), dtype=np.uint8),
                        rng.integers(16, 241, (12, 20), dtype=np.uint8))]
-    path = graphs.save(two_output_graph(), tmp_path / "two.onnx")
+    path = graphs.save(graphs.two_outputs("image", ("a", "b")), tmp_path / "two.onnx")
     first = load_model(model_path=path).predict(frames)
     (tmp_path / "two.json").write_text(json.dumps({"input_name": "image", "output_name": "b", "notes": "x"}))
     carded = load_model(model_path=path)
@@ -313,7 +298,7 @@ def test_the_model_card_picks_the_output(tmp_path):
     ('{"output_name": "nope"}', "no output named 'nope'"),
 ])
 def test_a_bad_model_card_is_one_line_naming_the_file(tmp_path, card, needle):
-    path = graphs.save(two_output_graph(), tmp_path / "two.onnx")
+    path = graphs.save(graphs.two_outputs("image", ("a", "b")), tmp_path / "two.onnx")
     (tmp_path / "two.json").write_text(card)
     with pytest.raises(SalmatError) as exc:
         load_model(model_path=path)

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import onnx_graphs as graphs
 from salmat import color, decode, maps
@@ -196,20 +195,6 @@ def _other(value, name):
     raise AssertionError(f"no rule to change Preprocess.{name}; add one")
 
 
-def two_output_graph() -> object:
-    """input → Conv 3→1 → `first` = Sigmoid(conv), `second` = Sigmoid(−conv)."""
-    nodes = [
-        helper.make_node("Conv", ["input", "W", "B"], ["conv"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        helper.make_node("Sigmoid", ["conv"], ["first"]),
-        helper.make_node("Neg", ["conv"], ["negated"]),
-        helper.make_node("Sigmoid", ["negated"], ["second"]),
-    ]
-    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, "H", "W"])
-          for n, c in (("input", 3), ("first", 1), ("second", 1))]
-    weights = [numpy_helper.from_array(graphs.CONV_WEIGHTS, "W"), numpy_helper.from_array(graphs.CONV_BIAS, "B")]
-    return graphs._model(nodes, io[:1], io[1:], weights, "two_outputs")
-
-
 def check_fingerprint_names_every_field(folder: Path) -> None:
     base = presets.Preprocess(name="p")
     prints = {"base": base.fingerprint()}
@@ -220,7 +205,7 @@ def check_fingerprint_names_every_field(folder: Path) -> None:
         prints[field.name] = other.fingerprint()
     assert len(set(prints.values())) == len(prints), "two presets that differ share a fingerprint"
     # two outputs of one ONNX file are two models
-    path = graphs.save(two_output_graph(), folder / "two.onnx")
+    path = graphs.save(graphs.two_outputs(), folder / "two.onnx")
     loaded = []
     for output in ("first", "second"):
         cfg = folder / output / "p.toml"
