@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -61,6 +62,12 @@ def small_clips(tmp_path_factory) -> Path:
     for i, (w, h, n) in enumerate([(64, 48, 12), (80, 48, 10), (64, 64, 14), (96, 48, 9)]):
         write_disc_clip(folder / f"c{i}.mp4", w, h, frames=n)
     return folder
+
+
+@pytest.fixture()
+def two_clip_table(tmp_path, disc_clip, odd_clip) -> Path:
+    """`tmp_path/t.jsonl`: the disc clip and the odd-sized clip, by absolute path."""
+    return write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}, {"src": str(odd_clip)}])
 
 
 @pytest.fixture()
@@ -138,8 +145,45 @@ def write_jsonl(path: Path, rows: list[dict], *, ensure_ascii: bool = True) -> P
     return path
 
 
+def clip_table(tmp_path: Path, names: list[str]) -> Path:
+    """`tmp_path/table.jsonl`, one row per clip name: `id` 000, 001, …, `src` the name (relative to a
+    run's `root`), `mos` i / 10."""
+    rows = [{"id": f"{i:03d}", "src": name, "mos": i / 10} for i, name in enumerate(names)]
+    return write_jsonl(tmp_path / "table.jsonl", rows)
+
+
+def write_manifest(base: Path, tables: list[dict], defaults: dict | None = None, name: str = "manifest.json") -> Path:
+    """A `salmat batch` manifest `base/name` (TOML when `name` ends in .toml, else JSON): `tables`,
+    and `defaults` over root "clips", one frame sample, one worker, quiet."""
+    merged = {"root": "clips", "frame_samples": 1, "workers": 1, "quiet": True, **(defaults or {})}
+    path = base / name
+    if name.endswith(".toml"):
+        def keys(values: dict) -> str:
+            return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+        path.write_text("\n".join(["[defaults]\n" + keys(merged), *("[[tables]]\n" + keys(t) for t in tables)]),
+                        encoding="utf-8")
+    else:
+        path.write_text(json.dumps({"defaults": merged, "tables": tables}), encoding="utf-8")
+    return path
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, in hex (with hashlib, not salmat's own hashing)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def materialize_ok(table: Path, out: Path, **settings) -> tuple:
+    """`salmat.materialize` in this process (one worker, no clip timeout, quiet); every row must come
+    back ok. Returns the report and the output's rows."""
+    from salmat import materialize
+
+    report = materialize(str(table), str(out), quiet=True, workers=1, clip_timeout=None, **settings)
+    assert report.ok == report.total, report.counts
+    return report, read_jsonl(out)
 
 
 def saliency_values(path: Path) -> list[tuple]:

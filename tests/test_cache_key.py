@@ -8,14 +8,13 @@ field by field, so a field added later is either keyed or named here with the re
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 
 import pytest
 
 import salmat
-from conftest import saliency_values, write_jsonl
+from conftest import saliency_values, sha256_of, write_jsonl
 from salmat.cache import ResultCache
 from salmat.sources import ClipSpec
 from salmat.values import ReduceOptions, SamplingOptions
@@ -101,7 +100,7 @@ def test_clip_content_and_raw_geometry_are_the_clip_part_of_the_key(keyed, tmp_p
     twin = tmp_path / "twin.mp4"
     shutil.copy(clip, twin)
     assert cache.key(ClipSpec(str(twin)), "m", s, r) == base
-    assert base.clip == hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert base.clip == sha256_of(clip)
     # ... other content is not
     other = tmp_path / "other.mp4"
     other.write_bytes(b"some clip contenT")

@@ -8,7 +8,6 @@ where present and the tests that need them skip cleanly otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import shutil
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 import onnx_graphs as graphs
-from conftest import error_exit_line, one_line_message, read_jsonl, run_cli, run_cli_inprocess, write_jsonl
+from conftest import error_exit_line, one_line_message, read_jsonl, run_cli, run_cli_inprocess, sha256_of, write_jsonl
 from salmat.compare import compare, load_models
 from salmat.errors import SalmatError
 from salmat.frames import YuvFrame
@@ -34,12 +33,8 @@ needs_shared = pytest.mark.skipif(not (SHARED / "saliency_student_v1.onnx").is_f
                                   reason="../shared/models (the real students) is absent")
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def sha8(path: Path) -> str:
-    return sha256(path)[:8]
+    return sha256_of(path)[:8]
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +334,7 @@ def test_salmat_models_with_the_real_students(monkeypatch):
     for name in ("saliency_student_v1", "saliency_student_v2"):
         (line,) = [x for x in proc.stdout.split(SOURCES_HEADER, 1)[0].splitlines() if x.startswith(f"  {name} ")]
         assert str(SHARED / f"{name}.onnx") in line and "sha256 ok" in line and "runs as" not in line
-        assert sha256(SHARED / f"{name}.onnx") == KNOWN_MODELS[name].sha256
+        assert sha256_of(SHARED / f"{name}.onnx") == KNOWN_MODELS[name].sha256
 
 
 def test_a_manifest_model_dir_is_relative_to_the_manifest(tmp_path, clip, stand_ins, monkeypatch, no_env):
@@ -372,7 +367,7 @@ def registered(tmp_path, monkeypatch) -> tuple[Path, Path]:
     v1 = graphs.save(graphs.conv_sigmoid(), d / "saliency_student_v1.onnx")
     v2 = graphs.save(graphs.conv_sigmoid(weights=graphs.CONV_WEIGHTS * 0.25), d / "saliency_student_v2.onnx")
     for name, path in (("saliency_student_v1", v1), ("saliency_student_v2", v2)):
-        monkeypatch.setitem(KNOWN_MODELS, name, replace(KNOWN_MODELS[name], sha256=sha256(path)))
+        monkeypatch.setitem(KNOWN_MODELS, name, replace(KNOWN_MODELS[name], sha256=sha256_of(path)))
     return v1, v2
 
 

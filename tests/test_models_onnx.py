@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
@@ -11,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 import onnx_graphs as graphs
-from conftest import one_line_message
+from conftest import one_line_message, sha256_of
 from salmat.errors import ClipError, SalmatError
 from salmat.frames import YuvFrame
 from salmat.models import load_model
@@ -294,7 +293,7 @@ def test_fingerprint_tracks_weights_and_preset_not_the_path(model_dir, tmp_path)
 
 def test_describe_and_describe_model_file(model_dir):
     path = model_dir / "enc_dec.onnx"
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = sha256_of(path)
     facts = describe_model_file(path)
     assert facts["id"] == "enc_dec" and facts["sha256"] == sha
     assert facts["inputs"] == [{"name": "input", "shape": [1, 3, "H", "W"], "type": "tensor(float)"}]

@@ -9,7 +9,6 @@ a download cut short are all real HTTP transfers of real ONNX files.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.server
 import os
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import onnx_graphs as graphs
-from conftest import error_exit_line, run_cli_inprocess
+from conftest import error_exit_line, run_cli_inprocess, sha256_of
 from salmat import model_files, pull_model
 from salmat.cli import build_parser
 from salmat.command_options import ModelsPullOptions
@@ -31,10 +30,6 @@ from salmat.models.registry import KNOWN_MODELS, SOURCES_HEADER
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models"
 NAME = "saliency_student_v1"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass
@@ -102,7 +97,7 @@ def published(server, monkeypatch) -> Path:
     """A served graph whose sha256 is registered as the student v1's published one."""
     path = graphs.save(graphs.conv_sigmoid(), server.folder / "student.onnx")
     graphs.save(graphs.conv_sigmoid(weights=graphs.CONV_WEIGHTS * 0.5), server.folder / "other.onnx")
-    monkeypatch.setitem(KNOWN_MODELS, NAME, replace(KNOWN_MODELS[NAME], sha256=sha256(path)))
+    monkeypatch.setitem(KNOWN_MODELS, NAME, replace(KNOWN_MODELS[NAME], sha256=sha256_of(path)))
     monkeypatch.delenv("SALMAT_MODEL_DIR", raising=False)
     return path
 
@@ -228,7 +223,7 @@ def test_the_sources_are_the_model_cards_and_the_files_checksums():
         known = KNOWN_MODELS[name]
         folder = str(known.repo_path).rsplit("/", 1)[0]
         assert f"`{known.repository}`" in card and f"folder `{folder}/`" in card and known.filename in card
-        assert known.sha256 in card and sha256(SHARED / known.filename) == known.sha256
+        assert known.sha256 in card and sha256_of(SHARED / known.filename) == known.sha256
 
 
 def test_pull_flags_are_its_declared_settings_and_documented():

@@ -9,7 +9,6 @@ whole run then a rerun (the result cache's tests).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import salmat
-from conftest import error_exit_line, one_error_line, read_jsonl, write_jsonl
+from conftest import error_exit_line, one_error_line, read_jsonl, sha256_of, write_jsonl
 from salmat.cli import main
 from salmat.errors import SalmatError
 from salmat.rows import STATUSES
@@ -101,7 +100,7 @@ INPUT_FAULT_CASES = 21  # rows (and cases) in fault_table; the report counts the
 def test_every_input_fault_keeps_its_row_and_gets_a_status(fault_table, tmp_path, engine):
     table, root, cases = fault_table
     assert len(cases) == INPUT_FAULT_CASES
-    before = hashlib.sha256(table.read_bytes()).hexdigest()
+    before = sha256_of(table)
     out = tmp_path / "out.jsonl"
     report = salmat.materialize(str(table), str(out), root=str(root), confine_to_root=True, frame_samples=3,
                                 quiet=True, **engine)
@@ -120,7 +119,7 @@ def test_every_input_fault_keeps_its_row_and_gets_a_status(fault_table, tmp_path
     assert "--max-pixels" in huge["saliency_error"]
     assert "whole number" in next(r for r in rows if r["case"].startswith("geometry that"))["saliency_error"]
     assert report.exit_code == 1 and report.total == len(cases)
-    assert hashlib.sha256(table.read_bytes()).hexdigest() == before  # the input is never modified
+    assert sha256_of(table) == before  # the input is never modified
 
 
 @pytest.mark.skipif(AS_ROOT, reason=ROOT_REASON)
