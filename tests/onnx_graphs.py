@@ -114,6 +114,25 @@ def encoder_decoder(seed: int = 0, channels: int = 4) -> onnx.ModelProto:
     )
 
 
+def two_outputs(input_name: str = "input", outputs: tuple[str, str] = ("first", "second")) -> onnx.ModelProto:
+    """Conv 3→1 (the known weights), then two maps: `outputs[0]` = sigmoid(conv), the first and so
+    the default one, and `outputs[1]` = sigmoid(−conv) = 1 − the first."""
+    first, second = outputs
+    nodes = [
+        helper.make_node("Conv", [input_name, "W", "B"], ["conv"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["conv"], [first]),
+        helper.make_node("Neg", ["conv"], ["negated"]),
+        helper.make_node("Sigmoid", ["negated"], [second]),
+    ]
+    return _model(
+        nodes,
+        [_io(input_name, [1, 3, "H", "W"])],
+        [_io(first, [1, 1, "H", "W"]), _io(second, [1, 1, "H", "W"])],
+        [numpy_helper.from_array(CONV_WEIGHTS, "W"), numpy_helper.from_array(CONV_BIAS, "B")],
+        "two_outputs",
+    )
+
+
 def wrong_rank() -> onnx.ModelProto:
     """Input of rank 3 ([3, H, W]): not an image batch."""
     nodes = [helper.make_node("ReduceMean", ["input"], ["saliency_map"], axes=[0], keepdims=1)]

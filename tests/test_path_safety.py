@@ -6,21 +6,15 @@ naming both roles, and that the file that would have been replaced is byte for b
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli_inprocess, write_jsonl
+from conftest import error_exit_line, run_cli_inprocess, sha256_of, write_jsonl, write_manifest
 from salmat.batch import run_batch
 from salmat.errors import SalmatError
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture()
@@ -33,27 +27,12 @@ def project(tmp_path, disc_clip):
     return base
 
 
-def manifest(base: Path, tables: list[dict], name: str = "manifest.json") -> Path:
-    defaults = {"root": "clips", "frame_samples": 1, "workers": 1, "quiet": True}
-    path = base / name
-    if name.endswith(".toml"):
-        lines = ["[defaults]\nroot = \"clips\"\nframe_samples = 1\nworkers = 1\nquiet = true\n"]
-        for table in tables:
-            lines.append("[[tables]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
-        path.write_text("\n".join(lines), encoding="utf-8")
-    else:
-        path.write_text(json.dumps({"defaults": defaults, "tables": tables}), encoding="utf-8")
-    return path
-
-
 def refused(proc, *roles: str) -> str:
     """The run stopped at check time with one line naming every role."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    line = error_exit_line(proc)
     for role in roles:
-        assert role in lines[0], lines[0]
-    return lines[0]
+        assert role in line, line
+    return line
 
 
 # ---- a batch: one table's output is another table's input -------------------------------------
@@ -78,33 +57,33 @@ def _layout(base: Path, layout: str) -> tuple[str, str, Path]:
 def test_batch_output_naming_another_tables_input_is_refused(project, layout, key):
     b_input, a_written, victim = _layout(project, layout)
     a = {"id": "a", "input": "a.jsonl", "output": "out/a.jsonl"} | {key: a_written}
-    m = manifest(project, [a, {"id": "b", "input": b_input, "output": "out/b.jsonl"}])
-    before = digest(victim)
+    m = write_manifest(project, [a, {"id": "b", "input": b_input, "output": "out/b.jsonl"}])
+    before = sha256_of(victim)
     line = refused(run_cli_inprocess("batch", "--manifest", m), "table 'a'", "input table of table 'b'")
     assert "choose another" in line
-    assert digest(victim) == before and not (project / "out").exists()  # no table ran
+    assert sha256_of(victim) == before and not (project / "out").exists()  # no table ran
 
 
 @pytest.mark.parametrize("name", ["manifest.json", "manifest.toml"])
 def test_batch_table_writing_over_its_manifest_is_refused(project, name):
-    m = manifest(project, [{"id": "a", "input": "a.jsonl", "output": "out/a.jsonl", "audit_json": name}], name=name)
-    before = digest(m)
+    m = write_manifest(project, [{"id": "a", "input": "a.jsonl", "output": "out/a.jsonl", "audit_json": name}], name=name)
+    before = sha256_of(m)
     refused(run_cli_inprocess("batch", "--manifest", m), "audit-json (table 'a')", "the manifest")
-    assert digest(m) == before and not (project / "out").exists()
+    assert sha256_of(m) == before and not (project / "out").exists()
 
 
 def test_batch_output_naming_another_tables_cache_is_refused(project):
     tables = [{"id": "a", "input": "a.jsonl", "output": "out/a.jsonl", "audit_json": "keep.sqlite"},
               {"id": "b", "input": "b.jsonl", "output": "out/b.jsonl", "cache": "keep.sqlite"}]
     with pytest.raises(SalmatError, match=r"audit_json \(table 'a'\) .* is the result cache file of table 'b'"):
-        run_batch(manifest(project, tables), log=None)
+        run_batch(write_manifest(project, tables), log=None)
 
 
 def test_batch_audit_naming_another_tables_output_is_refused(project):
     tables = [{"id": "a", "input": "a.jsonl", "output": "out/a.jsonl", "audit_json": "out/b.jsonl"},
               {"id": "b", "input": "b.jsonl", "output": "out/b.jsonl"}]
     with pytest.raises(SalmatError, match=r"output \(table 'b'\) .* is also audit_json \(table 'a'\)"):
-        run_batch(manifest(project, tables), log=None)
+        run_batch(write_manifest(project, tables), log=None)
 
 
 # ---- one run: an output naming one of the table's clips, or the cache ---------------------------
@@ -120,11 +99,11 @@ def test_audit_json_naming_a_source_clip_is_refused_before_any_clip_is_decoded(p
         named = clip                                                             # and the audit names the file
     elif through == "hardlink":
         os.link(clip, named)
-    before = digest(clip)
+    before = sha256_of(clip)
     proc = run_cli_inprocess("materialize", "--input", project / "a.jsonl", "--output", project / "o.jsonl",
                              "--root", project / "clips", "--audit-json", named, "--frame-samples", "1")
     refused(proc, "--audit-json", "the source clip")
-    assert digest(clip) == before and not (project / "o.jsonl").exists()
+    assert sha256_of(clip) == before and not (project / "o.jsonl").exists()
     cache = Path(os.environ["SALMAT_CACHE_DIR"]) / "results.sqlite"
     assert not cache.exists() or b"disc" not in cache.read_bytes()  # nothing was computed, so nothing cached
 
@@ -142,22 +121,22 @@ def test_output_naming_the_cache_or_its_sqlite_siblings_is_refused(project, flag
                              "--root", project / "clips", "--cache", cache, "--frame-samples", "1").returncode == 0
     if not target.exists():
         target.write_bytes(b"")  # SQLite removes -wal/-shm on close; the run must refuse them all the same
-    before = digest(cache)
+    before = sha256_of(cache)
     proc = run_cli_inprocess("materialize", "--input", project / "a.jsonl", other, other_path, flag, target,
                              "--root", project / "clips", "--cache", cache, "--frame-samples", "1")
     refused(proc, flag, "the result cache file")
-    assert digest(cache) == before and not other_path.exists()
+    assert sha256_of(cache) == before and not other_path.exists()
 
 
 def test_model_path_is_never_an_output(tmp_path, project):
     from onnx_graphs import conv_sigmoid, save
 
     model = save(conv_sigmoid(), tmp_path / "m.onnx")
-    before = digest(model)
+    before = sha256_of(model)
     proc = run_cli_inprocess("materialize", "--input", project / "a.jsonl", "--output", project / "o.jsonl",
                              "--root", project / "clips", "--model-path", model, "--audit-json", model)
     refused(proc, "--audit-json", "--model-path")
-    assert digest(model) == before
+    assert sha256_of(model) == before
 
 
 def test_audit_json_naming_the_clip_of_a_skipped_row_is_refused(project, disc_clip):
@@ -166,11 +145,11 @@ def test_audit_json_naming_the_clip_of_a_skipped_row_is_refused(project, disc_cl
     shutil.copy(disc_clip, victim)
     write_jsonl(project / "a.jsonl", [{"clip_id": "a1", "src": "victim.mp4", "saliency_mean": 0.5, "saliency_var": 0.1},
                                       {"clip_id": "a2", "src": "disc.mp4"}])
-    before = digest(victim)
+    before = sha256_of(victim)
     proc = run_cli_inprocess("materialize", "--input", project / "a.jsonl", "--output", project / "o.jsonl",
                              "--root", project / "clips", "--audit-json", victim, "--frame-samples", "1")
     refused(proc, "--audit-json", "the clip of a row left as it was")
-    assert digest(victim) == before and not (project / "o.jsonl").exists()
+    assert sha256_of(victim) == before and not (project / "o.jsonl").exists()
 
 
 @pytest.mark.parametrize("writer", ["audit_json", "report"])
@@ -181,8 +160,8 @@ def test_batch_output_naming_another_tables_clip_is_refused_before_any_table_run
     a = {"id": "a", "input": "a.jsonl", "output": "out/a.jsonl"}
     if writer == "audit_json":
         a["audit_json"] = "clips/victim.mp4"
-    m = manifest(project, [a, {"id": "b", "input": "b.jsonl", "output": "out/b.jsonl"}])  # a runs first
-    before = digest(victim)
+    m = write_manifest(project, [a, {"id": "b", "input": "b.jsonl", "output": "out/b.jsonl"}])  # a runs first
+    before = sha256_of(victim)
     extra = ["--report-json", str(victim)] if writer == "report" else []
     refused(run_cli_inprocess("batch", "--manifest", m, *extra), "the source clip of table 'b'")
-    assert digest(victim) == before and not (project / "out").exists()
+    assert sha256_of(victim) == before and not (project / "out").exists()

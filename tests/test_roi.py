@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import av
@@ -20,6 +18,7 @@ import pytest
 import onnx_graphs as graphs
 import salmat
 from conftest import structural_similarity
+from fr_pairs import ffmpeg_psnr_y
 from salmat.decode import clip_indices
 from salmat.quality import roi_size
 from salmat.values import QUALITY_COLUMNS, ClipResult
@@ -94,14 +93,6 @@ def test_psnr_is_the_psnr_of_the_decoded_planes(corpus_run):
         assert row["psnr_y"] == pytest.approx(expected, abs=1e-6), pair.dis
 
 
-def _ffmpeg_psnr_y(dis: str, ref: str, size: tuple[int, int] | None) -> list[float]:
-    scale = f"scale={size[0]}:{size[1]}:flags=bicubic," if size else ""
-    graph = f"[0:v]{scale}null[d];[d][1:v]psnr=stats_file=-"
-    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", dis, "-i", ref, "-lavfi", graph, "-f", "null",
-                          "-"], capture_output=True, text=True, check=True, timeout=300).stdout
-    return [float(v) for v in re.findall(r"psnr_y:([0-9.]+)", out)]
-
-
 def test_psnr_equals_ffmpeg_psnr_filter_per_frame(fr_corpus, tmp_path):
     """Per frame (`salmat frames`), including the half-size clip that FFmpeg scales with bicubic."""
     if shutil.which("ffmpeg") is None:
@@ -113,7 +104,7 @@ def test_psnr_equals_ffmpeg_psnr_filter_per_frame(fr_corpus, tmp_path):
         if pair.half:
             ref = _lumas(pair.ref, [0])[0]
             size = (ref.shape[1], ref.shape[0])
-        theirs = _ffmpeg_psnr_y(pair.dis, pair.ref, size)
+        theirs = ffmpeg_psnr_y(pair.dis, pair.ref, size)
         ours = frames.sort_values("frame_index")["psnr_y"].to_numpy()
         assert len(ours) == len(theirs[: len(ours)]) and np.max(np.abs(ours - theirs[: len(ours)])) <= 0.01
 

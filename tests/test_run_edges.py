@@ -12,16 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import run_cli_inprocess, write_jsonl
+from conftest import error_exit_line, run_cli_inprocess, write_jsonl
 from salmat.signal_audit import audit_arrow
-
-
-def one_line_error(proc, code: int = 2) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
-    return lines[0]
-
 
 # ---- point 5: manifest types are checked before any table runs ------------------------------
 
@@ -34,7 +26,7 @@ def test_manifest_root_of_the_wrong_type_is_a_check_time_exit_2(tmp_path, root, 
     second = '[[tables]]\nid = "second"\ninput = "in.jsonl"\noutput = "second.jsonl"\n'
     text = f"[defaults]\nroot = {root}\n" + first + second if where == "defaults" else first + second + f"root = {root}\n"
     (tmp_path / "m.toml").write_text(text, encoding="utf-8")
-    line = one_line_error(run_cli_inprocess("batch", "--manifest", tmp_path / "m.toml"))
+    line = error_exit_line(run_cli_inprocess("batch", "--manifest", tmp_path / "m.toml"))
     assert "tables[" in line and "--root must be" in line
     assert not (tmp_path / "first.jsonl").exists()  # refused before the first table ran
 
@@ -64,7 +56,7 @@ def test_table_id_with_a_newline_is_escaped_in_the_progress_line(tmp_path, disc_
 def test_preview_of_a_broken_mp4_says_decode_failed(tmp_path, disc_clip, size):
     clip = tmp_path / "broken.mp4"
     clip.write_bytes(disc_clip.read_bytes()[:size])
-    line = one_line_error(run_cli_inprocess("preview", clip, "--out", tmp_path / "s.png"))
+    line = error_exit_line(run_cli_inprocess("preview", clip, "--out", tmp_path / "s.png"))
     assert line.startswith("salmat: error: ") and "(decode-failed)" in line and line.count(str(clip)) == 1, line
     assert not (tmp_path / "s.png").exists()
 

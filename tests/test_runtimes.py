@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import onnx_graphs as graphs
-from conftest import read_jsonl, run_cli_inprocess, write_jsonl
+from conftest import error_exit_line, materialize_ok, read_jsonl, run_cli_inprocess
 from salmat import materialize
 from salmat.errors import SalmatError
 from salmat.models import base, knobs, load_model
@@ -31,17 +31,6 @@ def nets(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("nets")
     graphs.save(graphs.encoder_decoder(seed=5), folder / "encdec.onnx")
     return folder
-
-
-@pytest.fixture()
-def table(tmp_path, disc_clip, odd_clip) -> Path:
-    return write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}, {"src": str(odd_clip)}])
-
-
-def run(table: Path, out: Path, **settings):
-    report = materialize(str(table), str(out), quiet=True, workers=1, clip_timeout=None, **settings)
-    assert report.ok == report.total, report.counts
-    return report, read_jsonl(out)
 
 
 # ---- the one settings value ------------------------------------------------------------------------
@@ -114,14 +103,13 @@ def test_ids_and_fingerprints_of_the_runtime_and_bf16():
     (["--runtime", "openvino", "--builtin"], "--runtime openvino applies to ONNX models only"),
     (["--precision", "bf16", "--builtin"], "--precision bf16 applies to ONNX models only"),
 ])
-def test_runtime_and_bf16_misuse_is_one_line(nets, table, tmp_path, args, needle, monkeypatch):
+def test_runtime_and_bf16_misuse_is_one_line(nets, two_clip_table, tmp_path, args, needle, monkeypatch):
     monkeypatch.setattr(knobs, "openvino_installed", lambda: True)
     model = [] if "--builtin" in args else ["--model-path", str(nets / "encdec.onnx")]
     args = [a for a in args if a != "--builtin"]
-    result = run_cli_inprocess("materialize", "--input", table, "--output", tmp_path / "o.jsonl", "--quiet",
+    result = run_cli_inprocess("materialize", "--input", two_clip_table, "--output", tmp_path / "o.jsonl", "--quiet",
                                *model, *args)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
+    assert needle in error_exit_line(result), result.stderr
     assert not (tmp_path / "o.jsonl").exists()
 
 
@@ -143,11 +131,11 @@ def test_openvino_refused_where_it_is_not_installed(nets, monkeypatch):
 
 
 @needs_openvino
-def test_openvino_matches_onnxruntime_keeps_the_id_and_not_the_cache_key(nets, table, tmp_path):
+def test_openvino_matches_onnxruntime_keeps_the_id_and_not_the_cache_key(nets, two_clip_table, tmp_path):
     cache = str(tmp_path / "c.sqlite")
     model = str(nets / "encdec.onnx")
-    ort_report, ort_rows = run(table, tmp_path / "a.jsonl", model_path=model, runtime="onnxruntime", cache=cache)
-    ov_report, ov_rows = run(table, tmp_path / "b.jsonl", model_path=model, runtime="openvino", cache=cache,
+    ort_report, ort_rows = materialize_ok(two_clip_table, tmp_path / "a.jsonl", model_path=model, runtime="onnxruntime", cache=cache)
+    ov_report, ov_rows = materialize_ok(two_clip_table, tmp_path / "b.jsonl", model_path=model, runtime="openvino", cache=cache,
                              audit_json=str(tmp_path / "audit.json"))
     assert ov_report.audit["cache"]["hits"] == 0  # onnxruntime's values are never served for OpenVINO's
     assert [r["saliency_model_id"] for r in ov_rows] == [r["saliency_model_id"] for r in ort_rows] == ["encdec"] * 2
@@ -156,7 +144,7 @@ def test_openvino_matches_onnxruntime_keeps_the_id_and_not_the_cache_key(nets, t
     audit = json.loads((tmp_path / "audit.json").read_text())
     assert audit["model"]["runtime"] == "openvino" and audit["model"]["openvino"]
     assert audit["model"]["fingerprint"] == ort_report.audit["model"]["fingerprint"] + "/openvino"
-    auto_report, _ = run(table, tmp_path / "c.jsonl", model_path=model, cache=cache)
+    auto_report, _ = materialize_ok(two_clip_table, tmp_path / "c.jsonl", model_path=model, cache=cache)
     assert auto_report.audit["model"]["runtime"] == Knobs().resolved().runtime  # whichever measured faster
     assert auto_report.audit["cache"]["hits"] == 2  # that runtime's values, from the cache
 
@@ -217,22 +205,22 @@ def test_openvino_keeps_a_bounded_number_of_compiled_shapes(nets, monkeypatch):
 
 
 @needs_openvino
-def test_pool_workers_run_openvino_too(nets, table, tmp_path):
-    _, inline = run(table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"), runtime="openvino")
-    report = materialize(str(table), str(tmp_path / "b.jsonl"), quiet=True, workers=2, no_cache=True,
+def test_pool_workers_run_openvino_too(nets, two_clip_table, tmp_path):
+    _, inline = materialize_ok(two_clip_table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"), runtime="openvino")
+    report = materialize(str(two_clip_table), str(tmp_path / "b.jsonl"), quiet=True, workers=2, no_cache=True,
                          model_path=str(nets / "encdec.onnx"), runtime="openvino")
     assert report.ok == 2 and report.audit["model"]["runtime"] == "openvino"
     assert read_jsonl(tmp_path / "b.jsonl") == inline
 
 
 @needs_openvino
-def test_bf16_gets_its_id_fingerprint_and_cache_key(nets, table, tmp_path, monkeypatch):
+def test_bf16_gets_its_id_fingerprint_and_cache_key(nets, two_clip_table, tmp_path, monkeypatch):
     """Runs on any CPU by vouching for bf16 (OpenVINO then computes in fp32 where the CPU lacks it):
     what is checked is the labelling, which must not depend on the machine."""
     monkeypatch.setattr(knobs, "cpu_has_bf16", lambda: True)
     cache = str(tmp_path / "c.sqlite")
-    _, fp32 = run(table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"), cache=cache)
-    report, bf16 = run(table, tmp_path / "b.jsonl", model_path=str(nets / "encdec.onnx"), precision="bf16",
+    _, fp32 = materialize_ok(two_clip_table, tmp_path / "a.jsonl", model_path=str(nets / "encdec.onnx"), cache=cache)
+    report, bf16 = materialize_ok(two_clip_table, tmp_path / "b.jsonl", model_path=str(nets / "encdec.onnx"), precision="bf16",
                        cache=cache)
     assert report.audit["cache"]["hits"] == 0
     assert {r["saliency_model_id"] for r in bf16} == {"encdec@bf16"}
@@ -251,7 +239,7 @@ def test_the_gpu_settings_travel_through_the_same_value():
     assert pickle.loads(pickle.dumps(ModelSpec(model_path="m.onnx", knobs=gpu))).knobs == gpu
 
 
-def test_the_driver_resolves_names_and_the_runtime_once(nets, table, tmp_path, monkeypatch):
+def test_the_driver_resolves_names_and_the_runtime_once(nets, two_clip_table, tmp_path, monkeypatch):
     """Workers get a concrete runtime (never `auto`, which could resolve otherwise on another node),
     and a run looks its model up once (`resolve_named` ran twice before)."""
     from salmat.models import spec as spec_module
@@ -262,5 +250,5 @@ def test_the_driver_resolves_names_and_the_runtime_once(nets, table, tmp_path, m
     resolved = ModelSpec(model_path=str(nets / "encdec.onnx")).resolved()
     assert resolved.knobs.runtime in knobs.RUNTIMES and len(calls) == 1
     calls.clear()
-    run(table, tmp_path / "o.jsonl", model_path=str(nets / "encdec.onnx"), no_cache=True)
+    materialize_ok(two_clip_table, tmp_path / "o.jsonl", model_path=str(nets / "encdec.onnx"), no_cache=True)
     assert len(calls) == 1

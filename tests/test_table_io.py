@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli_inprocess
+from conftest import one_line_message, run_cli_inprocess
 from salmat import outputs
 from salmat.errors import SalmatError
 from salmat.outputs import preflight
@@ -33,12 +33,6 @@ def _written(path: Path, table: pa.Table = TABLE, stream_format: str | None = No
 def _read(path: str | Path) -> pa.Table:
     reader = TableReader(path)
     return pa.Table.from_batches(list(reader.iter_batches()), schema=reader.schema)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc)
-    assert "\n" not in text
-    return text
 
 
 # ---- gzip and TSV ---------------------------------------------------------------------------------
@@ -88,7 +82,7 @@ def test_damaged_gzip_is_a_one_line_error(tmp_path, name):
     cut.write_bytes(good[: len(good) // 2])
     with pytest.raises(SalmatError) as err:
         _read(cut)
-    assert _one_line(err.value).startswith(f"{cut} is not a valid table")
+    assert one_line_message(err.value).startswith(f"{cut} is not a valid table")
     fake = tmp_path / ("fake-" + name)
     fake.write_bytes(b'{"src": "plain text, not gzip"}\n')
     with pytest.raises(SalmatError, match="is not a valid table"):
@@ -158,7 +152,7 @@ def test_a_folder_with_anything_else_is_refused(tmp_path, extra, needle):
         (folder / extra).write_text("not a table")
     with pytest.raises(SalmatError) as err:
         TableReader(folder)
-    assert needle in _one_line(err.value)
+    assert needle in one_line_message(err.value)
 
 
 def test_an_empty_folder_is_refused(tmp_path):
@@ -220,7 +214,7 @@ def test_stdin_errors_name_stdin_not_the_private_copy(monkeypatch):
     monkeypatch.setattr(sys, "stdin", _Stdin(b'{"src": "a"}\n{"src": 1}\n'))
     with pytest.raises(SalmatError) as err:
         TableReader("-")
-    message = _one_line(err.value)
+    message = one_line_message(err.value)
     assert message.startswith("stdin is not a valid table: line 2: column 'src'") and "salmat-tmp" not in message
 
 

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import one_line_message, write_jsonl
 from salmat import tables
 from salmat.errors import SalmatError
 from salmat.tables import TableReader, TableWriter, check_output_writable, detect_format, sha256_file
@@ -42,11 +43,6 @@ TYPES = {
     "path": pa.string(),
     "fps": pa.float64(),  # whole-valued floats must stay float through CSV
 }
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def read_all(path: Path, batch_rows: int = 65536) -> tuple[pa.Schema, list[dict]]:
@@ -100,7 +96,7 @@ def test_detect_format_rejects_unknown_suffix(name: str) -> None:
 
 @pytest.mark.parametrize("csv_name", ["mid.csv", "mid.tsv"])
 def test_round_trip_jsonl_parquet_csv_jsonl_keeps_values_and_types(tmp_path: Path, csv_name: str) -> None:
-    source = write_jsonl(tmp_path / "in.jsonl", ROWS)
+    source = write_jsonl(tmp_path / "in.jsonl", ROWS, ensure_ascii=False)
     schema, rows = read_all(source)
     assert type_map(schema) == TYPES
     assert rows == ROWS
@@ -179,7 +175,7 @@ def test_jsonl_schema_is_inferred_over_the_whole_file(tmp_path: Path, monkeypatc
     monkeypatch.setattr(tables.jsonl, "_JSONL_SCAN_CHUNK", 64)
     rows = [{"i": n, "v": n, "late": None, "when": "2024-01-01"} for n in range(200)]
     rows[-1].update(v=0.5, late="00123", when="not a date")
-    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    path = write_jsonl(tmp_path / "in.jsonl", rows, ensure_ascii=False)
     reader = TableReader(path)
     assert type_map(reader.schema) == {"i": pa.int64(), "v": pa.float64(), "late": pa.string(), "when": pa.string()}
     pass1 = reader.read_columns(["late", "v"])
@@ -192,7 +188,7 @@ def test_jsonl_schema_is_inferred_over_the_whole_file(tmp_path: Path, monkeypatc
 
 def test_jsonl_line_longer_than_default_block(tmp_path: Path) -> None:
     long_text = "x" * (3 << 20)
-    path = write_jsonl(tmp_path / "long.jsonl", [{"s": "a"}, {"s": long_text}, {"s": "b"}])
+    path = write_jsonl(tmp_path / "long.jsonl", [{"s": "a"}, {"s": long_text}, {"s": "b"}], ensure_ascii=False)
     _, rows = read_all(path)
     assert [len(r["s"]) for r in rows] == [1, len(long_text), 1]
 
@@ -204,7 +200,7 @@ def test_jsonl_line_longer_than_default_block(tmp_path: Path) -> None:
 def test_iter_batches_streams_in_order_with_the_read_columns_types(tmp_path: Path, suffix: str) -> None:
     n = 1000
     rows = [{"k": i, "id": f"{i:05d}", "x": i / 4, "maybe": None if i % 3 else i} for i in range(n)]
-    source = write_jsonl(tmp_path / "src.jsonl", rows)
+    source = write_jsonl(tmp_path / "src.jsonl", rows, ensure_ascii=False)
     path = tmp_path / f"table{suffix}"
     if suffix == ".jsonl":
         path = source
@@ -229,7 +225,7 @@ def test_iter_batches_streams_in_order_with_the_read_columns_types(tmp_path: Pat
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
 def test_read_columns_skips_absent_names(tmp_path: Path, suffix: str) -> None:
-    source = write_jsonl(tmp_path / "src.jsonl", ROWS)
+    source = write_jsonl(tmp_path / "src.jsonl", ROWS, ensure_ascii=False)
     path = source if suffix == ".jsonl" else tmp_path / f"t{suffix}"
     if path != source:
         copy_table(source, path)
@@ -345,10 +341,6 @@ def test_write_batch_rejects_other_columns(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- errors
 
 
-def assert_one_line(error: SalmatError) -> None:
-    assert "\n" not in str(error)
-
-
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
@@ -369,7 +361,7 @@ def test_malformed_jsonl_raises_salmat_error_with_line(tmp_path: Path, content: 
     with pytest.raises(SalmatError, match=expected) as caught:
         TableReader(path)
     assert str(path) in str(caught.value)
-    assert_one_line(caught.value)
+    one_line_message(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -391,7 +383,7 @@ def test_jsonl_lines_pyarrow_would_mishandle_are_refused(tmp_path: Path, content
 def test_jsonl_lists_with_leading_nulls_read_correctly(tmp_path: Path) -> None:
     # pyarrow's inferring reader builds invalid lists here (apache/arrow#51305).
     rows = [{"a": [None, 1], "s": {"b": [None, "x"]}}, {"a": [2], "s": None}]
-    path = write_jsonl(tmp_path / "lists.jsonl", rows)
+    path = write_jsonl(tmp_path / "lists.jsonl", rows, ensure_ascii=False)
     reader = TableReader(path)
     assert reader.schema.field("a").type == pa.list_(pa.int64())
     table = pa.Table.from_batches(list(reader.iter_batches()))
@@ -403,7 +395,7 @@ def test_jsonl_lists_with_leading_nulls_read_correctly(tmp_path: Path) -> None:
 def test_type_conflict_across_scan_chunks_names_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tables.jsonl, "_JSONL_SCAN_CHUNK", 32)
     rows = [{"a": i} for i in range(50)] + [{"a": "x"}]
-    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    path = write_jsonl(tmp_path / "bad.jsonl", rows, ensure_ascii=False)
     with pytest.raises(SalmatError, match="line 51: column 'a' is a string"):
         TableReader(path)
 
@@ -429,7 +421,7 @@ def test_bad_inputs_raise_salmat_error(tmp_path: Path, name: str, content: str |
         path.write_text(content)
     with pytest.raises(SalmatError, match=expected) as caught:
         TableReader(path)
-    assert_one_line(caught.value)
+    one_line_message(caught.value)
 
 
 def test_folder_named_like_a_table_is_refused(tmp_path: Path) -> None:
@@ -439,7 +431,7 @@ def test_folder_named_like_a_table_is_refused(tmp_path: Path) -> None:
 
 
 def test_check_output_writable(tmp_path: Path) -> None:
-    source = write_jsonl(tmp_path / "in.jsonl", ROWS)
+    source = write_jsonl(tmp_path / "in.jsonl", ROWS, ensure_ascii=False)
     check_output_writable(tmp_path / "out.parquet", source)
     assert sorted(os.listdir(tmp_path)) == ["in.jsonl"]  # the probe leaves nothing behind
     with pytest.raises(SalmatError, match="input is never modified"):
@@ -493,7 +485,7 @@ def exercise(path: Path) -> None:
         total = sum(b.num_rows for b in reader.iter_batches(batch_rows=3))
         assert total == reader.num_rows
     except SalmatError as error:
-        assert_one_line(error)
+        one_line_message(error)
 
 
 json_scalars = st.one_of(

@@ -1,23 +1,29 @@
-"""Each value path against an independent computation written here (issue 20, point 6).
+"""Each value path against an independent computation written here.
 
 Every expected value is computed in this file with NumPy (and onnx/onnxruntime only to build and
 run a graph): the BT.709 conversion, the raw `.yuv` layout, per-frame min-max normalisation, the
 preset fingerprint and OpenCV's bilinear resize (half-pixel centres, edge samples repeated). The
-content is coloured, non-square and odd-sized, and the tolerances sit far below what any of the
-one-line mutants in `tests/test_mutants.py` changes, which runs each `check_*` here against them.
+content is coloured, non-square and odd-sized, and the tolerances sit far below what a plausible
+one-line slip changes: `test_each_value_mutant_is_killed` applies twelve such slips (BT.601 for
+BT.709, raw U/V swapped, min-max over the whole batch, the preset fingerprint without the tensor
+names, maps resized back with nearest, ...) to a copy of their module and shows that the
+`check_*` written for it fails on the changed code and holds on the real one.
 
 Each `check_*` reaches salmat through module attributes (`color.rgb_planes`, not an imported
-name), so the mutant harness can swap a mutated copy in.
+name), so the changed copy swapped in by `mutant` is what it runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import onnx_graphs as graphs
 from salmat import color, decode, maps
@@ -189,20 +195,6 @@ def _other(value, name):
     raise AssertionError(f"no rule to change Preprocess.{name}; add one")
 
 
-def two_output_graph() -> object:
-    """input → Conv 3→1 → `first` = Sigmoid(conv), `second` = Sigmoid(−conv)."""
-    nodes = [
-        helper.make_node("Conv", ["input", "W", "B"], ["conv"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        helper.make_node("Sigmoid", ["conv"], ["first"]),
-        helper.make_node("Neg", ["conv"], ["negated"]),
-        helper.make_node("Sigmoid", ["negated"], ["second"]),
-    ]
-    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, "H", "W"])
-          for n, c in (("input", 3), ("first", 1), ("second", 1))]
-    weights = [numpy_helper.from_array(graphs.CONV_WEIGHTS, "W"), numpy_helper.from_array(graphs.CONV_BIAS, "B")]
-    return graphs._model(nodes, io[:1], io[1:], weights, "two_outputs")
-
-
 def check_fingerprint_names_every_field(folder: Path) -> None:
     base = presets.Preprocess(name="p")
     prints = {"base": base.fingerprint()}
@@ -213,7 +205,7 @@ def check_fingerprint_names_every_field(folder: Path) -> None:
         prints[field.name] = other.fingerprint()
     assert len(set(prints.values())) == len(prints), "two presets that differ share a fingerprint"
     # two outputs of one ONNX file are two models
-    path = graphs.save(two_output_graph(), folder / "two.onnx")
+    path = graphs.save(graphs.two_outputs(), folder / "two.onnx")
     loaded = []
     for output in ("first", "second"):
         cfg = folder / output / "p.toml"
@@ -278,3 +270,90 @@ def test_the_written_out_bilinear_is_opencvs(n_in, n_out):
 
     eye = cv2.resize(np.eye(n_in, dtype=np.float32), (n_in, n_out), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(eye, bilinear_matrix(n_in, n_out), atol=1e-6)
+
+
+# ---- each check fails on a one-line change to a copy of its module ------------------------------
+
+
+def _holders() -> list[object]:
+    """The modules that may hold a salmat object by name: salmat's own and this suite's."""
+    tests = str(Path(__file__).parent)
+    return [m for name, m in list(sys.modules.items()) if m is not None and (
+        name == "salmat" or name.startswith("salmat.") or str(getattr(m, "__file__", "") or "").startswith(tests))]
+
+
+@contextmanager
+def mutant(module_name: str, old: str, new: str) -> Iterator[None]:
+    """`module_name` with the one occurrence of `old` replaced by `new`, for the duration.
+
+    The mutated source runs in a fresh namespace; every top-level object it defines anew replaces
+    the real one in the module and wherever another salmat or test module holds the real one by
+    name (`from .color import rgb_planes`), so every caller reaches the changed copy."""
+    module = importlib.import_module(module_name)
+    source = Path(module.__file__).read_text(encoding="utf-8")
+    assert source.count(old) == 1, f"the mutant's line is not (once) in {module_name}: {old!r}"
+    namespace: dict[str, object] = {"__name__": module_name, "__package__": module.__package__,
+                                    "__file__": module.__file__}
+    exec(compile(source.replace(old, new), module.__file__, "exec"), namespace)  # noqa: S102
+    undo: list[tuple[object, str, object]] = []
+    holders = _holders()
+    try:
+        for name, value in namespace.items():
+            original = module.__dict__.get(name)
+            if name.startswith("__") or original is value or original is None:
+                continue
+            for holder in holders:
+                for attr, held in list(vars(holder).items()):
+                    if held is original:
+                        undo.append((holder, attr, held))
+                        setattr(holder, attr, value)
+        yield
+    finally:
+        for holder, attr, held in reversed(undo):
+            setattr(holder, attr, held)
+
+
+BT709 = "BT709_TERMS = (1.5748, 0.1873, 0.4681, 1.8556)"
+MUTANTS: list[tuple[str, str, str, str, Callable[[Path], None]]] = [
+    ("bt601-rgb", "salmat.color", BT709, "BT709_TERMS = (1.402, 0.344136, 0.714136, 1.772)",
+     lambda _: check_rgb_planes_are_bt709()),
+    ("bt601-builtin", "salmat.color", BT709, "BT709_TERMS = (1.402, 0.344136, 0.714136, 1.772)",
+     lambda _: check_builtin_models_convert_bt709()),
+    ("raw-uv-swapped", "salmat.decode.raw", "return YuvFrame(y, u, v, spec.bit_depth)",
+     "return YuvFrame(y, v, u, spec.bit_depth)", check_raw_planes_are_y_u_v),
+    ("raw-10-bit-unclamped", "salmat.decode.raw",
+     "y, u, v = (np.minimum(p, (1 << spec.bit_depth) - 1) for p in (y, u, v))", "pass",
+     check_raw_planes_are_y_u_v),
+    ("bgr-ignored", "salmat.models.presets", "planes = planes[::-1]", "planes = planes",
+     lambda _: check_preset_input_is_the_recipe()),
+    ("imagenet-std-bgr", "salmat.models.presets", "std: tuple[float, float, float] | None = IMAGENET_STD",
+     "std: tuple[float, float, float] | None = IMAGENET_STD[::-1]", lambda _: check_preset_input_is_the_recipe()),
+    ("minmax-over-batch", "salmat.models.presets", "lo = maps.min(axis=(1, 2), keepdims=True)",
+     "lo = maps.min(keepdims=True)", check_minmax_is_per_frame),
+    ("minmax-span-over-batch", "salmat.models.presets", "span = maps.max(axis=(1, 2), keepdims=True) - lo",
+     "span = maps.max(keepdims=True) - lo", check_minmax_is_per_frame),
+    ("fingerprint-without-names", "salmat.models.presets",
+     'blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))',
+     'blob = json.dumps({k: v for k, v in self.to_dict().items() if k not in ("input_name", "output_name")}, '
+     'sort_keys=True, separators=(",", ":"))', check_fingerprint_names_every_field),
+    ("nearest-upsample", "salmat.maps", "dst=out,\n                            interpolation=cv2.INTER_LINEAR)",
+     "dst=out,\n                            interpolation=cv2.INTER_NEAREST)",
+     lambda _: check_maps_are_resized_bilinear()),
+    ("nearest-moments", "salmat.maps", "(n_in, n_out), interpolation=cv2.INTER_LINEAR)",
+     "(n_in, n_out), interpolation=cv2.INTER_NEAREST)", lambda _: check_maps_are_resized_bilinear()),
+    ("nearest-preset-resize-back", "salmat.models.presets",
+     "[cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in maps.astype(np.float32)]",
+     "[cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in maps.astype(np.float32)]",
+     lambda _: check_maps_are_resized_bilinear()),
+]
+
+
+@pytest.mark.parametrize("module_name, old, new, check", [m[1:] for m in MUTANTS], ids=[m[0] for m in MUTANTS])
+def test_each_value_mutant_is_killed(tmp_path, module_name, old, new, check):
+    real, mutated, restored = (tmp_path / name for name in ("real", "mutant", "restored"))
+    for folder in (real, mutated, restored):
+        folder.mkdir()
+    check(real)  # holds on the real code ...
+    with mutant(module_name, old, new), pytest.raises(AssertionError):
+        check(mutated)  # ... and fails on the mutant
+    check(restored)  # the real code is back

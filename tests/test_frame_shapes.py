@@ -1,6 +1,6 @@
-"""Hostile frame shapes (issue 11): memory is bounded by the input's pixels, whatever its shape.
+"""Frame shapes: memory is bounded by the input's pixels, whatever a frame's shape.
 
-Reported: a 6 KB raw clip of 2x2000 pixels used 16 GB (the working-size statistics built
+The cases come from failures seen before: a 6 KB raw clip of 2x2000 pixels used 16 GB (the working-size statistics built
 matrices that grow with the square of the aspect ratio), an 8x2000 FFV1 clip crashed the
 process with SIGSEGV (OpenCV resizing a 16000² identity), and `--max-pixels` was checked
 on the first frame only. Found here as well: a 3x1001 raw clip crashes the same way, a

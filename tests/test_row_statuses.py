@@ -1,5 +1,5 @@
-"""The fault suite: every input row reaches the output with a status, through bad inputs,
-bad outputs and fuzzed tables, on each engine (in-process, process pool, Ray).
+"""Every input row reaches the output with a status: through bad inputs, bad outputs and fuzzed
+tables, on each engine (in-process, process pool, Ray).
 
 Covered elsewhere, not repeated here (see docs/reliability.md): a decoder that hangs on a
 named pipe (`--clip-timeout`, tests/test_engine_pool.py), a pool worker killed mid-clip
@@ -9,7 +9,6 @@ whole run then a rerun (the result cache's tests).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import salmat
-from conftest import read_jsonl, write_jsonl
+from conftest import error_exit_line, one_error_line, read_jsonl, sha256_of, write_jsonl
 from salmat.cli import main
 from salmat.errors import SalmatError
 from salmat.rows import STATUSES
@@ -100,7 +100,7 @@ INPUT_FAULT_CASES = 21  # rows (and cases) in fault_table; the report counts the
 def test_every_input_fault_keeps_its_row_and_gets_a_status(fault_table, tmp_path, engine):
     table, root, cases = fault_table
     assert len(cases) == INPUT_FAULT_CASES
-    before = hashlib.sha256(table.read_bytes()).hexdigest()
+    before = sha256_of(table)
     out = tmp_path / "out.jsonl"
     report = salmat.materialize(str(table), str(out), root=str(root), confine_to_root=True, frame_samples=3,
                                 quiet=True, **engine)
@@ -119,7 +119,7 @@ def test_every_input_fault_keeps_its_row_and_gets_a_status(fault_table, tmp_path
     assert "max_pixels=" in huge["saliency_error"]  # named as the Python caller passes it
     assert "whole number" in next(r for r in rows if r["case"].startswith("geometry that"))["saliency_error"]
     assert report.exit_code == 1 and report.total == len(cases)
-    assert hashlib.sha256(table.read_bytes()).hexdigest() == before  # the input is never modified
+    assert sha256_of(table) == before  # the input is never modified
 
 
 @pytest.mark.skipif(AS_ROOT, reason=ROOT_REASON)
@@ -136,14 +136,71 @@ def test_unreadable_file_is_missing_source(tmp_path, disc_clip):
     assert [r["saliency_status"] for r in read_jsonl(out)] == ["missing-source", "ok"]
 
 
+# ---------------------------------------------------------------- every row past one output batch
+
+
+ROWS = 70_000  # the writer's batches are 65,536 rows: the last 4,464 rows are a second batch
+
+
+def test_every_row_past_the_first_batch_gets_its_own_clips_values(tmp_path, small_clips):
+    folder = tmp_path / "clips"
+    shutil.copytree(small_clips, folder)
+    (folder / "broken.mp4").write_text("not a video\n" * 10)
+    sources = ["c0.mp4", "c1.mp4", "c2.mp4", "c3.mp4", "missing.mp4", "broken.mp4"]
+    names = ["c0.mp4", "c1.mp4", "c2.mp4", "c3.mp4"]
+
+    # each clip's values from a run of one row per clip
+    small = write_jsonl(tmp_path / "small.jsonl", [{"src": n} for n in names])
+    per_clip = salmat.materialize(small, tmp_path / "small_out.jsonl", root=str(folder), no_cache=True,
+                                  frame_samples=2, workers=1, quiet=True)
+    assert per_clip.counts == {"ok": 4}
+    expected = {r["src"]: (r["saliency_mean"], r["saliency_var"]) for r in read_jsonl(tmp_path / "small_out.jsonl")}
+    assert len({v[0] for v in expected.values()}) == 4, "the clips must have distinct values"
+
+    # 70,000 rows, each naming a random source; some rows already hold values (kept as they are)
+    rng = np.random.default_rng(11)
+    which = rng.integers(0, len(sources), ROWS)
+    src = np.array(sources, dtype=object)[which]
+    existing = rng.random(ROWS) < 0.02
+    old_mean = np.where(existing, rng.uniform(2.0, 3.0, ROWS), np.nan)  # outside any real value's range
+    old_var = np.where(existing, rng.uniform(2.0, 3.0, ROWS), np.nan)
+    table = pa.table({"row": np.arange(ROWS), "src": pa.array(src, pa.string()),
+                      "saliency_mean": pa.array(old_mean, mask=~existing),
+                      "saliency_var": pa.array(old_var, mask=~existing)})
+    pq.write_table(table, tmp_path / "big.parquet")
+    report = salmat.materialize(str(tmp_path / "big.parquet"), str(tmp_path / "out.parquet"), root=str(folder),
+                                no_cache=True, frame_samples=2, workers=1, quiet=True)
+
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.num_rows == ROWS
+    assert out.column("row").to_numpy().tolist() == list(range(ROWS))
+    status = np.array(out.column("saliency_status").to_pylist(), dtype=object)
+    mean = out.column("saliency_mean").to_numpy(zero_copy_only=False)
+    var = out.column("saliency_var").to_numpy(zero_copy_only=False)
+
+    want_status = np.where(existing, "skipped-existing",
+                           np.select([np.isin(src, names), src == "missing.mp4"], ["ok", "missing-source"],
+                                     "decode-failed")).astype(object)
+    bad = np.flatnonzero(status != want_status)
+    assert bad.size == 0, f"{bad.size} rows have the wrong status, first at row {bad[:5].tolist()}"
+    want_mean = np.full(ROWS, np.nan)
+    want_var = np.full(ROWS, np.nan)
+    for name, (m, v) in expected.items():
+        rows = (src == name) & ~existing
+        want_mean[rows], want_var[rows] = m, v
+    want_mean[existing], want_var[existing] = old_mean[existing], old_var[existing]
+    for got, want, label in ((mean, want_mean, "saliency_mean"), (var, want_var, "saliency_var")):
+        wrong = np.flatnonzero(~((got == want) | (np.isnan(got) & np.isnan(want))))
+        assert wrong.size == 0, f"{wrong.size} rows have another row's {label}, first at rows {wrong[:5].tolist()}"
+    assert np.flatnonzero(~existing[65_536:] & np.isin(src[65_536:], names)).size > 1000  # the 2nd batch has ok rows
+
+    # the summary counts what the output says
+    labels, counts = np.unique(status.astype(str), return_counts=True)
+    assert report.counts == {str(k): int(c) for k, c in zip(labels, counts, strict=True)}
+    assert report.total == ROWS
+
+
 # ---------------------------------------------------------------- output faults
-
-
-def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("salmat: error:"), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_output_folder_under_a_regular_file_exits_2_before_any_work(tmp_path, disc_clip, capsys):
@@ -151,7 +208,7 @@ def test_output_folder_under_a_regular_file_exits_2_before_any_work(tmp_path, di
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file, not a folder")
     rc = main(["materialize", "--input", str(table), "--output", str(blocker / "out.jsonl"), "--workers", "1"])
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert rc == 2 and "output folder" in line and "--output" in line
     assert blocker.read_text() == "a file, not a folder"
 
@@ -160,7 +217,7 @@ def test_output_that_is_a_folder_exits_2(tmp_path, disc_clip, capsys):
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}])
     (tmp_path / "out.jsonl").mkdir()
     rc = main(["materialize", "--input", str(table), "--output", str(tmp_path / "out.jsonl"), "--workers", "1"])
-    assert rc == 2 and "folder" in _one_error_line(capsys.readouterr().err)
+    assert rc == 2 and "folder" in one_error_line(capsys.readouterr().err)
 
 
 @pytest.mark.skipif(AS_ROOT, reason=ROOT_REASON)
@@ -173,7 +230,7 @@ def test_output_folder_not_writable_exits_2(tmp_path, disc_clip, capsys):
         rc = main(["materialize", "--input", str(table), "--output", str(folder / "o.jsonl"), "--workers", "1"])
     finally:
         folder.chmod(0o700)
-    assert rc == 2 and "cannot write" in _one_error_line(capsys.readouterr().err)
+    assert rc == 2 and "cannot write" in one_error_line(capsys.readouterr().err)
     assert list(folder.iterdir()) == []
 
 
@@ -198,8 +255,7 @@ def test_disk_full_leaves_no_partial_output_and_the_previous_one_untouched(tmp_p
     result = subprocess.run([sys.executable, "-c", _SIZE_LIMITED, "20000", "materialize", "--input", str(table),
                              "--output", str(out), "--workers", "1", "--no-cache"],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr
-    line = _one_error_line(result.stderr)
+    line = error_exit_line(result)
     assert "cannot write" in line and "File too large" in line
     assert out.read_bytes() == b"the previous output"
     assert sorted(p.name for p in out_dir.iterdir()) == [out.name]  # no temporary file left behind
@@ -221,7 +277,7 @@ def _run_fuzzed(table: Path, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     if rc == 2:
-        _one_error_line(err)
+        one_error_line(err)
         assert not out.exists()
         return
     assert rc in (0, 1), err

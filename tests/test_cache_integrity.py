@@ -1,4 +1,4 @@
-"""The result cache can't lie or crash (issue 11, class 6).
+"""The result cache can't lie or crash.
 
 - A clip rewritten in place with its size and mtime restored is hashed again (ctime).
 - A damaged entry (stats that are not JSON, of the wrong shape, missing reducers,
@@ -26,7 +26,7 @@ import pytest
 
 import salmat
 import salmat.cache as cache_mod
-from conftest import read_jsonl, run_cli_inprocess, write_jsonl
+from conftest import read_jsonl, run_cli_inprocess, saliency_values, write_jsonl
 from salmat.cache import CacheKey, ResultCache, reduce_key, sampling_key
 from salmat.sources import ClipSpec
 from salmat.synthetic import write_disc_clip, write_raw_yuv
@@ -178,10 +178,6 @@ def disc_folder(tmp_path_factory):
     return folder
 
 
-def _values(path):
-    return [(r["saliency_status"], r["saliency_mean"], r["saliency_var"]) for r in read_jsonl(path)]
-
-
 def test_a_damaged_entry_in_a_run_is_recomputed_with_the_right_value(tmp_path, disc_folder, capsys):
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": "a.mp4"}, {"src": "b.mp4"}])
     cache = tmp_path / "cache.sqlite"
@@ -192,13 +188,13 @@ def test_a_damaged_entry_in_a_run_is_recomputed_with_the_right_value(tmp_path, d
     capsys.readouterr()
     second = salmat.materialize(table, tmp_path / "2.jsonl", root=str(disc_folder), cache=str(cache), **FAST)
     assert second.counts == {"ok": 2}
-    assert _values(tmp_path / "2.jsonl") == _values(tmp_path / "1.jsonl")
+    assert saliency_values(tmp_path / "2.jsonl") == saliency_values(tmp_path / "1.jsonl")
     record = second.audit["cache"]
     assert (record["hits"], record["misses"], record["damaged"], record["stored"]) == (0, 2, 2, 2)
     err = capsys.readouterr().err
     assert err.count(WARNING) == 1 and "Traceback" not in err
     third = salmat.materialize(table, tmp_path / "3.jsonl", root=str(disc_folder), cache=str(cache), **FAST)
-    assert third.audit["cache"]["hits"] == 2 and _values(tmp_path / "3.jsonl") == _values(tmp_path / "1.jsonl")
+    assert third.audit["cache"]["hits"] == 2 and saliency_values(tmp_path / "3.jsonl") == saliency_values(tmp_path / "1.jsonl")
 
 
 def _rewrite_in_place(path, data):
@@ -228,8 +224,8 @@ def test_a_clip_rewritten_in_place_with_its_mtime_restored_is_recomputed(tmp_pat
     fresh = salmat.materialize(table, tmp_path / "3.jsonl", root=str(clips), no_cache=True, **FAST)
     assert second.audit["cache"]["hits"] == 0 and second.audit["cache"]["misses"] == 1
     assert fresh.counts == second.counts == {"ok": 1}
-    assert _values(tmp_path / "2.jsonl") == _values(tmp_path / "3.jsonl")
-    assert _values(tmp_path / "2.jsonl") != _values(tmp_path / "1.jsonl")
+    assert saliency_values(tmp_path / "2.jsonl") == saliency_values(tmp_path / "3.jsonl")
+    assert saliency_values(tmp_path / "2.jsonl") != saliency_values(tmp_path / "1.jsonl")
 
 
 def test_the_content_hash_follows_in_place_rewrites_and_is_remembered_otherwise(tmp_path):
@@ -371,7 +367,7 @@ def test_an_unusable_cache_file_never_blocks_a_run(tmp_path, disc_folder, kind, 
         folder.chmod(0o755)
     assert "Traceback" not in err and "somewhere writable" not in err
     assert counts == reference.counts == {"ok": 2}
-    assert _values(tmp_path / "out.jsonl") == _values(tmp_path / "ref.jsonl")
+    assert saliency_values(tmp_path / "out.jsonl") == saliency_values(tmp_path / "ref.jsonl")
     assert err.count(WARNING) <= 1
     if kind in UNUSABLE_AT_OPEN:
         assert record["failed"] is True and err.count(WARNING) == 1
@@ -487,7 +483,7 @@ def test_a_clip_not_hashed_in_time_is_computed_without_the_cache(tmp_path, disc_
                                 **FAST)
     fresh = salmat.materialize(table, tmp_path / "f.jsonl", root=str(disc_folder), no_cache=True, **FAST)
     assert report.counts == {"ok": 1}
-    assert _values(tmp_path / "o.jsonl") == _values(tmp_path / "f.jsonl")
+    assert saliency_values(tmp_path / "o.jsonl") == saliency_values(tmp_path / "f.jsonl")
     record = report.audit["cache"]
     assert (record["uncacheable"], record["hash_timeouts"], record["stored"]) == (1, 1, 0)
     assert fresh.counts == {"ok": 1}

@@ -1,11 +1,11 @@
-"""Hostile sources (issue 11, classes 2 and 3), through the real pipeline on each engine.
+"""Opening a source: confined to `--root`, and never blocking, through the real pipeline on each engine.
 
-Class 2, confinement can't be escaped: a source is opened as one plain local file and checked
+Confinement can't be escaped: a source is opened as one plain local file and checked
 when it is opened, so no playlist, concat list, image sequence or URL-like path reaches a file
 outside `--root`, a symlink re-pointed after planning is not followed, a NUL byte is a row
 status, and `--confine-to-root` without `--root` is a usage error.
 
-Class 3, nothing hangs by default: FIFOs, devices, sockets and folders get a status before they
+Nothing hangs by default: FIFOs, devices, sockets and folders get a status before they
 are opened, and a live playlist is never read. The runs that hung the earlier code go through
 `_materialize_in_subprocess`, which kills them (and their workers) after a timeout, so a
 regression fails instead of hanging the suite.
@@ -65,7 +65,7 @@ def write_png(path: Path, index: int) -> Path:
 
 
 @pytest.fixture()
-def hostile(tmp_path, clip_folder, disc_clip):
+def root_and_outside(tmp_path, clip_folder, disc_clip):
     """`root/` with one good clip; `outside/` beside it with other clips (the "secret")."""
     root = tmp_path / "root"
     outside = tmp_path / "outside"
@@ -103,13 +103,13 @@ def run_table(tmp_path: Path, cases: list[tuple[str, str, str]], **settings) -> 
     return rows
 
 
-# ---------------------------------------------------------------- class 2: confinement
+# ---------------------------------------------------------------- confinement
 
 
-def test_playlists_concat_lists_and_image_sequences_cannot_reach_outside_the_root(hostile, tmp_path, engine):
+def test_playlists_concat_lists_and_image_sequences_cannot_reach_outside_the_root(root_and_outside, tmp_path, engine):
     """Each of these decoded the outside clip (`ok`, its value) before; now no demuxer may open a
     second file, so each is `decode-failed`."""
-    root, outside = hostile
+    root, outside = root_and_outside
     (root / "absolute.m3u8").write_text(hls([str(outside / "secret.ts")]))
     (root / "relative.m3u8").write_text(hls(["../outside/secret.ts"]))
     (root / "file_url.m3u8").write_text(hls([f"file:{outside / 'secret.ts'}"]))
@@ -134,11 +134,11 @@ def test_playlists_concat_lists_and_image_sequences_cannot_reach_outside_the_roo
         assert "single-file" in row["saliency_error"], row
 
 
-def test_url_like_paths_are_plain_local_files(hostile, tmp_path, monkeypatch, local_engine):
+def test_url_like_paths_are_plain_local_files(root_and_outside, tmp_path, monkeypatch, local_engine):
     """With `root="."` a relative path stays relative, and FFmpeg used to read a `file:`,
     `concat:` or `subfile,,…:` prefix as a protocol: past `--confine-to-root` to the outside
     clip, or to a different file than the one checked. Now the named local file is read."""
-    root, _ = hostile
+    root, _ = root_and_outside
     escapes = ["file:../outside/secret.mp4", "concat:../outside/secret.ts",
                "subfile,,start,0,end,0,,:../outside/secret.ts"]
     for name in escapes:  # what the path names as a local file, inside the root: not a video
@@ -153,10 +153,10 @@ def test_url_like_paths_are_plain_local_files(hostile, tmp_path, monkeypatch, lo
     assert rows[3]["saliency_mean"] == rows[4]["saliency_mean"]  # the same bytes, the same value
 
 
-def test_symlinks_re_pointed_after_planning_are_not_followed(hostile, tmp_path, monkeypatch, engine, request):
+def test_symlinks_re_pointed_after_planning_are_not_followed(root_and_outside, tmp_path, monkeypatch, engine, request):
     """Planning saw every link inside the root; they are re-pointed outside before the clips are
     opened. The check made when the file is opened refuses what it really opened."""
-    root, outside = hostile
+    root, outside = root_and_outside
     shutil.copy(root / "inside.mp4", root / "inside2.mp4")
     os.symlink(root / "inside.mp4", root / "link.mp4")
     os.symlink(root / "inside2.mp4", root / "hop.mp4")
@@ -195,8 +195,8 @@ def test_symlinks_re_pointed_after_planning_are_not_followed(hostile, tmp_path, 
 
 
 @pytest.mark.parametrize("confine", [True, False], ids=["confined", "unconfined"])
-def test_nul_byte_in_a_path_is_missing_source_not_a_traceback(hostile, tmp_path, confine):
-    root, _ = hostile
+def test_nul_byte_in_a_path_is_missing_source_not_a_traceback(root_and_outside, tmp_path, confine):
+    root, _ = root_and_outside
     cases = [("NUL byte", "in\x00side.mp4", "missing-source"), ("NUL byte, absolute", f"{root}/x\x00.mp4",
                                                                  "missing-source"), ("good clip", "inside.mp4", "ok")]
     rows = run_table(tmp_path, cases, root=str(root), confine_to_root=confine, workers=1)
@@ -223,7 +223,7 @@ def test_check_source_options():
     check_source_options(None, False)
 
 
-# ---------------------------------------------------------------- class 3: nothing hangs
+# ---------------------------------------------------------------- nothing hangs
 
 _RUN = textwrap.dedent("""
     import json, os, sys
@@ -277,8 +277,8 @@ def _materialize_in_subprocess(tmp_path: Path, cases: list[tuple[str, str, str]]
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 @pytest.mark.parametrize("workers", [1, 2], ids=["inline", "pool"])
-def test_fifo_stdin_and_live_playlist_do_not_hang_a_default_run(hostile, tmp_path, workers):
-    root, _ = hostile
+def test_fifo_stdin_and_live_playlist_do_not_hang_a_default_run(root_and_outside, tmp_path, workers):
+    root, _ = root_and_outside
     os.mkfifo(root / "stuck.mp4")  # never written
     os.symlink(root / "stuck.mp4", root / "to_fifo.mp4")
     remux(root / "inside.mp4", root / "seg0.ts")
@@ -298,9 +298,9 @@ def test_fifo_stdin_and_live_playlist_do_not_hang_a_default_run(hostile, tmp_pat
 
 @pytest.mark.skipif(not (hasattr(os, "mkfifo") and hasattr(os, "O_PATH")), reason="needs named pipes and O_PATH")
 @pytest.mark.parametrize("workers", [1, 2], ids=["inline", "pool"])
-def test_fifo_swapped_in_after_planning_is_refused_when_opened(hostile, tmp_path, workers):
+def test_fifo_swapped_in_after_planning_is_refused_when_opened(root_and_outside, tmp_path, workers):
     """Regular files when planned, FIFOs when opened: checked on what is opened, without blocking."""
-    root, _ = hostile
+    root, _ = root_and_outside
     shutil.copy(root / "inside.mp4", root / "late.mp4")
     write_raw_yuv(root / "late_64x48.yuv", 64, 48, frames=3)
     cases = [
@@ -314,10 +314,10 @@ def test_fifo_swapped_in_after_planning_is_refused_when_opened(hostile, tmp_path
         assert "not a regular file: FIFO" in row["saliency_error"], row
 
 
-def test_non_regular_files_are_named_for_what_they_are(hostile, tmp_path):
+def test_non_regular_files_are_named_for_what_they_are(root_and_outside, tmp_path):
     """They were `missing-source` with "no such file", which sends a user looking for a file
     that is right there."""
-    root, _ = hostile
+    root, _ = root_and_outside
     (root / "folder.mp4").mkdir()
     os.symlink("/dev/zero", root / "zero.mp4")
     cases = [
@@ -361,7 +361,7 @@ def test_reads_stop_at_the_size_the_file_had_when_opened(tmp_path, disc_clip):
             assert handle.read() == b""
 
 
-# ---- what other modules still owe (issue 11): these fail until then; remove the marks when they pass
+# ---- the same promises, kept by other modules: the clip timeout (engines) and the cache (cache)
 
 
 def test_default_run_has_a_finite_clip_timeout(tmp_path, disc_clip):
@@ -372,10 +372,10 @@ def test_default_run_has_a_finite_clip_timeout(tmp_path, disc_clip):
     assert timeout is not None and 0 < timeout < math.inf
 
 
-def test_a_result_cache_hit_does_not_skip_the_open_time_check(hostile, tmp_path, monkeypatch):
+def test_a_result_cache_hit_does_not_skip_the_open_time_check(root_and_outside, tmp_path, monkeypatch):
     """The outside clip's result is in the cache from an earlier, unconfined run; a link planned
     inside the root and re-pointed at that clip must not be answered from the cache."""
-    root, outside = hostile
+    root, outside = root_and_outside
     cache = tmp_path / "results.sqlite"
     earlier = write_jsonl(tmp_path / "earlier.jsonl", [{"src": str(outside / "secret.mp4")}])
     salmat.materialize(str(earlier), str(tmp_path / "earlier-out.jsonl"), cache=str(cache), workers=1, quiet=True,

@@ -1,11 +1,11 @@
-"""Hostile tables (issue 11, classes 5 and 7): no value is silently changed, and exit codes tell
-the truth.
+"""Input tables: no value is silently changed, and a table that can't be read as written is
+refused with an exit code that tells the truth.
 
-Class 5: duplicate column names in every format, integers beyond int64 or that float64 would
+Values: duplicate column names in every format, integers beyond int64 or that float64 would
 round, numbers too large for float64, one unparseable cell in a value or geometry column, an
-input that changes between the two passes. Class 7: deep JSON nesting (a pyarrow segfault, a
+input that changes between the two passes. Exit codes: deep JSON nesting (a pyarrow segfault, a
 RecursionError), a duplicated path column (a KeyError), an input appended mid-run (a
-ValueError) and any other unexpected exception: exit 2, one line, nothing written.
+ValueError): exit 2, one line, nothing written; any other unexpected exception: exit 3, one line.
 
 CLI runs go through `salmat.cli.main` in this process, except where the process boundary is the
 point (a segfault); every run uses one worker and rows whose outcome needs no engine where the
@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import read_jsonl, run_cli_inprocess, write_jsonl
+from conftest import error_exit_line, read_jsonl, run_cli_inprocess, write_jsonl
 from salmat.errors import SalmatError
 from salmat.synthetic import write_raw_yuv
 from salmat.tables import TableReader, TableWriter
@@ -42,20 +42,11 @@ def materialize(table: Path, out: Path, *extra: str, root: Path | None = None) -
                              "--quiet", "--frame-samples", "1", "--root", root or table.parent, *extra)
 
 
-def one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
-    """Exit `code` (2: usage), exactly one line on stderr (the error), no traceback."""
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().split("\n")
-    assert len(lines) == 1 and lines[0].startswith("salmat: error:"), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
-
-
 def refused(table: Path, tmp_path: Path, *extra: str, code: int = 2) -> str:
     """The run exits `code` (2) with one line and writes no output."""
     out = tmp_path / "out" / "o.jsonl"
     out.parent.mkdir(exist_ok=True)
-    line = one_error_line(materialize(table, out, *extra), code)
+    line = error_exit_line(materialize(table, out, *extra), code)
     assert not out.exists()
     assert list(out.parent.iterdir()) == []  # no temporary file left either
     return line
@@ -66,7 +57,7 @@ def write_parquet(path: Path, columns: list[tuple[str, pa.Array]]) -> Path:
     return path
 
 
-# ============================================================ class 5: duplicate names
+# ============================================================ values: duplicate names
 
 
 @pytest.mark.parametrize("output", ["o.parquet", "o.jsonl", "o.csv"])
@@ -77,7 +68,7 @@ def test_parquet_with_two_columns_named_x_is_refused(tmp_path, output):
         ("saliency_mean", pa.array([0.1, 0.2])), ("saliency_var", pa.array([0.01, 0.02])),
     ])
     out = tmp_path / output
-    line = one_error_line(materialize(table, out))
+    line = error_exit_line(materialize(table, out))
     assert "column 'x' appears twice" in line
     assert not out.exists()
 
@@ -112,7 +103,7 @@ def test_parquet_struct_column_named_src_is_a_usage_error(tmp_path):
     assert "not clip paths" in refused(table, tmp_path)
 
 
-# ============================================================ class 5: integers and floats
+# ============================================================ values: integers and floats
 
 
 def test_jsonl_integers_beyond_int64_stay_exact_as_uint64(tmp_path):
@@ -197,7 +188,7 @@ def test_csv_numbers_float64_would_change_keep_the_column_text(tmp_path, cells):
     assert [r["v"] for r in read_jsonl(out)] == cells
 
 
-# ============================================================ class 5: one bad cell
+# ============================================================ values: one bad cell
 
 
 def test_one_text_cell_in_saliency_mean_only_affects_its_row(tmp_path):
@@ -264,7 +255,7 @@ def test_one_text_cell_in_a_geometry_column_only_affects_its_row(tmp_path):
     assert rows[0]["width"] == "64" and rows[1]["width"] == "n/a"  # the column itself is unchanged
 
 
-# ============================================================ class 5: the input changes mid-run
+# ============================================================ values: the input changes mid-run
 
 
 def _change_during_compute(monkeypatch, change) -> None:
@@ -299,7 +290,7 @@ def test_input_rewritten_with_the_same_row_count_is_refused(tmp_path, monkeypatc
     out.parent.mkdir()
     out.write_text("the previous output\n")
     _change_during_compute(monkeypatch, lambda: write(second))
-    line = one_error_line(materialize(table, out))
+    line = error_exit_line(materialize(table, out))
     assert "changed while it was read" in line and "rerun when it is stable" in line
     assert out.read_text() == "the previous output\n"
     assert [p.name for p in out.parent.iterdir()] == ["o.jsonl"]
@@ -348,7 +339,7 @@ def test_a_pass_refuses_a_line_nested_deeper_since_the_scan(tmp_path):
         reader.read_columns(["a"])
 
 
-# ============================================================ class 7: deep nesting
+# ============================================================ exit codes: deep nesting
 
 
 def _deep(depth: int, kind: str = "list") -> str:
@@ -384,12 +375,12 @@ def test_very_deep_jsonl_nesting_does_not_crash_the_process(tmp_path):
     result = subprocess.run([sys.executable, "-m", "salmat", "materialize", "--input", str(table), "--output",
                              str(out), "--workers", "1", "--no-cache", "--quiet"],
                             capture_output=True, text=True, timeout=120)
-    line = one_error_line(result)
+    line = error_exit_line(result)
     assert "line 1 nests objects/arrays 100001 levels deep" in line
     assert not out.exists()
 
 
-# ============================================================ class 7: other crashes
+# ============================================================ exit codes: other failures
 
 
 def test_duplicated_src_column_in_parquet_is_a_one_line_error(tmp_path):
@@ -413,7 +404,7 @@ def test_huge_finite_clip_timeout_never_tracebacks(tmp_path, disc_clip):
     result = materialize(table, out, "--clip-timeout", "1e10")
     assert "Traceback" not in result.stderr
     if result.returncode == 2:
-        one_error_line(result)
+        error_exit_line(result)
         assert not out.exists()
     else:
         assert result.returncode == 0, result.stderr
