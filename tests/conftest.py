@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from salmat.synthetic import write_disc_clip
+from synthetic_clips import write_disc_clip
 
 # A run longer than 10 s (any run, on a loaded CI machine) prints progress lines when stderr is
 # not a terminal; tests that read stderr expect none unless they ask (`env=` of `run_cli`).

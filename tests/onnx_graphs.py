@@ -192,3 +192,26 @@ def shrinking_output() -> onnx.ModelProto:
         [numpy_helper.from_array(w, "W")],
         "shrinking_output",
     )
+
+
+def slow_graph(layers: int = 24) -> onnx.ModelProto:
+    """A valid saliency graph that is slow at full size: `layers` 3x3 convs of 64 channels, then a
+    1x1 conv and a sigmoid (24 layers: many seconds per 320x180 frame on two cores)."""
+    rng = np.random.default_rng(0)
+    inits, nodes, prev = [], [], "input"
+    chans = [3] + [64] * layers
+    for i in range(layers):
+        w = (rng.standard_normal((chans[i + 1], chans[i], 3, 3)) * 0.01).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}"], [f"c{i}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        prev = f"c{i}"
+    inits.append(numpy_helper.from_array(np.full((1, 64, 1, 1), 0.01, dtype=np.float32), "w_out"))
+    nodes += [helper.make_node("Conv", [prev, "w_out"], ["logit"], kernel_shape=[1, 1]),
+              helper.make_node("Sigmoid", ["logit"], ["saliency_map"])]
+    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                            [1, 3, "H", "W"])],
+                              [helper.make_tensor_value_info("saliency_map", TensorProto.FLOAT, [1, 1, "H", "W"])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    return model

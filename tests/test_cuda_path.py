@@ -28,7 +28,7 @@ def test_the_cuda_provider_gets_tf32_off_and_the_cpu_provider_nothing():
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    from salmat.synthetic import write_disc_clip
+    from synthetic_clips import write_disc_clip
 
     clip = write_disc_clip(tmp_path_factory.mktemp("cuda") / "disc.mp4", 320, 192, frames=8)
     return decode_sampled(ClipSpec(str(clip)), SamplingOptions("head", 4, 4))

@@ -18,7 +18,7 @@ from salmat.decode import (
     plan_seeks,
 )
 from salmat.sources import ClipSpec
-from salmat.synthetic import disc_frame_rgb
+from synthetic_clips import disc_frame_rgb
 
 
 def encode(path, width, height, frames, keyint, bframes, codec="libx264"):

@@ -13,6 +13,7 @@ import pytest
 import salmat
 from conftest import clip_table, read_jsonl
 from fault_jobs import faulty, plain_job
+from onnx_graphs import save, slow_graph
 from salmat.engines import EngineSettings, worker_threads
 from salmat.engines.inline import run_inline
 from salmat.engines.pool import run_pool
@@ -139,8 +140,8 @@ def test_uint8_luma_gives_the_same_motion_weights(tmp_path):
 
     from salmat.decode import SamplingOptions, decode_sampled
     from salmat.sources import ClipSpec
-    from salmat.synthetic import write_raw_yuv
     from salmat.temporal import historical_motion_weights, motion_weights
+    from synthetic_clips import write_raw_yuv
 
     raw = write_raw_yuv(tmp_path / "clip_64x48_10bit_420.yuv", 64, 48, frames=5, bit_depth=10)
     frames = decode_sampled(ClipSpec(str(raw), raw=True, width=64, height=48, bit_depth=10), SamplingOptions("clip", 5))
@@ -150,34 +151,8 @@ def test_uint8_luma_gives_the_same_motion_weights(tmp_path):
         assert np.array_equal(weights(as_float), weights(as_uint8))
 
 
-def _slow_model(path):
-    """A valid saliency graph that takes many seconds per frame: 24 convs of 64 channels at full size."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    inits, nodes, prev = [], [], "input"
-    chans = [3] + [64] * 24
-    for i in range(len(chans) - 1):
-        w = (rng.standard_normal((chans[i + 1], chans[i], 3, 3)) * 0.01).astype(np.float32)
-        inits.append(numpy_helper.from_array(w, f"w{i}"))
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}"], [f"c{i}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
-        prev = f"c{i}"
-    inits.append(numpy_helper.from_array(np.full((1, 64, 1, 1), 0.01, dtype=np.float32), "w_out"))
-    nodes += [helper.make_node("Conv", [prev, "w_out"], ["logit"], kernel_shape=[1, 1]),
-              helper.make_node("Sigmoid", ["logit"], ["saliency_map"])]
-    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "H", "W"])],
-                              [helper.make_tensor_value_info("saliency_map", TensorProto.FLOAT, [1, 1, "H", "W"])],
-                              initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
 def test_slow_model_times_out_as_model_timeout(tmp_path, clip_folder):
-    model = _slow_model(tmp_path / "slow.onnx")
+    model = save(slow_graph(), tmp_path / "slow.onnx")
     table = clip_table(tmp_path, ["bikes.mp4"])
     report = salmat.materialize(table, tmp_path / "out.jsonl", root=str(clip_folder), workers=1, clip_timeout=2.0,
                                 no_cache=True, frame_samples=8, model_path=str(model))
@@ -273,7 +248,7 @@ def _alive(pid: int) -> bool:
 def test_workers_die_with_a_killed_run(tmp_path, clip_folder):
     """SIGKILL of the run (no cleanup code runs) still takes its workers down, even ones busy
     in a long inference, so nothing keeps running or holds the resource tracker."""
-    model = _slow_model(tmp_path / "slow.onnx")
+    model = save(slow_graph(), tmp_path / "slow.onnx")
     table = clip_table(tmp_path, ["bikes.mp4", "carphone.mp4"])
     proc = subprocess.Popen([sys.executable, "-m", "salmat", "materialize", "--input", str(table), "--output",
                              str(tmp_path / "out.jsonl"), "--root", str(clip_folder), "--workers", "2",

@@ -130,7 +130,7 @@ def test_preprocessing_as_a_graph_equals_the_presets_bit_for_bit(tmp_path, size)
     from salmat.decode import SamplingOptions, decode_sampled
     from salmat.models.presets import resolve_preset
     from salmat.sources import ClipSpec
-    from salmat.synthetic import write_disc_clip
+    from synthetic_clips import write_disc_clip
 
     clip = write_disc_clip(tmp_path / "disc.mp4", *size, frames=4)
     frames = decode_sampled(ClipSpec(str(clip)), SamplingOptions("head", 3, 3))

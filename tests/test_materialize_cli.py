@@ -18,7 +18,7 @@ from salmat.decode import SamplingOptions, clip_indices
 from salmat.maps import full_size
 from salmat.models import load_model
 from salmat.sources import ClipSpec
-from salmat.synthetic import disc_mask, write_raw_yuv
+from synthetic_clips import disc_mask, write_raw_yuv
 
 STATUS_COLUMNS = ["saliency_mean", "saliency_var", "saliency_status", "saliency_model_id",
                   "saliency_aggregator", "saliency_ema_alpha", "saliency_error", "saliency_frames"]
@@ -177,7 +177,7 @@ def test_raw_yuv_10bit_with_geometry_from_name_and_y4m(tmp_path):
 
 
 def test_odd_and_540_line_clips_run(tmp_path, odd_clip):
-    from salmat.synthetic import write_disc_clip
+    from synthetic_clips import write_disc_clip
 
     clip540 = write_disc_clip(tmp_path / "c540.mp4", 960, 540, frames=6)
     table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(odd_clip)}, {"src": str(clip540)}])

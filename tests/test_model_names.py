@@ -25,7 +25,7 @@ from salmat.frames import YuvFrame
 from salmat.models import load_model
 from salmat.models.registry import KNOWN_MODELS, SOURCES_HEADER, distinct_ids
 from salmat.models.spec import ModelSpec
-from salmat.synthetic import write_disc_clip
+from synthetic_clips import write_disc_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models"

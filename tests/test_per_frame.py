@@ -23,9 +23,9 @@ from salmat.errors import SalmatError
 from salmat.maps import full_size
 from salmat.models import load_model
 from salmat.sources import ClipSpec
-from salmat.synthetic import write_disc_clip, write_raw_yuv
 from salmat.temporal import map_stats, reduce_stats
 from salmat.values import OK, ReduceOptions, SamplingOptions
+from synthetic_clips import write_disc_clip, write_raw_yuv
 
 FRAMES = [0, 5, 5, 23, 11]
 

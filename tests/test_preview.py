@@ -14,8 +14,8 @@ from salmat.options import MaterializeOptions
 from salmat.plots import save_figure
 from salmat.preview import BACKGROUND, COLORMAP, preview, sheet_layout
 from salmat.sources import ClipSpec
-from salmat.synthetic import write_raw_yuv
 from salmat.temporal import REDUCERS
+from synthetic_clips import write_raw_yuv
 
 mpimg = pytest.importorskip("matplotlib.image")
 matplotlib = pytest.importorskip("matplotlib")

@@ -25,7 +25,7 @@ from salmat.engines import EngineSettings  # noqa: E402
 from salmat.engines.inline import run_inline  # noqa: E402
 from salmat.engines.ray_data import actor_cpus, clip_key, run_ray  # noqa: E402
 from salmat.sources import ClipSpec  # noqa: E402
-from salmat.synthetic import write_raw_yuv  # noqa: E402
+from synthetic_clips import write_raw_yuv  # noqa: E402
 
 pytestmark = pytest.mark.ray
 

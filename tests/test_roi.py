@@ -262,7 +262,7 @@ def test_the_ray_engine_carries_the_values(fr_corpus):
 
 def test_ten_bit_raw_pairs_use_peak_1023(tmp_path):
     """10-bit raw .yuv: PSNR with peak 1023 and the 72 dB cap, per frame, against NumPy here."""
-    from salmat.synthetic import write_raw_yuv
+    from synthetic_clips import write_raw_yuv
 
     ref = write_raw_yuv(tmp_path / "ref_96x64_10bit.yuv", 96, 64, frames=3, bit_depth=10)
     samples = np.fromfile(ref, dtype="<u2").copy()

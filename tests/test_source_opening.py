@@ -31,7 +31,7 @@ import salmat
 import salmat.pipeline
 from conftest import ENGINE_SETTINGS, read_jsonl, write_jsonl
 from salmat.errors import SalmatError
-from salmat.synthetic import disc_frame_rgb, write_raw_yuv
+from synthetic_clips import disc_frame_rgb, write_raw_yuv
 
 HANG_TIMEOUT_S = 60
 

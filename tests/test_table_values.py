@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 
 from conftest import error_exit_line, read_jsonl, run_cli_inprocess, write_jsonl
 from salmat.errors import SalmatError
-from salmat.synthetic import write_raw_yuv
 from salmat.tables import TableReader, TableWriter
+from synthetic_clips import write_raw_yuv
 
 INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 EXISTING = {"saliency_mean": 0.25, "saliency_var": 0.01}  # a row that is skipped: no engine runs

@@ -17,7 +17,7 @@ from salmat.sources import ClipSpec  # noqa: E402
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    from salmat.synthetic import write_disc_clip
+    from synthetic_clips import write_disc_clip
 
     clip = write_disc_clip(tmp_path_factory.mktemp("torch") / "disc.mp4", 200, 120, frames=12)
     return decode_sampled(ClipSpec(str(clip)), SamplingOptions("clip", 5))

@@ -1,7 +1,8 @@
 """Synthetic clips whose salient region is known: a bright disc moving over texture.
 
-Used by the example, the tests and the benchmarks, so none of them needs to
-download data. Encoding goes through PyAV (FFmpeg inside the wheel).
+The example (`make_example.py`), the tests and the benchmarks build their clips with it, so
+none of them needs to download data; it is not part of the package (the tests find it through
+pyproject's pytest `pythonpath`). Encoding goes through PyAV (FFmpeg inside the wheel).
 """
 
 from __future__ import annotations
