@@ -217,6 +217,28 @@ def engine(request):
     return ENGINE_SETTINGS[request.param]
 
 
+# ---- Ray: the tests on the session's cluster share one worker ------------------------------------
+
+SESSION_RAY_FIXTURES = {"ray_session", "ray_cluster"}
+
+
+def _uses_the_session_cluster(item: pytest.Item) -> bool:
+    if SESSION_RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)  # the `engine` fixture's "ray" asks for it when run
+    return callspec is not None and callspec.params.get("engine") == "ray"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests on the session's local Ray cluster form one pytest-xdist group, so one worker
+    starts that cluster and runs them one after another (two clusters at once would halve each
+    one's CPUs). Tests that run Ray in a process of their own (the CLI, the multi-node cluster,
+    the reaper's) need no group: each keeps to what it started."""
+    for item in items:
+        if _uses_the_session_cluster(item):
+            item.add_marker(pytest.mark.xdist_group("ray-session"))
+
+
 # ---- ending a session that started Ray ---------------------------------------------------------
 
 _SESSION_STATUS: list[int] = []

@@ -162,7 +162,7 @@ def check_results(got: list, specs: list[ClipSpec], local: dict) -> None:
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("workers", [3])  # more actors than worker nodes: each node runs one or two
 def test_a_worker_node_lost_mid_run_costs_no_clip(cluster, many_clips, tmp_path, workers):
     from salmat.engines.ray_data import run_ray
 

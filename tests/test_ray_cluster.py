@@ -22,7 +22,8 @@ CASES = Path(__file__).with_name("ray_cluster_cases.py")
 
 
 def test_ray_on_three_nodes_in_a_fresh_interpreter():
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CASES)],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--numprocesses=0",
+                           str(CASES)],
                           capture_output=True, text=True, timeout=900, cwd=CASES.parent.parent)
     summary = proc.stdout.strip().splitlines()[-1:] or ["(no output)"]
     assert proc.returncode == 0, "\n".join(proc.stdout.splitlines()[-40:] + proc.stderr.splitlines()[-20:])

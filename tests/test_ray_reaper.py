@@ -44,10 +44,15 @@ def carrying(variable: str, value: str) -> dict[int, str]:
     return found
 
 
-def wait_gone(variable: str, value: str, seconds: float) -> dict[int, str]:
-    """What still carries the variable after `seconds` (empty: all gone in time)."""
+def wait_gone(variable: str, value: str, seconds: float, *, marked: tuple[str, ...] = ()) -> dict[int, str]:
+    """What still carries the variable once it is all gone or `seconds` have passed; with `marked`,
+    once no process whose command holds one of those texts is left."""
     deadline = time.monotonic() + seconds
-    while (left := carrying(variable, value)) and time.monotonic() < deadline:
+
+    def waiting(left: dict[int, str]) -> bool:
+        return any(not marked or any(text in c for text in marked) for c in left.values())
+
+    while waiting(left := carrying(variable, value)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 
@@ -91,7 +96,7 @@ def test_reaper_kills_the_marked_processes_of_a_killed_driver_and_nothing_else(t
         assert sum("sleep 600" in c for c in before.values()) >= 2 and any("sleep 601" in c for c in before.values())
         driver.kill()
         assert driver.wait(30) == -signal.SIGKILL
-        left = wait_gone("SALMAT_TEST_TAG", tag, 15)
+        left = wait_gone("SALMAT_TEST_TAG", tag, 15, marked=("sleep 600", "ray_reaper"))
         assert [c for c in left.values() if "sleep 600" in c or "ray_reaper" in c] == [], left
         assert any("sleep 601" in c for c in left.values())  # not the cluster's: left alone
     finally:
