@@ -177,8 +177,8 @@ def test_no_output_inside_an_input_folder(tmp_path):
     (b"src,n\na,1\n", ".csv"),
     (b"src\tn\na,b\t1\n", ".tsv"),
     (b"src\tn,m\n", ".csv"),  # a comma in the header: CSV, whose cell holds a tab
-    (gzip.compress(b'{"src": "a"}\n'), ".jsonl.gz"),
-    (gzip.compress(b"src,n\n"), ".csv.gz"),
+    (gzip.compress(b'{"src": "a"}\n', mtime=0), ".jsonl.gz"),
+    (gzip.compress(b"src,n\n", mtime=0), ".csv.gz"),
 ])
 def test_stdin_is_sniffed(head, suffix):
     assert _sniff_suffix(head) == suffix
@@ -283,7 +283,7 @@ def test_while_reserved_only_the_output_reaches_stdout():
 
 
 @pytest.mark.parametrize("name, content, message", [
-    ("g.csv", gzip.compress(b"src,mos\na.mp4,3\n"), "is gzip-compressed but its name doesn't end in .gz"),
+    ("g.csv", gzip.compress(b"src,mos\na.mp4,3\n", mtime=0), "is gzip-compressed but its name doesn't end in .gz"),
     ("j.csv", b'{"src": "a.mp4"}\n', "holds JSON lines, not CSV; name it .jsonl"),
     ("j.tsv", b'{"src": "a.mp4"}\n', "holds JSON lines, not TSV; name it .jsonl"),
     ("p.jsonl", None, "is a Parquet file; name it .parquet"),
