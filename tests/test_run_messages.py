@@ -281,6 +281,7 @@ def test_a_stop_a_library_swallowed_is_said_once(monkeypatch, signum, said):
     proc = run_cli_inprocess("models")
     assert proc.returncode == 128 + signum
     assert proc.stderr.count("salmat: interrupted; no output was written") == said, proc.stderr
+    assert lifecycle.stop_requested() is None  # a later call in this process is not stopped by it
 
 
 # ---- row errors name settings as the caller passes them, whichever process wrote them ----

@@ -26,7 +26,7 @@ from .command_options import (
 from .errors import SalmatError
 from .option_spec import Options, add_settings, cli_spelling, from_namespace
 from .options import MaterializeOptions
-from .outputs import begin_run, install_sigterm_cleanup, stop_requested, stopped_message
+from .outputs import begin_run, end_run, install_sigterm_cleanup, stop_requested, stopped_message
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
@@ -258,7 +258,13 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        end_run()  # the exit status is decided: a later call in this process starts unstopped
+
+
+def _main(argv: list[str]) -> int:
     args = _parse(build_parser(), argv)
     install_sigterm_cleanup()  # SIGTERM removes salmat's temp files, then exits 143
     begin_run()

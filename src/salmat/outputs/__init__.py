@@ -24,13 +24,13 @@ Each job has its own module: `path_checks` (pre-flight), `atomic` (atomic files,
 from __future__ import annotations
 
 from .atomic import AtomicFile, atomic_output, new_file_mode, write_bytes, write_json, write_text
-from .lifecycle import begin_run, install_sigterm_cleanup, stop_requested, stopped_message
+from .lifecycle import begin_run, end_run, install_sigterm_cleanup, stop_requested, stopped_message
 from .path_checks import preflight, same_file
 from .stdio import STDIO, PathLike, stdout_reserved
 from .temps import TEMP_PREFIX, clean_leftovers, private_temp_file, remove_private_temp, temp_prefix
 
 __all__ = [
-    "STDIO", "TEMP_PREFIX", "AtomicFile", "PathLike", "atomic_output", "begin_run", "clean_leftovers",
+    "STDIO", "TEMP_PREFIX", "AtomicFile", "PathLike", "atomic_output", "begin_run", "clean_leftovers", "end_run",
     "install_sigterm_cleanup", "new_file_mode", "preflight", "private_temp_file", "remove_private_temp",
     "same_file", "stdout_reserved", "stop_requested", "stopped_message", "temp_prefix", "write_bytes",
     "write_json", "write_text",

@@ -37,6 +37,12 @@ def begin_run() -> None:
     _STOPPED_BY.clear()
 
 
+def end_run() -> None:
+    """Forget this run's stop once its exit status is decided, so that a later call in this
+    process (the Python API after `cli.main`, in a notebook or a test) is not stopped by it."""
+    _STOPPED_BY.clear()
+
+
 def stopped_message(how: str) -> str:
     """The line said when a signal stops the run: what, if anything, was already written."""
     published = _published()
