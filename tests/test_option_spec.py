@@ -278,3 +278,9 @@ def test_an_empty_item_on_the_command_line_exits_2_naming_the_setting(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("salmat: error: --models must be a comma-separated list with no empty item"), proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_an_earlier_name_is_taken_from_python_as_on_the_command_line():
+    assert CompareOptions.build(input="t", out="o", aggregators="mean,max").reducers == ("mean", "max")
+    with pytest.raises(SalmatError, match="aggregators is the earlier name of reducers: pass one of them"):
+        CompareOptions.build(input="t", out="o", aggregators="mean", reducers="max")

@@ -176,6 +176,7 @@ class Options:
     @classmethod
     def build(cls: type[T], **values: Any) -> T:
         """Options from keywords; an unknown or missing one is a one-line `SalmatError`."""
+        values = _earlier_names_taken(cls, values)
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:
@@ -198,6 +199,20 @@ class Options:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _earlier_names_taken(cls: type[Options], values: dict[str, Any]) -> dict[str, Any]:
+    """A setting passed from Python under its earlier name (a `Setting.aliases` flag, e.g.
+    `aggregators=` for `reducers=`) is taken as the setting, as the command line takes the flag."""
+    taken = dict(values)
+    for f, s in settings(cls):
+        for alias in s.aliases:
+            earlier = alias.removeprefix("--").replace("-", "_")
+            if earlier in taken:
+                if f.name in taken:
+                    raise SalmatError(f"{earlier} is the earlier name of {f.name}: pass one of them")
+                taken[f.name] = taken.pop(earlier)
+    return taken
 
 
 def did_you_mean(unknown: Iterable[str], names: Iterable[str]) -> str:
