@@ -305,3 +305,21 @@ def test_a_row_error_names_the_keyword_from_python(tmp_path, disc_clip, engine):
                        frame_samples=1, **engine)
     [row] = read_jsonl(tmp_path / "o.jsonl")
     assert "exceeds max_pixels=10000" in row["saliency_error"], row
+
+
+def test_a_ctrl_c_after_a_cli_call_does_not_stop_later_python_calls(tmp_path, disc_clip):
+    """`cli.main` leaves its SIGINT handler installed (a notebook, a test session): a Ctrl-C of
+    other code afterwards is a plain KeyboardInterrupt, not a stop of every later API run."""
+    import os
+
+    from salmat.outputs import lifecycle
+
+    run_cli_inprocess("models")
+    assert signal.getsignal(signal.SIGINT) is lifecycle._on_sigint
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the handler runs at the next bytecode boundary
+    assert lifecycle.stop_requested() is None
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}])
+    report = salmat.materialize(str(table), str(tmp_path / "o.jsonl"), frame_samples=1, workers=1, quiet=True)
+    assert report.counts == {"ok": 1} and (tmp_path / "o.jsonl").exists()

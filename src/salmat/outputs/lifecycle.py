@@ -18,6 +18,7 @@ from .temps import _LIVE
 # variable, so a run in another thread or task never reports this one's files.
 _HANDLER_PID: int | None = None  # the process whose SIGTERM handler this is
 _STOPPED_BY: list[int] = []  # the signal that asked this process to stop, once one has
+_IN_RUN: list[bool] = [False]  # between `begin_run` and `end_run`: a Ctrl-C stops the run
 _PUBLISHED: contextvars.ContextVar[list[str]] = contextvars.ContextVar("salmat_published")
 
 
@@ -35,12 +36,15 @@ def begin_run() -> None:
     for (the CLI can be called more than once in one process: tests, notebooks)."""
     _PUBLISHED.set([])
     _STOPPED_BY.clear()
+    _IN_RUN[0] = True
 
 
 def end_run() -> None:
     """Forget this run's stop once its exit status is decided, so that a later call in this
-    process (the Python API after `cli.main`, in a notebook or a test) is not stopped by it."""
+    process (the Python API after `cli.main`, in a notebook or a test) is not stopped by it, nor
+    by a Ctrl-C of other code meanwhile (the SIGINT handler stays installed)."""
     _STOPPED_BY.clear()
+    _IN_RUN[0] = False
 
 
 def stopped_message(how: str) -> str:
@@ -64,7 +68,8 @@ def stop_requested() -> int | None:
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
-    _STOPPED_BY.append(signum)
+    if _IN_RUN[0]:  # outside a CLI run, Ctrl-C is Python's own KeyboardInterrupt and nothing more
+        _STOPPED_BY.append(signum)
     raise KeyboardInterrupt
 
 
