@@ -274,28 +274,26 @@ def spelling_in_use() -> bool:
     return _CLI_SPELLING.get()
 
 
-_cli = spelling_in_use
-
 
 def named(name: str) -> str:
     """`path_column` as the caller knows it: `--path-column` on the command line, else `path_column`."""
     name = name.removeprefix("--").replace("-", "_")
-    return "--" + name.replace("_", "-") if _cli() else name
+    return "--" + name.replace("_", "-") if spelling_in_use() else name
 
 
 def passing(name: str, value: object) -> str:
     """How the caller passes `value` for `name`: `--frame-samples 4`, or `frame_samples=4`."""
-    return f"{named(name)} {value}" if _cli() else f"{named(name)}={value}"
+    return f"{named(name)} {value}" if spelling_in_use() else f"{named(name)}={value}"
 
 
 def switched_off(name: str) -> str:
     """A flag pair's off side as the caller gives it: `--no-plots`, or `plots=False`."""
-    return "--no-" + named(name).removeprefix("--") if _cli() else f"{named(name)}=False"
+    return "--no-" + named(name).removeprefix("--") if spelling_in_use() else f"{named(name)}=False"
 
 
 def switched_on(name: str) -> str:
     """A switch as the caller turns it on: `--overwrite`, or `overwrite=True`."""
-    return named(name) if _cli() else f"{named(name)}=True"
+    return named(name) if spelling_in_use() else f"{named(name)}=True"
 
 
 # ---- validation ------------------------------------------------------------------------
@@ -322,14 +320,15 @@ def _problem(s: Setting, value: Any, hint: Any) -> tuple[str | None, Any]:
         return "text", value
     if isinstance(value, str) and s.convert is not path and not _utf8(value):
         return "valid UTF-8 text (it names columns and ids written into tables)", value
+    problem = s.check(value) if s.check else None
     if s.choices is not None:
-        if isinstance(value, tuple) and s.check and s.check(value):  # a list's shape (an empty item) first
-            return s.check(value), value
+        if isinstance(value, tuple) and problem:  # a list's shape (an empty item) before its items
+            return problem, value
         items = value if isinstance(value, tuple) else (value,)
         bad = tuple(v for v in items if v not in s.choices)
         if bad:
             return f"one of {', '.join(s.choices)}", bad if isinstance(value, tuple) else value
-    return (s.check(value) if s.check else None), value
+    return problem, value
 
 
 def _utf8(text: str) -> bool:
@@ -347,12 +346,12 @@ def _allows_none(hint: Any) -> bool:
 
 def _message(name: str, problem: str, shown: Any, s: Setting, kind: type) -> str:
     example = s.example or _show_default(s.default) or (s.choices[0] if s.choices else None)
-    if example and kind is str and not _cli():
+    if example and kind is str and not spelling_in_use():
         example = repr(example)  # a Python caller passes text as a str literal
     tail = f"; e.g. {passing(name, example)}" if example and not s.positional else ""
     if isinstance(shown, tuple):
         shown = ",".join(map(str, shown))  # a list setting, shown as the comma text the flag takes
-    shown_name = name if s.positional and _cli() else named(name)
+    shown_name = name if s.positional and spelling_in_use() else named(name)
     return f"{shown_name} must be {problem}, got {shown!r}{tail}"
 
 
