@@ -15,7 +15,7 @@ from typing import Any
 
 from salmat.compute import ClipJob, ClipRunner
 from salmat.models.spec import ModelSpec
-from salmat.values import ReduceOptions, SamplingOptions
+from salmat.values import MODEL_FAILED, ClipResult, ReduceOptions, SamplingOptions
 
 
 def plain_job(frame_samples: int = 3) -> ClipJob:
@@ -90,3 +90,26 @@ def faulty(fault: str, frame_samples: int = 3, height: int = 180, marker: str | 
            name: str = "") -> FaultyJob:
     base = plain_job(frame_samples)
     return FaultyJob(base.model, base.sampling, base.reduce, fault=fault, height=height, marker=marker, name=name)
+
+
+class _EnvironmentRunner(ClipRunner):
+    """Computes nothing: each clip's error says what the worker sees in `job.variable`."""
+
+    def compute(self, spec: Any, on_phase: Any = None) -> Any:
+        variable = self.job.variable  # type: ignore[attr-defined]
+        return ClipResult(MODEL_FAILED, error=f"{variable}={os.environ.get(variable)}")
+
+
+@dataclass(frozen=True)
+class EnvironmentJob(ClipJob):
+    """Reports, as each clip's error, the worker's value of the environment variable `variable`."""
+
+    variable: str = "SALMAT_TEST_VARIABLE"
+
+    def start(self, threads: int | None = None) -> ClipRunner:
+        return _EnvironmentRunner(self, super().start(threads).model)
+
+
+def environment_job(variable: str) -> EnvironmentJob:
+    base = plain_job()
+    return EnvironmentJob(base.model, base.sampling, base.reduce, variable=variable)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -11,8 +13,8 @@ import time
 import pytest
 
 import salmat
-from conftest import clip_table, read_jsonl
-from fault_jobs import faulty, plain_job
+from conftest import clip_table, read_jsonl, run_cli, write_jsonl
+from fault_jobs import environment_job, faulty, plain_job
 from onnx_graphs import save, slow_graph
 from salmat.engines import EngineSettings, worker_threads
 from salmat.engines.inline import run_inline
@@ -236,6 +238,23 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _descendants(pid: int) -> set[int]:
+    """Children, their children, …: a forked worker is the fork server's child, not the run's."""
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = set().union(*(_children(p) for p in frontier)) - found
+        found |= frontier
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as handle:
@@ -256,17 +275,78 @@ def test_workers_die_with_a_killed_run(tmp_path, clip_folder):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        workers: set[int] = set()
-        while time.monotonic() < deadline and len(workers) < 2:
+        processes: set[int] = set()  # the workers, and the fork server and resource tracker
+        while time.monotonic() < deadline and len(processes) < 4:
             time.sleep(0.2)
-            workers = {p for p in _children(proc.pid) if "salmat" in open(f"/proc/{p}/cmdline").read()
-                       or "multiprocessing" in open(f"/proc/{p}/cmdline").read()}
-        assert workers, "the run started no worker process"
+            processes = {p for p in _descendants(proc.pid) if "multiprocessing" in _cmdline(p)}
+        assert len(processes) >= 4, "the run started fewer than 2 worker processes"
         time.sleep(2.0)  # let the workers load the model and start on their clips
     finally:
         proc.kill()
         proc.wait(30)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+    while time.monotonic() < deadline and any(_alive(p) for p in processes):
         time.sleep(0.1)
-    assert not [p for p in workers if _alive(p)]
+    assert not [p for p in processes if _alive(p)]
+
+
+def test_a_worker_sees_the_environment_as_it_is_when_the_worker_starts(monkeypatch, disc_clip):
+    """Workers fork from a server started by this process's first pool; they must still see a
+    variable set since (a notebook that sets SALMAT_CACHE_DIR between runs), as spawned ones did."""
+    variable = "SALMAT_TEST_WORKER_VARIABLE"
+    spec = ClipSpec(str(disc_clip))
+    for value in ("first", "second", "third"):
+        monkeypatch.setenv(variable, value)
+        [(_, result)] = run_pool([spec], environment_job(variable), EngineSettings(workers=1, clip_timeout=60))
+        assert result.error == f"{variable}={value}"
+
+
+def test_workers_are_spawned_when_the_fork_server_cannot_start(tmp_path, disc_clip):
+    """The fork server listens on a Unix socket in the temp folder; a TMPDIR too long for one
+    (AF_UNIX paths end at 107 bytes) must not fail the run: its workers are spawned instead."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(disc_clip)}, {"src": str(disc_clip)}])
+    result = run_cli("materialize", "--input", table, "--output", tmp_path / "o.jsonl", "--workers", "2",
+                     "--frame-samples", "2", "--no-cache", env={"TMPDIR": str(deep)})
+    assert result.returncode == 0, result.stderr
+    assert [r["saliency_status"] for r in read_jsonl(tmp_path / "o.jsonl")] == ["ok", "ok"]
+
+
+def _handles_sigint(pid: int) -> bool:
+    """Whether Python has installed its SIGINT handler there (before that, SIGINT ends it silently)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            caught = next(line for line in handle if line.startswith("SigCgt:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught, 16) & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+@pytest.mark.parametrize("moment", ["server-importing", "workers-started"])
+def test_ctrl_c_while_workers_start_prints_no_traceback(tmp_path, disc_clip, moment):
+    """A terminal's Ctrl-C reaches every process of the run: the fork server while it imports
+    its preload list (Python's handler is in place, so SIGINT would raise there), or workers
+    just forked, must not print a KeyboardInterrupt traceback; the run exits 130."""
+    clips = [shutil.copy(disc_clip, tmp_path / f"disc{i}.mp4") for i in range(8)]
+    table = write_jsonl(tmp_path / "t.jsonl", [{"src": str(clip)} for clip in clips])
+    proc = subprocess.Popen([sys.executable, "-m", "salmat", "materialize", "--input", str(table), "--output",
+                             str(tmp_path / "o.jsonl"), "--workers", "2", "--no-cache", "--quiet"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = [p for p in _descendants(proc.pid) if "forkserver" in _cmdline(p)]
+            if moment == "server-importing" and any(_handles_sigint(p) for p in found):
+                break
+            if moment == "workers-started" and len(found) >= 3:  # the server and two workers
+                break
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 130, stderr

@@ -1,7 +1,7 @@
 """Engines: where clips run. Each is a function of the same signature (`base.Engine`).
 
 - `inline`: in this process, one clip after another.
-- `pool`: spawned worker processes, with clip timeouts and retries of lost workers.
+- `pool`: worker processes (forked from a fork server), with clip timeouts and retries of lost workers.
 - `ray`: a Ray Data actor pool, on a local or remote cluster.
 - `feeder`: decode worker processes feed one model in this process (one GPU, one model copy).
 

@@ -1,6 +1,7 @@
-"""Is salmat being called from a script that spawned workers would run again?
+"""Is salmat being called from a script that worker processes would run again?
 
-Worker processes are *spawned*: each one imports the `__main__` script again
+Worker processes are spawned, or forked from a fork server that is itself a fresh
+interpreter: either way each one imports the `__main__` script again
 (as `__mp_main__`) before it can start. A script that calls
 `salmat.materialize` at its top level, outside `if __name__ == "__main__":`,
 would then start the whole run again inside every worker, and each one dies

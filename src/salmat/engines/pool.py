@@ -1,5 +1,7 @@
-"""The process-pool engine: spawned workers, clip timeouts, and retries of lost workers.
+"""The process-pool engine: worker processes, clip timeouts, and retries of lost workers.
 
+Workers fork from multiprocessing's fork server, which imports what they need once per run
+(`worker_context`); each starts from a fresh interpreter's state, as a spawned one would.
 Each worker loads the model once (`job.start`) with `cores // workers` inference
 threads and is fed one clip at a time over its own pipe (no shared locks: a
 worker killed mid-clip can't leave a queue lock held). A clip whose worker dies
@@ -13,11 +15,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 
 from ..compute import ClipJob, ClipRunner
@@ -50,29 +56,47 @@ def _tune_malloc() -> None:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when the process that spawned it dies, however it
-    dies: a worker blocked on a FIFO or a long decode must not outlive a killed run (it
-    would also keep multiprocessing's resource tracker alive)."""
+    """End this worker when the run's process dies, however it dies: a worker blocked on a
+    FIFO or a long decode must not outlive a killed run (it would also keep multiprocessing's
+    resource tracker, and the fork server, alive).
+
+    A thread waits on the parent's sentinel (a pipe only that process holds) and exits the
+    worker when it closes; a worker whose parent is already gone exits at once. On Linux the
+    kernel also SIGKILLs the worker when its direct parent dies: a spawned worker's parent is
+    the run's process, a forked one's the fork server."""
     try:
         import ctypes
 
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux/glibc: daemon workers still stop on a clean exit
+    except (OSError, AttributeError):  # not Linux/glibc: the watching thread still ends it
         pass
     parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # it died before the request took effect
+    if parent is None:
+        return
+
+    def exit_when_gone(sentinel: int = parent.sentinel) -> None:
+        wait([sentinel])
         os._exit(1)
 
+    threading.Thread(target=exit_when_gone, name="salmat-parent-watch", daemon=True).start()
 
-def _block_sigint() -> set[int | signal.Signals] | None:
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while processes start. They inherit the mask across exec,
+    so a Ctrl-C while one still imports (a spawned worker, the fork server loading
+    `WORKER_PRELOAD`) prints no traceback from it; a worker ignores SIGINT before unblocking it,
+    since Ctrl-C is the run's to handle. A Ctrl-C meanwhile stays pending for this process.
+    multiprocessing's resource tracker is started first: starting it unblocks SIGINT."""
     if not hasattr(signal, "pthread_sigmask"):
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-
-def _restore_sigmask(previous: set[int | signal.Signals] | None) -> None:
-    if previous is not None:
+        yield
+        return
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
@@ -89,35 +113,77 @@ def _start_worker(job: StartableJob, threads: int) -> ClipRunner:
     return job.start(threads=threads)
 
 
-def _worker_main(conn: Connection, job: StartableJob, threads: int) -> None:
+def _take_environment(environment: dict[str, str]) -> None:
+    """The run's environment as it is now, not as it was when the fork server started (a
+    notebook may set SALMAT_CACHE_DIR between runs): what a spawned worker would inherit."""
+    os.environ.clear()
+    os.environ.update(environment)
+
+
+def _worker_main(conn: Connection, job: StartableJob, threads: int, environment: dict[str, str]) -> None:
     """A pool worker: start the job once, then compute clips sent over `conn` until told to stop."""
-    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _die_with_parent()
+    _take_environment(environment)
     _tune_malloc()
     try:
-        runner = _start_worker(job, threads)
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-        conn.send(("init-failed", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ready",))
+        try:
+            runner = _start_worker(job, threads)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+            conn.send(("init-failed", f"{type(exc).__name__}: {exc}"))
+            return
+        conn.send(("ready",))
+        _serve(conn, runner)
+    except OSError:
+        return  # the parent is gone (killed, or it closed our pipe): nothing to report to
+
+
+def _serve(conn: Connection, runner: ClipRunner) -> None:
     while True:
         try:
             task = conn.recv()
-        except (EOFError, OSError):
+        except EOFError:
             return  # the parent is gone
         if task is None:
             return
         index, spec = task
-        try:
-            def report_phase(phase: str, i: int = index) -> None:
-                conn.send(("phase", i, phase))
 
-            result = runner.compute(spec, on_phase=report_phase)
-            conn.send(("done", index, result))
-        except OSError:
-            return  # the parent is gone (killed): nothing to report to
+        def report_phase(phase: str, i: int = index) -> None:
+            conn.send(("phase", i, phase))
+
+        result = runner.compute(spec, on_phase=report_phase)
+        conn.send(("done", index, result))
+
+
+# What every worker imports, imported once by the fork server instead of by each worker: a
+# spawned worker spent ~1.4 s of CPU importing these (and the built-in model's SciPy) before its
+# first clip, most of a small run's time. None of them starts a thread that fork can't survive
+# (OpenBLAS and jemalloc stop and restart theirs around a fork).
+WORKER_PRELOAD = ("salmat.engines.pool", "salmat.models.onnx", "salmat.models.classical", "scipy.fft",
+                  "scipy.ndimage")
+
+
+def worker_context() -> ForkServerContext | SpawnContext:
+    """Workers fork from multiprocessing's fork server (started once per process, with
+    `WORKER_PRELOAD` imported); where there is none (Windows) or it can't start, they are spawned.
+
+    Either way a worker starts from a fresh interpreter's state, not a copy of this process:
+    it runs the `__main__` script again as a spawned worker would (hence `main_guard`), and
+    takes this process's working directory, `sys.path` and environment variables as they are
+    when it starts (`_take_environment`). Only what a library reads once at import (such as
+    OpenBLAS's thread count) comes from the environment the fork server started with."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(WORKER_PRELOAD))
+        try:
+            with _sigint_blocked():  # the server, and so every worker it forks
+                forkserver.ensure_running()
+            return context
+        except OSError:  # its socket can't be made (a TMPDIR path too long for AF_UNIX): spawn
+            pass
+    return multiprocessing.get_context("spawn")
 
 
 @dataclass
@@ -135,7 +201,7 @@ class WorkerPool:
     they are all settled; `close` when done (a Ray actor keeps one for its whole life)."""
 
     def __init__(self, job: StartableJob, settings: EngineSettings, workers: int) -> None:
-        self.ctx = multiprocessing.get_context("spawn")
+        self.ctx = worker_context()
         self.specs: list[ClipSpec] = []
         self.job = job
         self.threads = worker_threads(workers)
@@ -159,15 +225,9 @@ class WorkerPool:
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
         process = self.ctx.Process(target=_worker_main, name="salmat-worker", daemon=True,
-                                   args=(child, self.job, self.threads))
-        # Ctrl-C is the parent's to handle: the worker starts with SIGINT blocked (the mask is
-        # inherited across exec) and ignores it before unblocking, so an interrupt while it is
-        # still importing can't print a traceback from it.
-        blocked = _block_sigint()
-        try:
+                                   args=(child, self.job, self.threads, dict(os.environ)))
+        with _sigint_blocked():  # a spawned worker (a forked one starts as the server did)
             process.start()
-        finally:
-            _restore_sigmask(blocked)
         child.close()
         return _Worker(process, parent)
 
