@@ -57,11 +57,12 @@ class _FaultyModel:
 
 
 class _HangingRunner(ClipRunner):
-    """Blocks forever before decoding a clip named `job.name` (like a decoder that never returns)."""
+    """Blocks before decoding a clip named `job.name`: forever ("hang", like a decoder that never
+    returns) or for half a second ("pause", a clip that is merely slower than the others)."""
 
     def compute(self, spec: Any, on_phase: Any = None) -> Any:
         if os.path.basename(spec.path) == self.job.name:  # type: ignore[attr-defined]
-            time.sleep(3600)
+            time.sleep(3600 if self.job.fault == "hang" else 0.5)  # type: ignore[attr-defined]
         return super().compute(spec, on_phase)
 
 
@@ -69,7 +70,7 @@ class _HangingRunner(ClipRunner):
 class FaultyJob(ClipJob):
     """`fault`: "raise" (the model raises), "sleep" (the model never returns), "kill" (the worker process dies; only once when
     `marker` names a file that can be created), "no-start" (the model can't load), or
-    "hang" (the clip named `name` never finishes decoding)."""
+    "hang" (the clip named `name` never finishes decoding), or "pause" (it takes half a second more)."""
 
     fault: str = "raise"
     height: int = 180
@@ -80,7 +81,7 @@ class FaultyJob(ClipJob):
         if self.fault == "no-start":
             raise RuntimeError("cannot load the model on this node")
         runner = super().start(threads)
-        if self.fault == "hang":
+        if self.fault in ("hang", "pause"):
             return _HangingRunner(self, runner.model)
         runner.model = _FaultyModel(runner.model, self)  # type: ignore[assignment]
         return runner

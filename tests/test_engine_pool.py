@@ -350,3 +350,17 @@ def test_ctrl_c_while_workers_start_prints_no_traceback(tmp_path, disc_clip, mom
             proc.kill()
     assert "Traceback" not in stderr, stderr
     assert proc.returncode == 130, stderr
+
+
+def test_a_consumer_slower_than_the_timeout_turns_no_finished_clip_into_a_timeout(small_clips):
+    """The feeder holds each decoded clip while its model runs: a clip another worker finished
+    meanwhile, its result still unread, is not timed out. The first worker's clip is the slower
+    one, so the second reports first and the first finishes while the consumer holds that
+    result (its unread result was timed out: the first worker is read before the second)."""
+    specs = [ClipSpec(str(small_clips / f"c{i}.mp4")) for i in range(2)]
+    job = faulty("pause", name="c0.mp4")
+    statuses = []
+    for spec, result in run_pool(specs, job, EngineSettings(workers=2, clip_timeout=1.0)):
+        statuses.append((os.path.basename(spec.path), result.status))
+        time.sleep(1.5)  # longer than the clip timeout
+    assert statuses == [("c1.mp4", "ok"), ("c0.mp4", "ok")]

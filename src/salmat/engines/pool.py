@@ -322,18 +322,20 @@ class WorkerPool:
         return finished
 
     def results(self) -> Iterator[tuple[int, ClipResult]]:
-        """Settle every submitted clip; with no worker left, what is unsettled stays `pending`."""
+        """Settle every submitted clip; with no worker left, what is unsettled stays `pending`.
+
+        Every worker's messages are read before any clip is timed out, with nothing yielded in
+        between: a consumer that holds a result for long (the feeder's busy model) must not
+        turn a clip that finished meanwhile, its result unread, into a timeout."""
         while self.remaining > 0 and self.workers:
             self._assign()
             self._wait()
+            finished: list[tuple[int, ClipResult]] = []
             for worker in list(self.workers):
-                finished, gone = self._drain(worker)
-                if gone:
-                    finished += self._replace(worker, None)
-                for index, result in finished:
-                    self.remaining -= 1
-                    yield index, result
-            for index, result in self._timeouts():
+                drained, gone = self._drain(worker)
+                finished += drained + (self._replace(worker, None) if gone else [])
+            finished += self._timeouts()
+            for index, result in finished:
                 self.remaining -= 1
                 yield index, result
 
