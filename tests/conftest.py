@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,18 @@ def engine(request):
     if request.param == "ray":
         request.getfixturevalue("ray_session")
     return ENGINE_SETTINGS[request.param]
+
+
+# ---- Ctrl-C, however the suite was started ---------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A shell without job control starts `cmd &` with SIGINT ignored, and every process below
+    inherits that (Python keeps an ignored SIGINT ignored): the tests that press Ctrl-C on a run,
+    and the one that checks the CLI's handler, need Python's own handler, here and in the runs
+    they start."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # ---- Ray: the tests on the session's cluster share one worker ------------------------------------

@@ -94,11 +94,14 @@ def faulty(fault: str, frame_samples: int = 3, height: int = 180, marker: str | 
 
 
 class _EnvironmentRunner(ClipRunner):
-    """Computes nothing: each clip's error says what the worker sees in `job.variable`."""
+    """Computes nothing: each clip's error says what the worker sees in `job.variable`, and the
+    worker writes the same to its file descriptor 2."""
 
     def compute(self, spec: Any, on_phase: Any = None) -> Any:
         variable = self.job.variable  # type: ignore[attr-defined]
-        return ClipResult(MODEL_FAILED, error=f"{variable}={os.environ.get(variable)}")
+        seen = f"{variable}={os.environ.get(variable)}"
+        os.write(2, f"worker stderr: {seen}\n".encode())  # where a worker's own output goes
+        return ClipResult(MODEL_FAILED, error=seen)
 
 
 @dataclass(frozen=True)

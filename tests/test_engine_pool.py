@@ -364,3 +364,37 @@ def test_a_consumer_slower_than_the_timeout_turns_no_finished_clip_into_a_timeou
         statuses.append((os.path.basename(spec.path), result.status))
         time.sleep(1.5)  # longer than the clip timeout
     assert statuses == [("c1.mp4", "ok"), ("c0.mp4", "ok")]
+
+
+def test_a_worker_writes_to_the_stderr_of_its_run_not_of_the_fork_servers_start(capfd, disc_clip):
+    """The fork server keeps the descriptors it started with (here: before this test captured
+    them); a worker's own output must go where its run's stderr points now, as a spawned one's did."""
+    variable = "SALMAT_TEST_WORKER_VARIABLE"
+    job, settings = environment_job(variable), EngineSettings(workers=1, clip_timeout=60)
+    with capfd.disabled():  # starts the server, unless an earlier test did, with other descriptors
+        list(run_pool([ClipSpec(str(disc_clip))], job, settings))
+    capfd.readouterr()
+    [(_, result)] = run_pool([ClipSpec(str(disc_clip))], job, settings)
+    assert f"worker stderr: {result.error}" in capfd.readouterr().err
+
+
+def test_a_fork_server_that_cannot_be_reached_falls_back_to_spawned_workers(disc_clip):
+    """A temp-folder cleaner may remove the server's socket in a long-lived process (a notebook,
+    a Ray actor): the next workers are spawned instead of the pool failing with a traceback."""
+    from multiprocessing import forkserver
+
+    spec, job = ClipSpec(str(disc_clip)), plain_job()
+    settings = EngineSettings(workers=1, clip_timeout=60)
+    assert [r.status for _, r in run_pool([spec], job, settings)] == ["ok"]  # the server is up
+    address = forkserver._forkserver._forkserver_address  # the stdlib keeps it private
+    if address is None:
+        pytest.skip("workers are not forked from a fork server here")
+    os.unlink(address)
+    try:
+        assert [r.status for _, r in run_pool([spec], job, settings)] == ["ok"]
+    finally:  # the unreachable server ends, so the next pool in this process starts a new one
+        server = forkserver._forkserver._forkserver_pid
+        os.kill(server, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(server):
+            time.sleep(0.01)

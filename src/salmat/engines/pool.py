@@ -15,16 +15,18 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import forkserver, resource_tracker
+from multiprocessing import forkserver, reduction, resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from ..compute import ClipJob, ClipRunner
 from ..errors import warn
@@ -120,13 +122,52 @@ def _take_environment(environment: dict[str, str]) -> None:
     os.environ.update(environment)
 
 
-def _worker_main(conn: Connection, job: StartableJob, threads: int, environment: dict[str, str]) -> None:
+class _InheritedFd:
+    """One of this process's file descriptors, handed to a worker as it starts (multiprocessing's
+    own way of passing a pipe): the worker gets the descriptor itself, not what the fork server
+    had when it started."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        return _detached, (reduction.DupFd(self.fd),)
+
+
+def _detached(dup: Any) -> int:
+    fd: int = dup.detach()
+    return fd
+
+
+def _stdio() -> list[_InheritedFd | None]:
+    """This process's stdout and stderr as they are now (a run writing its table to stdout
+    points its stdout elsewhere while workers run), each None if it is closed."""
+    fds: list[_InheritedFd | None] = []
+    for fd in (1, 2):
+        try:
+            os.fstat(fd)
+            fds.append(_InheritedFd(fd))
+        except OSError:
+            fds.append(None)
+    return fds
+
+
+def _take_stdio(stdio: list[int | None]) -> None:
+    for target, fd in zip((1, 2), stdio, strict=True):
+        if fd is not None:
+            os.dup2(fd, target)
+            os.close(fd)
+
+
+def _worker_main(conn: Connection, job: StartableJob, threads: int, environment: dict[str, str],
+                 stdio: list[int | None]) -> None:
     """A pool worker: start the job once, then compute clips sent over `conn` until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _die_with_parent()
     _take_environment(environment)
+    _take_stdio(stdio)
     _tune_malloc()
     try:
         try:
@@ -167,23 +208,42 @@ WORKER_PRELOAD = ("salmat.engines.pool", "salmat.models.onnx", "salmat.models.cl
 
 def worker_context() -> ForkServerContext | SpawnContext:
     """Workers fork from multiprocessing's fork server (started once per process, with
-    `WORKER_PRELOAD` imported); where there is none (Windows) or it can't start, they are spawned.
+    `WORKER_PRELOAD` imported); off Linux, or where it can't start, they are spawned.
 
     Either way a worker starts from a fresh interpreter's state, not a copy of this process:
     it runs the `__main__` script again as a spawned worker would (hence `main_guard`), and
-    takes this process's working directory, `sys.path` and environment variables as they are
-    when it starts (`_take_environment`). Only what a library reads once at import (such as
-    OpenBLAS's thread count) comes from the environment the fork server started with."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
+    takes this process's working directory, `sys.path`, environment variables, stdout and
+    stderr as they are when it starts (`_worker_main`). What a library reads once at import
+    (such as OpenBLAS's thread count) comes from when the server started. The server is
+    shared with anything else in this process that uses "forkserver": one started before
+    salmat's first pool is used as it is (its workers then import what they need)."""
+    if sys.platform.startswith("linux"):  # forking after importing OpenCV is unsafe on macOS
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(WORKER_PRELOAD))
         try:
-            with _sigint_blocked():  # the server, and so every worker it forks
-                forkserver.ensure_running()
+            _start_fork_server()
             return context
         except OSError:  # its socket can't be made (a TMPDIR path too long for AF_UNIX): spawn
             pass
     return multiprocessing.get_context("spawn")
+
+
+def _start_fork_server() -> None:
+    """The server imports `WORKER_PRELOAD` from this process's `sys.path` (Python 3.11 starts it
+    with the interpreter's default path: a salmat found only through a `sys.path` entry added
+    at run time would be missed, or another installed salmat imported instead), with SIGINT
+    blocked, so a Ctrl-C while it imports prints no traceback; the workers it forks inherit that."""
+    saved_path = os.environ.get("PYTHONPATH")
+    forkserver.set_forkserver_preload(list(WORKER_PRELOAD))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+    try:
+        with _sigint_blocked():
+            forkserver.ensure_running()
+    finally:
+        if saved_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved_path
+        forkserver.set_forkserver_preload([])  # process-wide: set only for this start
 
 
 @dataclass
@@ -223,12 +283,26 @@ class WorkerPool:
         return indices
 
     def _spawn(self) -> _Worker:
-        parent, child = self.ctx.Pipe(duplex=True)
-        process = self.ctx.Process(target=_worker_main, name="salmat-worker", daemon=True,
-                                   args=(child, self.job, self.threads, dict(os.environ)))
-        with _sigint_blocked():  # a spawned worker (a forked one starts as the server did)
-            process.start()
-        child.close()
+        try:
+            return self._start(self.ctx)
+        except (OSError, EOFError):  # the fork server is gone (killed, its socket removed): spawn from now on
+            if self.ctx.get_start_method() != "forkserver":
+                raise
+            self.ctx = multiprocessing.get_context("spawn")
+            return self._start(self.ctx)
+
+    def _start(self, context: ForkServerContext | SpawnContext) -> _Worker:
+        parent, child = context.Pipe(duplex=True)
+        process = context.Process(target=_worker_main, name="salmat-worker", daemon=True,
+                                  args=(child, self.job, self.threads, dict(os.environ), _stdio()))
+        try:
+            if context.get_start_method() == "spawn":
+                with _sigint_blocked():
+                    process.start()
+            else:  # forked by the server, which started with SIGINT blocked; this process keeps Ctrl-C
+                process.start()
+        finally:
+            child.close()
         return _Worker(process, parent)
 
     def _assign(self) -> None:
@@ -305,37 +379,48 @@ class WorkerPool:
         return finished  # with no worker left, `pending` is what the pool could not run
 
     def _timeouts(self) -> list[tuple[int, ClipResult]]:
+        """Clips past `--clip-timeout`, their workers replaced. A late worker's messages are read
+        first: a consumer that held a result for long (the feeder's busy model) must not turn a
+        clip that finished meanwhile, its result unread, into a timeout."""
         finished: list[tuple[int, ClipResult]] = []
         if not self.timeout:
             return finished
-        now = time.monotonic()
         for worker in list(self.workers):
-            if worker.task is not None and now - worker.started >= self.timeout:
-                name = os.path.basename(self.specs[worker.task].path)
-                doing = "decoding" if worker.phase == "decode" else "the model"
-                status = DECODE_TIMEOUT if worker.phase == "decode" else MODEL_TIMEOUT
-                with cli_spelling(self.job.cli_spelling):  # a Ray actor's pool runs outside the caller's context
-                    limit = passing("clip_timeout", f"{self.timeout:g}")
-                result = ClipResult(status, seconds=now - worker.started, error=(
-                    f"{name}: {doing} took longer than {limit} s; the worker was stopped and replaced"))
-                finished += self._replace(worker, result)
+            if worker.task is None or time.monotonic() - worker.started < self.timeout:
+                continue
+            drained, gone = self._drain(worker)
+            finished += drained
+            if gone:
+                finished += self._replace(worker, None)
+            elif worker.task is not None:  # still on its clip
+                finished += self._replace(worker, self._timed_out(worker))
         return finished
+
+    def _timed_out(self, worker: _Worker) -> ClipResult:
+        assert worker.task is not None
+        name = os.path.basename(self.specs[worker.task].path)
+        doing = "decoding" if worker.phase == "decode" else "the model"
+        status = DECODE_TIMEOUT if worker.phase == "decode" else MODEL_TIMEOUT
+        with cli_spelling(self.job.cli_spelling):  # a Ray actor's pool runs outside the caller's context
+            limit = passing("clip_timeout", f"{self.timeout:g}")
+        return ClipResult(status, seconds=time.monotonic() - worker.started, error=(
+            f"{name}: {doing} took longer than {limit} s; the worker was stopped and replaced"))
 
     def results(self) -> Iterator[tuple[int, ClipResult]]:
         """Settle every submitted clip; with no worker left, what is unsettled stays `pending`.
-
-        Every worker's messages are read before any clip is timed out, with nothing yielded in
-        between: a consumer that holds a result for long (the feeder's busy model) must not
-        turn a clip that finished meanwhile, its result unread, into a timeout."""
+        Results are yielded as each worker's are read, so a slow consumer holds back the rest
+        (the feeder keeps at most its queue of decoded clips in memory)."""
         while self.remaining > 0 and self.workers:
             self._assign()
             self._wait()
-            finished: list[tuple[int, ClipResult]] = []
             for worker in list(self.workers):
-                drained, gone = self._drain(worker)
-                finished += drained + (self._replace(worker, None) if gone else [])
-            finished += self._timeouts()
-            for index, result in finished:
+                finished, gone = self._drain(worker)
+                if gone:
+                    finished += self._replace(worker, None)
+                for index, result in finished:
+                    self.remaining -= 1
+                    yield index, result
+            for index, result in self._timeouts():
                 self.remaining -= 1
                 yield index, result
 
