@@ -398,3 +398,29 @@ def test_a_fork_server_that_cannot_be_reached_falls_back_to_spawned_workers(disc
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _alive(server):
             time.sleep(0.01)
+
+
+def test_pools_started_from_many_threads_leave_pythonpath_as_it_was(monkeypatch):
+    """Starting the fork server points PYTHONPATH at the run's `sys.path` for a moment; threads
+    that start pools together must leave it as they found it (a leak reaches every subprocess)."""
+    import threading
+
+    from salmat.engines.pool import worker_context
+
+    monkeypatch.setenv("PYTHONPATH", "/the/users/own")
+    errors: list[BaseException] = []
+
+    def start_many() -> None:
+        try:
+            for _ in range(100):
+                worker_context()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start_many) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert os.environ["PYTHONPATH"] == "/the/users/own"

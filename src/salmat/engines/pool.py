@@ -227,23 +227,27 @@ def worker_context() -> ForkServerContext | SpawnContext:
     return multiprocessing.get_context("spawn")
 
 
+_SERVER_START = threading.Lock()
+
+
 def _start_fork_server() -> None:
     """The server imports `WORKER_PRELOAD` from this process's `sys.path` (Python 3.11 starts it
     with the interpreter's default path: a salmat found only through a `sys.path` entry added
     at run time would be missed, or another installed salmat imported instead), with SIGINT
     blocked, so a Ctrl-C while it imports prints no traceback; the workers it forks inherit that."""
-    saved_path = os.environ.get("PYTHONPATH")
-    forkserver.set_forkserver_preload(list(WORKER_PRELOAD))
-    os.environ["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-    try:
-        with _sigint_blocked():
-            forkserver.ensure_running()
-    finally:
-        if saved_path is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved_path
-        forkserver.set_forkserver_preload([])  # process-wide: set only for this start
+    with _SERVER_START:  # two threads' pools: one saves and restores PYTHONPATH at a time
+        saved_path = os.environ.get("PYTHONPATH")
+        forkserver.set_forkserver_preload(list(WORKER_PRELOAD))
+        os.environ["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+        try:
+            with _sigint_blocked():
+                forkserver.ensure_running()
+        finally:
+            if saved_path is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved_path
+            forkserver.set_forkserver_preload([])  # process-wide: set only for this start
 
 
 @dataclass
