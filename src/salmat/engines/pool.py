@@ -305,6 +305,9 @@ class WorkerPool:
                     process.start()
             else:  # forked by the server, which started with SIGINT blocked; this process keeps Ctrl-C
                 process.start()
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
         return _Worker(process, parent)
