@@ -372,7 +372,7 @@ def test_a_worker_writes_to_the_stderr_of_its_run_not_of_the_fork_servers_start(
     variable = "SALMAT_TEST_WORKER_VARIABLE"
     job, settings = environment_job(variable), EngineSettings(workers=1, clip_timeout=60)
     with capfd.disabled():  # starts the server, unless an earlier test did, with other descriptors
-        list(run_pool([ClipSpec(str(disc_clip))], job, settings))
+        list(run_pool([ClipSpec(str(disc_clip))], plain_job(), settings))
     capfd.readouterr()
     [(_, result)] = run_pool([ClipSpec(str(disc_clip))], job, settings)
     assert f"worker stderr: {result.error}" in capfd.readouterr().err
