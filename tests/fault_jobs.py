@@ -22,6 +22,12 @@ def plain_job(frame_samples: int = 3) -> ClipJob:
     return ClipJob(ModelSpec(), SamplingOptions("clip", frame_samples, 8, 8192 * 8192), ReduceOptions(0.6))
 
 
+def pinned_elsewhere() -> ClipJob:
+    """The plain job, pinned to a fingerprint no model has: no worker may compute with it."""
+    base = plain_job()
+    return ClipJob(ModelSpec().pinned("not-this-model"), base.sampling, base.reduce)
+
+
 class _FaultyModel:
     """Wraps the real model and misbehaves for frames `height` pixels tall."""
 

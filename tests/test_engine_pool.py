@@ -14,7 +14,7 @@ import pytest
 
 import salmat
 from conftest import clip_table, read_jsonl, run_cli, write_jsonl
-from fault_jobs import environment_job, faulty, plain_job
+from fault_jobs import environment_job, faulty, pinned_elsewhere, plain_job
 from onnx_graphs import save, slow_graph
 from salmat.engines import EngineSettings, worker_threads
 from salmat.engines.inline import run_inline
@@ -176,6 +176,19 @@ def test_a_model_that_cannot_start_makes_every_clip_worker_lost(clip_folder, eng
     got = dict(engine(specs, faulty("no-start"), EngineSettings(workers=2)))
     assert [got[s].status for s in specs] == ["worker-lost", "worker-lost"]
     assert all("cannot load the model on this node" in got[s].error for s in specs)
+
+
+@pytest.mark.parametrize("engine", [run_inline, run_pool])
+def test_a_worker_whose_model_is_not_the_pinned_one_computes_nothing(clip_folder, engine):
+    """The driver pins the model it loaded; a worker that loads another computes no clip
+    (Ray: `test_ray.test_actors_whose_model_is_not_the_pinned_one_never_start`)."""
+    specs = _specs(clip_folder, ["carphone.mp4", "disc.mp4", "bikes.mp4"])
+    got = dict(engine(specs, pinned_elsewhere(), EngineSettings(workers=2)))
+    assert set(got) == set(specs)
+    for spec, result in got.items():
+        assert result.status == "worker-lost" and not result.stats, (spec.path, result.status)
+        assert "is not the one the run started with" in result.error, result.error
+        assert "not-this-model" in result.error, result.error  # the fingerprint the driver pinned
 
 
 class _BrokenModel:

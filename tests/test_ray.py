@@ -19,8 +19,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 import ray_helpers  # noqa: E402
 import salmat  # noqa: E402
-from conftest import read_jsonl, run_cli, write_jsonl  # noqa: E402
-from fault_jobs import faulty, plain_job  # noqa: E402
+from conftest import write_jsonl  # noqa: E402
+from fault_jobs import faulty, pinned_elsewhere, plain_job  # noqa: E402
 from salmat.engines import EngineSettings  # noqa: E402
 from salmat.engines.inline import run_inline  # noqa: E402
 from salmat.engines.ray_data import actor_cpus, clip_key, run_ray  # noqa: E402
@@ -156,26 +156,15 @@ def test_a_stalled_execution_ends_in_worker_lost():
         next(results)
 
 
-def test_actors_that_cannot_start_end_as_worker_lost(ray_cluster, fewer_ray_retries, disc_clip):
+def test_actors_whose_model_is_not_the_pinned_one_never_start(ray_cluster, fewer_ray_retries, disc_clip):
+    """An actor whose model can't load, here another model than the one the driver pinned, fails
+    to start: its clips end as worker-lost, with the loader's own words."""
     spec = ClipSpec(str(disc_clip))
-    got = list(run_ray([spec], faulty("no-start", frame_samples=2), ONE_ACTOR))
+    got = list(run_ray([spec], pinned_elsewhere(), ONE_ACTOR))
     assert [(s, r.status) for s, r in got] == [(spec, "worker-lost")]
-    assert "cannot load the model on this node" in got[0][1].error
-
-
-def test_cli_engine_ray_starts_and_stops_its_own_cluster(tmp_path, disc_clip):
-    table = write_jsonl(tmp_path / "t.jsonl", [{"id": "1", "src": str(disc_clip)}, {"id": "2", "src": "gone.mp4"},
-                                               {"id": "3", "src": str(disc_clip)}])
-    outs = {}
-    for engine in ("local", "ray"):
-        outs[engine] = tmp_path / f"{engine}.jsonl"
-        result = run_cli("materialize", "--input", table, "--output", outs[engine], "--engine", engine,
-                         "--workers", "1", "--frame-samples", "3")
-        assert result.returncode == 1, result.stderr
-        assert "Traceback" not in result.stderr
-        assert result.stderr.strip().splitlines()[-1].startswith("salmat: total=3 ok=2 skipped=0 failed=1")
-    assert outs["ray"].read_bytes() == outs["local"].read_bytes()
-    assert [r["saliency_status"] for r in read_jsonl(outs["ray"])] == ["ok", "missing-source", "ok"]
+    assert not got[0][1].stats
+    assert "is not the one the run started with" in got[0][1].error, got[0][1].error
+    assert "not-this-model" in got[0][1].error, got[0][1].error  # the fingerprint the driver pinned
 
 
 def test_actors_never_claim_every_cpu():

@@ -1,7 +1,7 @@
 """Ray on more than one node, in an interpreter of its own.
 
-The cases are in `ray_cluster_cases.py`: a 3-node `ray.cluster_utils.Cluster`, a node removed
-mid-run, the pinned model on every engine, a quiet `--engine ray` run. They run under a fresh
+The case is in `ray_cluster_cases.py`: a 3-node `ray.cluster_utils.Cluster`, a node removed
+mid-run, every clip back exactly once and exact. It runs under a fresh
 `python -m pytest`, not in this session: a Ray driver whose connection breaks ends its own
 process, and this session already holds another Ray cluster (`ray_helpers.start_ray`), so in
 the same process one could take the other down, and the whole suite with it, with no report.

@@ -8,9 +8,13 @@ time for every process carrying that variable to be gone.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_jsonl
+from conftest import read_jsonl, run_cli, write_jsonl
 from salmat.engines import ray_reaper
 
 pytestmark = pytest.mark.skipif(not ray_reaper.supported(), reason="the reaper reads /proc (Linux)")
@@ -72,8 +76,11 @@ def tag():
     kill_all(carrying("SALMAT_TEST_TAG", value))  # whatever a failing test left
 
 
-def start(code_or_args: list[str], tag: str, cwd: Path | None = None) -> subprocess.Popen[str]:
-    env = {**os.environ, "SALMAT_TEST_TAG": tag, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def start(code_or_args: list[str], tag: str, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`python <code_or_args>` carrying the tag; `env` adds variables."""
+    env = {**os.environ, **(env or {}), "SALMAT_TEST_TAG": tag,
+           "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen([sys.executable, *code_or_args], env=env, cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -136,16 +143,44 @@ def test_sigkill_of_a_ray_run_leaves_no_ray_process(tmp_path, disc_clip, tag):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_finished_ray_run_leaves_no_ray_process(tmp_path, disc_clip, tag):
+    """A real `--engine ray` run (no cache, so Ray computes); once it has ended, every process it
+    started is gone. The same run shows what a user sees of it: the local engine's bytes, nothing
+    on stdout (Ray's driver prints its error messages there), the local run's words on stderr, and a
+    cluster of its own even where `ray start` left an address for `ray.init()` to join (that
+    cluster is gone, so joining it would fail the run)."""
     pytest.importorskip("ray")
     (tmp_path / "c.mp4").write_bytes(disc_clip.read_bytes())
-    write_jsonl(tmp_path / "in.jsonl", [{"src": "c.mp4"}])
-    run = start(["-m", "salmat", "materialize", "--input", "in.jsonl", "--output", "out.jsonl", "--root", ".",
-                 "--engine", "ray", "--workers", "1", "--frame-samples", "1", "--no-cache", "--quiet"], tag, cwd=tmp_path)
+    write_jsonl(tmp_path / "in.jsonl", [{"src": "c.mp4"}, {"src": "gone.mp4"}, {"src": "c.mp4"}])
+    args = ["materialize", "--input", "in.jsonl", "--root", ".", "--workers", "1", "--frame-samples", "1",
+            "--no-cache"]
+    local = run_cli(*args, "--output", "local.jsonl", cwd=tmp_path)
+    assert local.returncode == 1, local.stderr
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp" if os.path.isdir("/tmp") else None))  # short: sockets
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{_a_closed_port()}")
+    run = start(["-m", "salmat", *args, "--output", "out.jsonl", "--engine", "ray"], tag, cwd=tmp_path,
+                env={"RAY_TMPDIR": str(ray_tmp)})
     try:
-        _, err = run.communicate(timeout=300)
-        assert run.returncode == 0, err
+        out, err = run.communicate(timeout=300)
         left = wait_gone("SALMAT_TEST_TAG", tag, 20)
         assert left == {}, f"still alive 20 s after the run ended: {left}"
     finally:
         kill_all(carrying("SALMAT_TEST_TAG", tag))
         run.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert run.returncode == 1 and out == "", (run.returncode, out, err)
+    assert _untimed(err) == _untimed(local.stderr), (err, local.stderr)  # the same words as a local run's
+    assert _untimed(err)[-1] == "salmat: total=3 ok=2 skipped=0 failed=1 clips=1 cached=0", err
+    assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert [r["saliency_status"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["ok", "missing-source", "ok"]
+
+
+def _untimed(stderr: str) -> list[str]:
+    """The lines of a run's stderr, its summary without the seconds and the output's name."""
+    return [re.sub(r" seconds=.*", "", line) for line in stderr.splitlines()]
+
+
+def _a_closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
