@@ -24,8 +24,9 @@ from salmat.model_choice import model_spec, split_knobs
 from salmat.models import load_model
 from salmat.models.knobs import Knobs
 from salmat.models.spec import ModelSpec
+from salmat.row_plan import plan_rows
 from salmat.run_clips import RunSettings, run_clips
-from salmat.sources import SourceOptions, plan_rows
+from salmat.sources import SourceOptions
 from salmat.values import OK, ReduceOptions, SamplingOptions
 
 INLINE = {"workers": 1, "clip_timeout": None, "quiet": True}

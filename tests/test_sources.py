@@ -4,7 +4,8 @@ import numpy as np
 import pyarrow as pa
 
 from conftest import run_cli_inprocess, write_jsonl
-from salmat.sources import ClipSpec, SourceFailure, SourceOptions, geometry_from_name, plan_rows
+from salmat.row_plan import plan_rows
+from salmat.sources import ClipSpec, SourceFailure, SourceOptions, geometry_from_name
 
 
 def test_geometry_from_file_name():

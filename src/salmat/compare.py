@@ -53,10 +53,11 @@ from .models.knobs import Knobs
 from .option_spec import named, passing
 from .outputs import atomic_output, preflight, write_json, write_text
 from .plots import pyplot
+from .row_plan import plan_rows
 from .run_clips import ClipRun, RunSettings, run_clips
 from .run_notes import compare_unused_settings
 from .settings_types import CompareSettings
-from .sources import SourceOptions, plan_rows
+from .sources import SourceOptions
 from .tables import TableReader
 from .values import OK, ReduceOptions, SamplingOptions
 

@@ -29,6 +29,7 @@ from .models.spec import ModelSpec
 from .option_spec import named, passing
 from .options import MaterializeOptions
 from .outputs import STDIO, preflight, stdout_reserved, write_text
+from .row_plan import RowPlan, plan_rows, with_wanted_frames
 from .rows import (
     OUTPUT_TYPES,
     ColumnBuilder,
@@ -41,7 +42,7 @@ from .rows import (
 )
 from .run_clips import RunSettings, run_clips
 from .run_notes import CONFIGURATION_ROLES, failure_lines, first_errors, skipped_other_configurations, unused_settings
-from .sources import ClipSpec, RowPlan, SourceFailure, SourceOptions, plan_rows, with_wanted_frames
+from .sources import ClipSpec, SourceFailure, SourceOptions
 from .tables import (
     TableReader,
     TableWriter,
