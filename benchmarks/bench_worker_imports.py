@@ -1,7 +1,7 @@
 """What a worker process imports before its first clip: the fork server's preload, with and without pyarrow.
 
-Every fork server (one per run's process), spawned worker and Ray actor imports
-`engines.pool.WORKER_PRELOAD`. Workers decode and compute and never read a table, so that
+Every fork server (one per run's process) and spawned worker imports
+`engines.pool.WORKER_PRELOAD` (a Ray actor only for its fork server, with a clip timeout). Workers decode and compute and never read a table, so that
 list pulls in no pyarrow since `row_plan` took the table side of `sources`; the baseline adds
 `pyarrow.compute` back, which is what the same list imported before. Each side runs `--repeat`
 times, interleaved, in a fresh interpreter; CPU seconds (user + system) of the whole interpreter,

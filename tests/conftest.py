@@ -253,8 +253,8 @@ def _uses_the_session_cluster(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The tests on the session's local Ray cluster form one pytest-xdist group, so one worker
     starts that cluster and runs them one after another (two clusters at once would halve each
-    one's CPUs). Tests that run Ray in a process of their own (the CLI, the multi-node cluster,
-    the reaper's) need no group: each keeps to what it started."""
+    one's CPUs). Tests that run Ray in a process of their own (the multi-node cluster, the
+    reaper's CLI runs) need no group: each keeps to what it started."""
     for item in items:
         if _uses_the_session_cluster(item):
             item.add_marker(pytest.mark.xdist_group("ray-session"))

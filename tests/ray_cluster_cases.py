@@ -9,8 +9,9 @@ The cluster lives for this module only. The rest of the session shares one local
 (`ray_helpers.start_ray`, from the session-scoped fixtures `ray_session` in conftest.py and
 `ray_cluster` in test_ray.py): if one is up when this module starts, it is shut down first (a
 process holds one Ray connection) and started again when this module is done, so their later
-tests find it. Ray's other promises (a model that can't load, a quiet `--engine ray` command
-line, values equal to the local engine's) are tested on that one local cluster, in test_ray.py.
+tests find it. Ray's other promises need no second node: a model that can't load and values
+equal to the local engine's are tested on that one local cluster (test_ray.py), a quiet
+`--engine ray` command line on the CLI's own cluster (test_ray_reaper.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A killed `--engine ray` run leaves no Ray process behind (issue #20, point 5).
 
-Real processes, a real SIGKILL: each test starts a driver in a subprocess with a variable of its
-own in the environment (inherited by everything it starts), kills the driver, and waits a bounded
-time for every process carrying that variable to be gone.
+Real processes: each test starts a driver in a subprocess with a variable of its own in the
+environment (inherited by everything it starts), kills the driver (a real SIGKILL) or lets it
+finish, and waits a bounded time for every process carrying that variable to be gone. The
+finished run is also the suite's one real `--engine ray` command line: its output and words.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Rows are grouped by (path, width, height, reference) with vectorised NumPy work, so a per-frame
 table with a million rows costs one `np.unique`, and each distinct combination is resolved once
 in Python (`sources.resolve_source`). Two combinations that name the same container file (its
-geometry comes from the file, not the row) share one clip.
+geometry comes from the file, not the row) share one clip. A row's reference is resolved the
+same way (`with_reference`); per-frame rows give each clip the frames they name
+(`with_wanted_frames`).
 """
 
 from __future__ import annotations

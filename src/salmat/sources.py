@@ -1,8 +1,8 @@
 """A row's path and geometry → a clip: relative paths, raw `.yuv` geometry, confinement to
 `--root`, and opening the file as planned (`open_source`).
 
-No pyarrow here: worker processes and Ray actors import this module (`ClipSpec`,
-`open_source`) and never read a table; `row_plan` turns a table's rows into clips.
+No pyarrow here: pool workers import this module (`ClipSpec`, `open_source`; the fork
+server's preload) and never read a table; `row_plan` turns a table's rows into clips.
 """
 
 from __future__ import annotations
