@@ -451,11 +451,11 @@ class WorkerPool:
 
 
 def run_pool(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings) -> Results:
-    """`settings.workers` spawned workers (fewer if there are fewer clips); clips are handed
+    """`settings.workers` worker processes (fewer if there are fewer clips); clips are handed
     out in input order, one at a time, and yielded as they finish.
 
-    A script that calls salmat outside `if __name__ == "__main__":` (spawned workers run it
-    again) is found before any worker starts, and its clips run in this process with one
+    A script that calls salmat outside `if __name__ == "__main__":` (worker processes run it
+    again, forked or spawned) is found before any worker starts, and its clips run in this process with one
     warning; if no worker process can start for another reason, the clips left run here too."""
     if not specs:
         return
@@ -479,7 +479,7 @@ def run_pool(specs: Sequence[ClipSpec], job: ClipJob, settings: EngineSettings) 
         pool.close()
     if pool.pending:
         # A worker that exits before reporting anything is what a script without a main guard
-        # causes (spawned workers re-run it); a worker that reports why it failed says so itself.
+        # causes (worker processes re-run it); a worker that reports why it failed says so itself.
         reason = pool.last_startup_error or ("worker processes exited before they were ready; a script that calls "
                                              "salmat.materialize needs an `if __name__ == \"__main__\":` guard")
         warn(f"no worker process could start ({reason}); running the remaining {len(pool.pending)} clip(s) in "
