@@ -295,13 +295,3 @@ def structural_similarity(*args, **kwargs):
     """scikit-image's SSIM, the independent reference for salmat's; a test that asks for it skips
     cleanly where scikit-image isn't installed."""
     return pytest.importorskip("skimage.metrics").structural_similarity(*args, **kwargs)
-
-
-@pytest.fixture()
-def fewer_ray_retries(monkeypatch):
-    """Two Ray dataset executions per run instead of `MAX_ATTEMPTS` (3): still a first one and
-    a re-run. A case whose clips can never succeed spends every execution (about 6 s each, in
-    new Ray worker processes), and the bound's value is not what such a case tests."""
-    from salmat.engines import ray_data
-
-    monkeypatch.setattr(ray_data, "MAX_ATTEMPTS", 2)
